@@ -1,0 +1,31 @@
+/* spmm_csr_f32: C (M x N) = A (M x K, CSR, fp32 values, int32 indices) @ B (K x N, fp32).
+ *
+ * Operand roles and layout: A is the sparse operand (CSR rows = output rows); B and C are
+ * dense, row-major with leading dimensions ldb >= N and ldc >= N (in elements). The kernel
+ * vectorizes along N: each nonzero A[i,k] is broadcast and multiplied against a contiguous
+ * slice of row k of B. Inputs are validated in Python (kernels_c/spmm.py); C trusts them.
+ *
+ * Blocking parameters (runtime):
+ *   reg_vectors  SIMD vectors per register tile along N: 1, 2, 4 or 8.
+ *   n_tile       columns of B per cache tile (a multiple of the path's vector width), 0 = N.
+ * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
+ * register tile (2 halves the FMA dependency chain per accumulator).
+ */
+typedef struct {
+    int64_t m, k, n;
+    const int32_t *indptr;
+    const int32_t *indices;
+    const float *data;
+    const float *b;
+    int64_t ldb;
+    float *c;
+    int64_t ldc;
+    int threads;
+    int isa;
+    int reg_vectors;
+    int n_tile;
+} spmm_csr_f32_args;
+
+int spmm_csr_f32(void *args);
+int spmm_csr_f32_ref(void *args);
+int spmm_acc_sets(void);

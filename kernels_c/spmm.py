@@ -1,0 +1,147 @@
+"""CSR sparse x dense GEMM (``spmm``) and its prepared form for repeated timing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _isa
+from ._loader import load
+from ._validate import check_csr, check_dense, check_out, check_threads
+
+IMPLEMENTED = ("portable", "avx2", "avx512")
+VECTOR_WIDTH = {"portable": 8, "avx2": 8, "avx512": 16}
+
+#: Tunable parameters and their valid values (the tuner's search space reads this).
+PARAMS: dict[str, tuple[int, ...]] = {
+    "reg_vectors": (1, 2, 4, 8),      # SIMD vectors per register tile along N
+    "n_tile": (0, 64, 128, 256, 512, 1024),  # columns per cache tile (any multiple of the
+    #                                          vector width is valid); 0 = all of N
+    "acc_sets": (1, 2),               # compile-time: accumulator sets (variant cache)
+}
+DEFAULT_ACC_SETS = 2
+_L2_TILE_BYTES = 512 * 1024
+
+
+def default_params(m: int, k: int, n: int, isa: str | None = None) -> dict[str, int]:
+    """Default blocking for a problem: widest register tile that N fills, and a cache tile
+    that keeps the active B panel (K x n_tile fp32) within about half of a 1 MiB L2."""
+    level, _ = _isa.resolve(isa, IMPLEMENTED)
+    vw = VECTOR_WIDTH[level]
+    reg = 4
+    while reg > 1 and n < reg * vw:
+        reg //= 2
+    width = reg * vw
+    cols = max(width, (_L2_TILE_BYTES // max(4 * k, 1)) // width * width)
+    return {"reg_vectors": reg, "n_tile": 0 if cols >= n else int(cols),
+            "acc_sets": DEFAULT_ACC_SETS}
+
+
+def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
+    unknown = set(params) - set(PARAMS)
+    if unknown:
+        raise ValueError(f"unknown spmm parameter(s) {sorted(unknown)}; valid: {sorted(PARAMS)}")
+    for name, value in params.items():
+        if name == "n_tile":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"n_tile must be an int >= 0, got {value!r}")
+        elif value not in PARAMS[name]:
+            raise ValueError(f"spmm parameter {name}={value!r} invalid; allowed: {PARAMS[name]}")
+    if params.get("n_tile", 0) % VECTOR_WIDTH[level]:
+        raise ValueError(f"n_tile must be a multiple of the {level} vector width "
+                         f"{VECTOR_WIDTH[level]}")
+    return {k: int(v) for k, v in params.items()}
+
+
+@dataclass
+class SpmmPlan:
+    """A validated ``spmm`` call whose C argument block can be run or timed repeatedly.
+
+    Holds references to every array the C struct points into, so they stay alive.
+    """
+
+    args: Any            # cffi ``spmm_csr_f32_args *``
+    module: Any          # the cffi module (default build or a variant)
+    out: np.ndarray
+    isa: str
+    params: dict[str, int]
+    _keepalive: tuple
+
+    @property
+    def function(self) -> Any:
+        """C entry point ``int f(void *args)``, for the C timing loop."""
+        return self.module.lib.spmm_csr_f32
+
+    def run(self) -> np.ndarray:
+        if self.module.lib.spmm_csr_f32(self.args) != 0:
+            raise RuntimeError(f"spmm_csr_f32 failed on path {self.isa}")
+        return self.out
+
+
+def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = None,
+              isa: str | None = None, **params: int) -> SpmmPlan:
+    """Validate operands and build the C call for ``out = a @ b`` (see :func:`spmm`)."""
+    indptr, indices, data, (m, k) = check_csr(a, np.float32)
+    b = check_dense(b, np.float32, "b")
+    if b.shape[0] != k:
+        raise ValueError(f"shape mismatch: a is {m} x {k} but b is {b.shape[0]} x {b.shape[1]}"
+                         f" (b must have K = {k} rows)")
+    n = int(b.shape[1])
+    threads = check_threads(threads)
+    level, isa_id = _isa.resolve(isa, IMPLEMENTED)
+    full = default_params(m, k, n, level)
+    full.update(_check_params(params, level))
+    out = check_out(out, (m, n), np.float32, (b, data))
+    acc_sets = full["acc_sets"]
+    module = load("spmm") if acc_sets == DEFAULT_ACC_SETS else load(
+        "spmm", (("SPMM_ACC_SETS", acc_sets),))
+    ffi = module.ffi
+    args = ffi.new("spmm_csr_f32_args *")
+    args.m, args.k, args.n = m, k, n
+    args.indptr = ffi.from_buffer("int32_t[]", indptr)
+    args.indices = ffi.from_buffer("int32_t[]", indices)
+    args.data = ffi.from_buffer("float[]", data)
+    args.b = ffi.from_buffer("float[]", b)
+    args.ldb = n
+    args.c = ffi.from_buffer("float[]", out)
+    args.ldc = n
+    args.threads = threads
+    args.isa = isa_id
+    args.reg_vectors = full["reg_vectors"]
+    args.n_tile = full["n_tile"]
+    return SpmmPlan(args, module, out, level, full, (indptr, indices, data, b, out))
+
+
+def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = None,
+         isa: str | None = None, **params: int) -> np.ndarray:
+    """Sparse x dense matrix product ``a @ b``.
+
+    Parameters
+    ----------
+    a : scipy.sparse CSR matrix or array (M, K), float32 data
+        int32 ``indptr``/``indices`` are used without copying; wider integer indices are
+        narrowed to int32 when they fit. Other value dtypes raise ``TypeError``.
+    b : ndarray (K, N), float32, C-contiguous
+    threads : int, OpenMP threads (rows are split by nonzero count).
+    out : ndarray (M, N), float32, C-contiguous, optional; reused as the result.
+    isa : str, optional; a path at or below :func:`kernels_c.isa` (default: that one).
+    **params : blocking parameters, see ``PARAMS``: ``reg_vectors`` (1, 2, 4, 8),
+        ``n_tile`` (0 or a multiple of the vector width), ``acc_sets`` (1, 2; compiled on
+        demand).
+
+    Returns
+    -------
+    ndarray (M, N), float32. NaN/Inf in stored entries or in the rows of ``b`` they touch
+    propagate as in any dense product; implicit zeros contribute nothing.
+    """
+    return plan_spmm(a, b, threads=threads, out=out, isa=isa, **params).run()
+
+
+def spmm_reference(a: Any, b: np.ndarray) -> np.ndarray:
+    """Naive C reference (double accumulation), validated like :func:`spmm`."""
+    plan = plan_spmm(a, b)
+    if plan.module.lib.spmm_csr_f32_ref(plan.args) != 0:
+        raise RuntimeError("spmm_csr_f32_ref failed")
+    return plan.out

@@ -1,0 +1,43 @@
+"""The ``perfmodel`` command line.
+
+Each subcommand lives in its own module that defines ``add_parser(subparsers)``; the module
+registers its parser and sets ``func`` (called with the parsed namespace, returning an exit
+code). Modules are listed in ``COMMANDS`` and imported when the CLI starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand modules, in the order ``perfmodel --help`` lists them
+COMMANDS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perfmodel",
+        description="Measure, model and tune sparse and quantized kernels on this machine.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"perfmodel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""Self-contained HTML performance reports."""
+
+__all__: list[str] = []

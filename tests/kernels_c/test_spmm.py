@@ -1,0 +1,206 @@
+"""spmm: every ISA path, variant and thread count against scipy, edge cases, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import kernels_c
+from kernels_c.spmm import PARAMS, spmm_reference
+
+SENTINEL = np.float32(-7777.0)
+
+
+def _random_csr(rng, m, k, density, dtype=np.float32):
+    return sp.random_array((m, k), density=density, format="csr", dtype=dtype, rng=rng)
+
+
+def _check(a, b, **kw):
+    ref = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+    out = np.full((a.shape[0], b.shape[1]), SENTINEL, dtype=np.float32)
+    got = kernels_c.spmm(a, b, out=out, **kw)
+    assert got is out
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 8, 13, 15, 16, 17, 33, 64, 65, 129, 257])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_matches_scipy_all_paths(isa_path, n, threads):
+    rng = np.random.default_rng(n)
+    a = _random_csr(rng, 37, 29, 0.3)
+    b = rng.standard_normal((29, n), dtype=np.float32)
+    for reg in PARAMS["reg_vectors"]:
+        _check(a, b, isa=isa_path, threads=threads, reg_vectors=reg)
+
+
+@pytest.mark.parametrize("n_tile", [16, 64, 128])
+def test_cache_tiling(isa_path, n_tile):
+    rng = np.random.default_rng(1)
+    a = _random_csr(rng, 50, 300, 0.1)
+    b = rng.standard_normal((300, 200), dtype=np.float32)
+    _check(a, b, isa=isa_path, n_tile=n_tile, reg_vectors=1)
+
+
+def test_accumulator_variant_compiled_on_demand(isa_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELS_C_CACHE", str(tmp_path))
+    kernels_c._loader.load.cache_clear()
+    rng = np.random.default_rng(2)
+    a = _random_csr(rng, 40, 40, 0.2)
+    b = rng.standard_normal((40, 70), dtype=np.float32)
+    _check(a, b, isa=isa_path, acc_sets=1)
+    assert list(tmp_path.glob("_spmm_v*")), "variant was not cached"
+    kernels_c._loader.load.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("m", "k", "n"), [(1, 1, 1), (1, 50, 17), (50, 1, 17), (13, 7, 1), (3, 3, 3)]
+)
+def test_degenerate_shapes(isa_path, m, k, n):
+    rng = np.random.default_rng(m * 100 + k)
+    a = _random_csr(rng, m, k, 0.5)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    _check(a, b, isa=isa_path)
+
+
+def test_empty_rows_zero_matrix_single_nonzero(isa_path):
+    rng = np.random.default_rng(3)
+    b = rng.standard_normal((20, 19), dtype=np.float32)
+    zero = sp.csr_array((10, 20), dtype=np.float32)
+    _check(zero, b, isa=isa_path, threads=2)
+    one = sp.csr_array(([2.5], ([7], [11])), shape=(10, 20), dtype=np.float32)
+    _check(one, b, isa=isa_path, threads=2)
+    dense = rng.standard_normal((10, 20)).astype(np.float32)
+    dense[::2] = 0  # every other row empty
+    _check(sp.csr_array(dense), b, isa=isa_path)
+
+
+def test_unaligned_buffers(isa_path):
+    rng = np.random.default_rng(4)
+    a = _random_csr(rng, 30, 40, 0.3)
+    raw = np.empty(40 * 35 + 1, dtype=np.float32)
+    b = raw[1:].reshape(40, 35)  # 4-byte offset: not 16/32/64-byte aligned
+    b[...] = rng.standard_normal((40, 35))
+    assert b.ctypes.data % 64 != 0
+    raw_out = np.empty(30 * 35 + 1, dtype=np.float32)
+    out = raw_out[1:].reshape(30, 35)
+    ref = a @ b
+    np.testing.assert_allclose(kernels_c.spmm(a, b, out=out, isa=isa_path), ref, rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_nan_inf_propagate_through_stored_entries(isa_path):
+    a = sp.csr_array(np.array([[1, 0, 0], [0, 2, 0], [0, 0, 0], [0, 0, 1]], np.float32))
+    a.data[2] = np.inf  # row 3, column 2
+    b = np.ones((3, 20), np.float32)
+    b[1, 5] = np.nan
+    got = kernels_c.spmm(a, b, isa=isa_path)
+    assert np.isnan(got[1, 5]) and np.isfinite(got[1, :5]).all()
+    assert np.isfinite(got[0]).all()  # row 0 never touches b[1]
+    assert np.isposinf(got[3]).all()
+    assert (got[2] == 0).all()
+
+
+def test_duplicate_and_unsorted_indices(isa_path):
+    indptr = np.array([0, 3, 3], np.int32)
+    indices = np.array([2, 0, 2], np.int32)
+    a = sp.csr_array((np.array([1, 2, 3], np.float32), indices, indptr), shape=(2, 4))
+    b = np.arange(4 * 18, dtype=np.float32).reshape(4, 18)
+    expected = 2 * b[0] + 4 * b[2]
+    np.testing.assert_allclose(kernels_c.spmm(a, b, isa=isa_path)[0], expected)
+
+
+def test_reference_kernel_matches_scipy():
+    rng = np.random.default_rng(5)
+    a = _random_csr(rng, 20, 30, 0.2)
+    b = rng.standard_normal((30, 9), dtype=np.float32)
+    np.testing.assert_allclose(spmm_reference(a, b), a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_int64_indices_are_narrowed_without_changing_result():
+    rng = np.random.default_rng(6)
+    a = _random_csr(rng, 20, 30, 0.2)
+    a64 = sp.csr_array((a.data, a.indices.astype(np.int64), a.indptr.astype(np.int64)),
+                       shape=a.shape)
+    b = rng.standard_normal((30, 9), dtype=np.float32)
+    np.testing.assert_allclose(kernels_c.spmm(a64, b), a @ b, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(1, 40), k=st.integers(1, 40), n=st.integers(1, 80),
+    density=st.floats(0.0, 1.0), threads=st.sampled_from([1, 2]),
+    reg=st.sampled_from(PARAMS["reg_vectors"]), seed=st.integers(0, 2**16),
+)
+def test_hypothesis_random(m, k, n, density, threads, reg, seed):
+    rng = np.random.default_rng(seed)
+    a = _random_csr(rng, m, k, density)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    for path in kernels_c._isa.supported_levels():
+        _check(a, b, isa=path, threads=threads, reg_vectors=reg)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _csr(data, indices, indptr, shape):
+    # bypass scipy's own checks so that malformed structure reaches our validation
+    a = sp.csr_array((3, 3), dtype=np.float32)
+    a.data, a.indices, a.indptr = data, indices, indptr
+    a._shape = shape
+    return a
+
+
+GOOD_DATA = np.ones(3, np.float32)
+
+
+@pytest.mark.parametrize(
+    ("indices", "indptr", "message"),
+    [
+        (np.array([0, 1, 3], np.int32), np.array([0, 1, 2, 3], np.int32), r"\[0, K=3\)"),
+        (np.array([0, -1, 2], np.int32), np.array([0, 1, 2, 3], np.int32), r"\[0, K=3\)"),
+        (np.array([0, 1, 2], np.int32), np.array([0, 2, 1, 3], np.int32), "non-decreasing"),
+        (np.array([0, 1, 2], np.int32), np.array([0, 1, 2, 2], np.int32), "must equal"),
+        (np.array([0, 1, 2], np.int32), np.array([1, 1, 2, 3], np.int32), r"indptr\[0\]"),
+        (np.array([0, 1, 2], np.int32), np.array([0, 1, 3], np.int32), "M \\+ 1"),
+        (np.array([0, 1, 2], np.int64) + 2**40, np.array([0, 1, 2, 3], np.int32), "int32"),
+    ],
+)
+def test_malformed_csr_raises_before_c(indices, indptr, message):
+    a = _csr(GOOD_DATA, indices, indptr, (3, 3))
+    with pytest.raises(ValueError, match=message):
+        kernels_c.spmm(a, np.ones((3, 4), np.float32))
+
+
+def test_wrong_types_and_shapes():
+    a = sp.csr_array(np.eye(3, dtype=np.float32))
+    b = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        kernels_c.spmm(a.astype(np.float64), b)
+    with pytest.raises(TypeError, match="dtype float32"):
+        kernels_c.spmm(a, b.astype(np.float64))
+    with pytest.raises(TypeError, match="CSR"):
+        kernels_c.spmm(a.tocoo(), b)
+    with pytest.raises(TypeError, match="CSR"):
+        kernels_c.spmm(np.eye(3, dtype=np.float32), b)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        kernels_c.spmm(a, np.ones((4, 4), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels_c.spmm(a, np.ones((4, 3), np.float32).T)
+    with pytest.raises(ValueError, match="2-D"):
+        kernels_c.spmm(a, np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="out must have shape"):
+        kernels_c.spmm(a, b, out=np.empty((3, 5), np.float32))
+    with pytest.raises(ValueError, match="overlap"):
+        kernels_c.spmm(a, b, out=b[:3])
+    with pytest.raises(ValueError, match="threads"):
+        kernels_c.spmm(a, b, threads=0)
+    with pytest.raises(ValueError, match="reg_vectors"):
+        kernels_c.spmm(a, b, reg_vectors=3)
+    with pytest.raises(ValueError, match="unknown spmm parameter"):
+        kernels_c.spmm(a, b, tile=3)
+    with pytest.raises(ValueError, match="unknown ISA"):
+        kernels_c.spmm(a, b, isa="sse9")

@@ -1,0 +1,40 @@
+"""Default locations of the files the suite keeps between runs.
+
+Everything lives in one data folder: ``$PERFMODEL_HOME`` when set, otherwise
+``$XDG_DATA_HOME/perfmodel`` (``~/.local/share/perfmodel``). Every API and command that uses
+one of these files also takes an explicit path or URL (``store=``, ``--db``...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """The data folder (created on first use by whoever writes into it)."""
+    env = os.environ.get("PERFMODEL_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "perfmodel"
+
+
+def default_store_path() -> Path:
+    """The embedded SQLite results store."""
+    return data_dir() / "results.db"
+
+
+def host_profile_path() -> Path:
+    """The host profile written by ``perfmodel characterize``."""
+    return data_dir() / "host.json"
+
+
+def model_path() -> Path:
+    """The learned model written by ``perfmodel fit``."""
+    return data_dir() / "model.json"
+
+
+def report_path() -> Path:
+    """The HTML report written by ``perfmodel report`` / ``perfmodel run``."""
+    return data_dir() / "report.html"

@@ -106,7 +106,7 @@ def build_variant(name: str, defines: dict[str, int] | None = None) -> ModuleTyp
     return _import_from(target, module_name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str, defines: tuple[tuple[str, int], ...] = ()) -> ModuleType:
     """Return the cffi module for ``name`` (``.ffi`` and ``.lib``).
 

@@ -11,8 +11,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import kernels_c
+
+# Fewer random examples when the suite reruns under the (slow) sanitizer build.
+settings.register_profile("sanitizer", max_examples=15, deadline=None)
+settings.register_profile("default", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parents[1]

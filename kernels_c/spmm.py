@@ -19,24 +19,65 @@ PARAMS: dict[str, tuple[int, ...]] = {
     "reg_vectors": (1, 2, 4, 8),      # SIMD vectors per register tile along N
     "n_tile": (0, 64, 128, 256, 512, 1024),  # columns per cache tile (any multiple of the
     #                                          vector width is valid); 0 = all of N
+    "k_block": (0, 32, 64, 128, 256),  # rows of B per L1-resident K block; 0 = off
+    "row_block": (8, 16, 32, 64, 128),  # rows of C per block when K blocking
     "acc_sets": (1, 2),               # compile-time: accumulator sets (variant cache)
 }
 DEFAULT_ACC_SETS = 2
 _L2_TILE_BYTES = 512 * 1024
+#: target nonzeros per (row, K block) segment: each segment reloads and stores a C tile
+_NNZ_PER_SEGMENT = 16
 
 
-def default_params(m: int, k: int, n: int, isa: str | None = None) -> dict[str, int]:
-    """Default blocking for a problem: widest register tile that N fills, and a cache tile
-    that keeps the active B panel (K x n_tile fp32) within about half of a 1 MiB L2."""
+def default_params(m: int, k: int, n: int, density: float = 1.0,
+                   isa: str | None = None) -> dict[str, int]:
+    """Default blocking for a problem (density = nnz / (M K)), chosen from measurements on
+    an AVX-512 machine (benchmarks/bench_spmm.py, docs/spmm.md).
+
+    Register tiles of 4 vectors (a narrower N is one masked tile). When B (K x N fp32) fits
+    half of a 1 MiB L2, or N fits one vector, no further blocking. Otherwise K blocks of
+    about 16 / density rows of B (64 ... 1024, so that a row segment holds ~16 nonzeros)
+    are swept by blocks of 32 rows of C, and B's block is reused across those rows.
+    """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
-    reg = 4
-    while reg > 1 and n < reg * vw:
-        reg //= 2
-    width = reg * vw
+    params = {"reg_vectors": 4, "n_tile": 0, "k_block": 0, "row_block": 32,
+              "acc_sets": DEFAULT_ACC_SETS}
+    if 4 * k * n <= _L2_TILE_BYTES or n <= vw or level == "portable":
+        return params
+    k_block = 64
+    while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
+        k_block *= 2
+    if k_block < k:
+        params["k_block"] = k_block
+        return params
+    width = 4 * vw
     cols = max(width, (_L2_TILE_BYTES // max(4 * k, 1)) // width * width)
-    return {"reg_vectors": reg, "n_tile": 0 if cols >= n else int(cols),
-            "acc_sets": DEFAULT_ACC_SETS}
+    params["n_tile"] = 0 if cols >= n else int(cols)
+    return params
+
+
+def _k_block_offsets(indptr: np.ndarray, indices: np.ndarray, m: int, k: int,
+                     k_block: int) -> tuple[np.ndarray, int]:
+    """kptr (M, n_kblocks + 1), int32: start of each K block within each (sorted) row."""
+    n_kblocks = max(1, -(-k // k_block))
+    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(indptr))
+    counts = np.bincount(rows * n_kblocks + indices // k_block,
+                         minlength=m * n_kblocks).reshape(m, n_kblocks)
+    kptr = np.empty((m, n_kblocks + 1), dtype=np.int32)
+    kptr[:, 0] = indptr[:-1]
+    np.cumsum(counts, axis=1, out=kptr[:, 1:])
+    kptr[:, 1:] += indptr[:-1, None]
+    return kptr, n_kblocks
+
+
+def _rows_sorted(indptr: np.ndarray, indices: np.ndarray) -> bool:
+    if indices.size < 2:
+        return True
+    step_ok = np.diff(indices) >= 0
+    starts = indptr[1:-1]
+    step_ok[starts[(starts > 0) & (starts < indices.size)] - 1] = True  # row boundaries
+    return bool(step_ok.all())
 
 
 def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
@@ -44,9 +85,10 @@ def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
     if unknown:
         raise ValueError(f"unknown spmm parameter(s) {sorted(unknown)}; valid: {sorted(PARAMS)}")
     for name, value in params.items():
-        if name == "n_tile":
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"n_tile must be an int >= 0, got {value!r}")
+        if name in ("n_tile", "k_block", "row_block"):
+            low = 1 if name == "row_block" else 0
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         elif value not in PARAMS[name]:
             raise ValueError(f"spmm parameter {name}={value!r} invalid; allowed: {PARAMS[name]}")
     if params.get("n_tile", 0) % VECTOR_WIDTH[level]:
@@ -91,7 +133,8 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     n = int(b.shape[1])
     threads = check_threads(threads)
     level, isa_id = _isa.resolve(isa, IMPLEMENTED)
-    full = default_params(m, k, n, level)
+    density = indices.shape[0] / max(1, m * k)
+    full = default_params(m, k, n, density, level)
     full.update(_check_params(params, level))
     out = check_out(out, (m, n), np.float32, (b, data))
     acc_sets = full["acc_sets"]
@@ -111,7 +154,21 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.isa = isa_id
     args.reg_vectors = full["reg_vectors"]
     args.n_tile = full["n_tile"]
-    return SpmmPlan(args, module, out, level, full, (indptr, indices, data, b, out))
+    args.k_block = full["k_block"]
+    args.row_block = full["row_block"]
+    keep = [indptr, indices, data, b, out]
+    if full["k_block"] and level != "portable" and n > 1:
+        if not _rows_sorted(indptr, indices):
+            # K blocking needs the nonzeros of each row grouped by column: sort a copy once
+            order = np.lexsort((indices, np.repeat(np.arange(m), np.diff(indptr))))
+            indices, data = indices[order], data[order]
+            args.indices = ffi.from_buffer("int32_t[]", indices)
+            args.data = ffi.from_buffer("float[]", data)
+        kptr, n_kblocks = _k_block_offsets(indptr, indices, m, k, full["k_block"])
+        args.kptr = ffi.from_buffer("int32_t[]", kptr)
+        args.n_kblocks = n_kblocks
+        keep += [indices, data, kptr]
+    return SpmmPlan(args, module, out, level, full, tuple(keep))
 
 
 def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = None,
@@ -127,9 +184,11 @@ def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = No
     threads : int, OpenMP threads (rows are split by nonzero count).
     out : ndarray (M, N), float32, C-contiguous, optional; reused as the result.
     isa : str, optional; a path at or below :func:`kernels_c.isa` (default: that one).
-    **params : blocking parameters, see ``PARAMS``: ``reg_vectors`` (1, 2, 4, 8),
-        ``n_tile`` (0 or a multiple of the vector width), ``acc_sets`` (1, 2; compiled on
-        demand).
+    **params : blocking parameters, see ``PARAMS`` and kernels_c/cdef/spmm.h:
+        ``reg_vectors`` (1, 2, 4, 8), ``n_tile`` (0 or a multiple of the vector width),
+        ``k_block`` (0 = off, else rows of B per L1-resident block; needs column indices
+        sorted within rows, sorted in a copy at plan time if they are not), ``row_block``
+        (>= 1), ``acc_sets`` (1, 2; compiled on demand). Defaults: :func:`default_params`.
 
     Returns
     -------

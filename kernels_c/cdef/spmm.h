@@ -7,7 +7,14 @@
  *
  * Blocking parameters (runtime):
  *   reg_vectors  SIMD vectors per register tile along N: 1, 2, 4 or 8.
- *   n_tile       columns of B per cache tile (a multiple of the path's vector width), 0 = N.
+ *   n_tile       columns of B per cache tile (a multiple of the vector width), 0 = N.
+ *   k_block      rows of B per K block, 0 = no K blocking. With K blocking, `kptr` holds,
+ *                for each row i, n_kblocks + 1 offsets into indices/data: kptr[i*(nkb+1)+b]
+ *                is the first nonzero of row i whose column is >= b*k_block (column indices
+ *                sorted within each row). A K block of B (k_block x n_tile) stays in L1 while
+ *                row_block rows of C accumulate into it; C tiles are reloaded per K block.
+ *   row_block    rows of C per block when K blocking (>= 1).
+ * The portable path ignores k_block/row_block.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).
  */
@@ -24,6 +31,10 @@ typedef struct {
     int isa;
     int reg_vectors;
     int n_tile;
+    int k_block;
+    int row_block;
+    int n_kblocks;
+    const int32_t *kptr;
 } spmm_csr_f32_args;
 
 int spmm_csr_f32(void *args);

@@ -50,53 +50,147 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 }
 
 #if KC_X86
-/* ---------------------------------------------------------------- AVX-512F */
-/* One register tile: nv vectors of 16 columns starting at column j of one row. The last
- * vector is loaded and stored under `tail` (all ones for a full tile). */
-#define DEFINE_TILE512(NV)                                                                   \
-    KC_TARGET_AVX512 static void tile512_##NV(const int32_t *restrict idx,                   \
-                                              const float *restrict val, int32_t len,        \
-                                              const float *restrict b, int64_t ldb,          \
-                                              float *restrict c, __mmask16 tail) {           \
-        __m512 acc0[NV], acc1[NV];                                                           \
-        for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = _mm512_setzero_ps();               \
+/* One register tile: NV vectors of VW columns of one output row, accumulated over the
+ * nonzeros (idx, val, len) of one row (or one K block of it). The last vector is loaded and
+ * stored under `tail` (all lanes for a full tile). With `accumulate`, the tile starts from
+ * the current C values (K blocking) instead of zero. */
+#define DEFINE_TILE(P, NV, TARGET, VEC, VW, ZERO, SET1, FMA, ADD, LOAD, STORE, MLOAD, MSTORE, \
+                    MASK_T)                                                                  \
+    TARGET static void tile_##P##_##NV(const int32_t *restrict idx, const float *restrict val,\
+                                       int32_t len, const float *restrict b, int64_t ldb,    \
+                                       float *restrict c, MASK_T tail, int accumulate) {     \
+        VEC acc0[NV], acc1[NV];                                                              \
+        for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = ZERO();                             \
+        if (accumulate) {                                                                    \
+            for (int v = 0; v < NV - 1; ++v) acc0[v] = LOAD(c + VW * v);                     \
+            acc0[NV - 1] = MLOAD(c + VW * (NV - 1), tail);                                   \
+        }                                                                                    \
         int32_t p = 0;                                                                       \
         if (SPMM_ACC_SETS == 2) {                                                            \
             for (; p + 1 < len; p += 2) {                                                    \
                 const float *b0 = b + (int64_t)idx[p] * ldb;                                 \
                 const float *b1 = b + (int64_t)idx[p + 1] * ldb;                             \
-                const __m512 w0 = _mm512_set1_ps(val[p]), w1 = _mm512_set1_ps(val[p + 1]);   \
+                const VEC w0 = SET1(val[p]), w1 = SET1(val[p + 1]);                          \
                 for (int v = 0; v < NV - 1; ++v) {                                           \
-                    acc0[v] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b0 + 16 * v), acc0[v]);   \
-                    acc1[v] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(b1 + 16 * v), acc1[v]);   \
+                    acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);                           \
+                    acc1[v] = FMA(w1, LOAD(b1 + VW * v), acc1[v]);                           \
                 }                                                                            \
-                acc0[NV - 1] = _mm512_fmadd_ps(                                              \
-                    w0, _mm512_maskz_loadu_ps(tail, b0 + 16 * (NV - 1)), acc0[NV - 1]);      \
-                acc1[NV - 1] = _mm512_fmadd_ps(                                              \
-                    w1, _mm512_maskz_loadu_ps(tail, b1 + 16 * (NV - 1)), acc1[NV - 1]);      \
+                acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);       \
+                acc1[NV - 1] = FMA(w1, MLOAD(b1 + VW * (NV - 1), tail), acc1[NV - 1]);       \
             }                                                                                \
         }                                                                                    \
         for (; p < len; ++p) {                                                               \
             const float *b0 = b + (int64_t)idx[p] * ldb;                                     \
-            const __m512 w0 = _mm512_set1_ps(val[p]);                                        \
-            for (int v = 0; v < NV - 1; ++v)                                                 \
-                acc0[v] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b0 + 16 * v), acc0[v]);       \
-            acc0[NV - 1] = _mm512_fmadd_ps(                                                  \
-                w0, _mm512_maskz_loadu_ps(tail, b0 + 16 * (NV - 1)), acc0[NV - 1]);          \
+            const VEC w0 = SET1(val[p]);                                                     \
+            for (int v = 0; v < NV - 1; ++v) acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);  \
+            acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);           \
         }                                                                                    \
-        for (int v = 0; v < NV - 1; ++v)                                                     \
-            _mm512_storeu_ps(c + 16 * v, _mm512_add_ps(acc0[v], acc1[v]));                   \
-        _mm512_mask_storeu_ps(c + 16 * (NV - 1), tail,                                       \
-                              _mm512_add_ps(acc0[NV - 1], acc1[NV - 1]));                    \
+        for (int v = 0; v < NV - 1; ++v) STORE(c + VW * v, ADD(acc0[v], acc1[v]));           \
+        MSTORE(c + VW * (NV - 1), tail, ADD(acc0[NV - 1], acc1[NV - 1]));                    \
     }
-DEFINE_TILE512(1)
-DEFINE_TILE512(2)
-DEFINE_TILE512(4)
-DEFINE_TILE512(8)
+
+/* A single-vector tile (N <= VW, or a 1-vector tail) has no register blocking to hide the
+ * FMA latency, so it runs four independent accumulator chains over the nonzeros instead. */
+#define DEFINE_NARROW(P, TARGET, VEC, ZERO, SET1, FMA, ADD, MLOAD, MSTORE, MASK_T)             \
+    TARGET static void narrow_##P(const int32_t *restrict idx, const float *restrict val,    \
+                                  int32_t len, const float *restrict b, int64_t ldb,         \
+                                  float *restrict c, MASK_T m, int accumulate) {             \
+        VEC s0 = accumulate ? MLOAD(c, m) : ZERO(), s1 = ZERO(), s2 = ZERO(), s3 = ZERO();   \
+        int32_t p = 0;                                                                       \
+        for (; p + 3 < len; p += 4) {                                                        \
+            s0 = FMA(SET1(val[p]), MLOAD(b + (int64_t)idx[p] * ldb, m), s0);                 \
+            s1 = FMA(SET1(val[p + 1]), MLOAD(b + (int64_t)idx[p + 1] * ldb, m), s1);         \
+            s2 = FMA(SET1(val[p + 2]), MLOAD(b + (int64_t)idx[p + 2] * ldb, m), s2);         \
+            s3 = FMA(SET1(val[p + 3]), MLOAD(b + (int64_t)idx[p + 3] * ldb, m), s3);         \
+        }                                                                                    \
+        for (; p < len; ++p) s0 = FMA(SET1(val[p]), MLOAD(b + (int64_t)idx[p] * ldb, m), s0);\
+        MSTORE(c, m, ADD(ADD(s0, s1), ADD(s2, s3)));                                         \
+    }
+
+/* All register tiles of columns [j0, j1) for one row segment, then the driver over rows
+ * (unblocked) or over row blocks x K blocks x rows (blocked). */
+#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT)                              \
+    TARGET static inline void segment_##P(const spmm_csr_f32_args *a, int32_t s, int32_t len,\
+                                          float *crow, int64_t j0, int64_t j1, int acc) {    \
+        const int nv = a->reg_vectors;                                                       \
+        const int64_t w = (int64_t)VW * nv;                                                  \
+        const int32_t *idx = a->indices + s;                                                 \
+        const float *val = a->data + s;                                                      \
+        int64_t j = j0;                                                                      \
+        for (; j + w <= j1; j += w) {                                                        \
+            const float *bj = a->b + j;                                                      \
+            switch (nv) {                                                                    \
+                case 8: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
+                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
+                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
+                default: narrow_##P(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break;  \
+            }                                                                                \
+        }                                                                                    \
+        if (j < j1) { /* one tile covers the rest: ceil(rest / VW) vectors, last one masked */ \
+            const int64_t rest = j1 - j;                                                     \
+            const MASK_T m = TAILMASK(rest - (int64_t)VW * ((rest - 1) / VW));               \
+            const float *bj = a->b + j;                                                      \
+            switch ((rest + VW - 1) / VW) {                                                  \
+                case 1: narrow_##P(idx, val, len, bj, a->ldb, crow + j, m, acc); break;      \
+                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
+                case 3: tile_##P##_3(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
+                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
+                case 5: tile_##P##_5(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
+                case 6: tile_##P##_6(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
+                case 7: tile_##P##_7(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
+                default: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, m, acc); break;   \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
+                                int64_t j0, int64_t j1) {                                    \
+        if (a->n == 1) {                                                                     \
+            for (int64_t i = r0; i < r1; ++i) {                                              \
+                const int32_t s = a->indptr[i];                                              \
+                a->c[i * a->ldc] = DOT(a->indices + s, a->data + s, a->indptr[i + 1] - s,    \
+                                       a->b, a->ldb);                                        \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        if (!a->kptr) {                                                                      \
+            for (int64_t i = r0; i < r1; ++i)                                                \
+                segment_##P(a, a->indptr[i], a->indptr[i + 1] - a->indptr[i],               \
+                            a->c + i * a->ldc, j0, j1, 0);                                   \
+            return;                                                                          \
+        }                                                                                    \
+        const int64_t stride = (int64_t)a->n_kblocks + 1;                                    \
+        for (int64_t ib = r0; ib < r1; ib += a->row_block) {                                 \
+            const int64_t ie = KC_MIN(ib + a->row_block, r1);                                \
+            for (int kb = 0; kb < a->n_kblocks; ++kb)                                        \
+                for (int64_t i = ib; i < ie; ++i) {                                          \
+                    const int32_t *kp = a->kptr + i * stride + kb;                           \
+                    if (kb > 0 && kp[1] == kp[0]) continue;                                  \
+                    segment_##P(a, kp[0], kp[1] - kp[0], a->c + i * a->ldc, j0, j1, kb > 0); \
+                }                                                                            \
+        }                                                                                    \
+    }
+
+/* ---------------------------------------------------------------- AVX-512F */
+#define MLOAD512(p, m) _mm512_maskz_loadu_ps((m), (p))
+#define MSTORE512(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define TAIL512(rem) ((rem) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (rem)) - 1u))
+#define TILE512(NV)                                                                          \
+    DEFINE_TILE(avx512, NV, KC_TARGET_AVX512, __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, \
+                _mm512_fmadd_ps, _mm512_add_ps, _mm512_loadu_ps, _mm512_storeu_ps, MLOAD512, \
+                MSTORE512, __mmask16)
+TILE512(2)
+TILE512(3)
+TILE512(4)
+TILE512(5)
+TILE512(6)
+TILE512(7)
+TILE512(8)
+DEFINE_NARROW(avx512, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps,
+              _mm512_fmadd_ps, _mm512_add_ps, MLOAD512, MSTORE512, __mmask16)
 
 /* N == 1 (SpMV): vectorize along the nonzeros of a row with gathers. */
-KC_TARGET_AVX512 static float dot512(const int32_t *restrict idx, const float *restrict val,
-                                     int32_t len, const float *restrict b, int64_t ldb) {
+KC_TARGET_AVX512 static float dot_avx512(const int32_t *restrict idx, const float *restrict val,
+                                         int32_t len, const float *restrict b, int64_t ldb) {
     __m512 acc = _mm512_setzero_ps();
     const __m512i stride = _mm512_set1_epi32((int32_t)ldb);
     int32_t p = 0;
@@ -112,86 +206,31 @@ KC_TARGET_AVX512 static float dot512(const int32_t *restrict idx, const float *r
     }
     return _mm512_reduce_add_ps(acc);
 }
-
-KC_TARGET_AVX512 static void rows_avx512(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,
-                                         int64_t j0, int64_t j1) {
-    const int nv = a->reg_vectors;
-    const int64_t w = 16 * (int64_t)nv;
-    for (int64_t i = r0; i < r1; ++i) {
-        const int32_t s = a->indptr[i], len = a->indptr[i + 1] - s;
-        const int32_t *idx = a->indices + s;
-        const float *val = a->data + s;
-        float *crow = a->c + i * a->ldc;
-        if (a->n == 1) {
-            crow[0] = dot512(idx, val, len, a->b, a->ldb);
-            continue;
-        }
-        int64_t j = j0;
-        for (; j + w <= j1; j += w) {
-            const float *bj = a->b + j;
-            switch (nv) {
-                case 8: tile512_8(idx, val, len, bj, a->ldb, crow + j, 0xffff); break;
-                case 4: tile512_4(idx, val, len, bj, a->ldb, crow + j, 0xffff); break;
-                case 2: tile512_2(idx, val, len, bj, a->ldb, crow + j, 0xffff); break;
-                default: tile512_1(idx, val, len, bj, a->ldb, crow + j, 0xffff); break;
-            }
-        }
-        for (; j < j1; j += 16) {
-            int64_t rem = j1 - j;
-            __mmask16 m = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1u);
-            tile512_1(idx, val, len, a->b + j, a->ldb, crow + j, m);
-        }
-    }
-}
+DEFINE_ROWS(avx512, KC_TARGET_AVX512, 16, __mmask16, (__mmask16)0xffff, TAIL512, dot_avx512)
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
-KC_TARGET_AVX2 static inline __m256i mask256(int64_t rem) {
+KC_TARGET_AVX2 static inline __m256i tail256(int64_t rem) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)KC_MIN(rem, 8)), lanes);
 }
+#define MLOAD256(p, m) _mm256_maskload_ps((p), (m))
+#define MSTORE256(p, m, v) _mm256_maskstore_ps((p), (m), (v))
+#define TILE256(NV)                                                                          \
+    DEFINE_TILE(avx2, NV, KC_TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps,      \
+                _mm256_fmadd_ps, _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps, MLOAD256, \
+                MSTORE256, __m256i)
+TILE256(2)
+TILE256(3)
+TILE256(4)
+TILE256(5)
+TILE256(6)
+TILE256(7)
+TILE256(8)
+DEFINE_NARROW(avx2, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps,
+              _mm256_fmadd_ps, _mm256_add_ps, MLOAD256, MSTORE256, __m256i)
 
-#define DEFINE_TILE256(NV)                                                                   \
-    KC_TARGET_AVX2 static void tile256_##NV(const int32_t *restrict idx,                     \
-                                            const float *restrict val, int32_t len,          \
-                                            const float *restrict b, int64_t ldb,            \
-                                            float *restrict c, __m256i tail) {               \
-        __m256 acc0[NV], acc1[NV];                                                           \
-        for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = _mm256_setzero_ps();               \
-        int32_t p = 0;                                                                       \
-        if (SPMM_ACC_SETS == 2) {                                                            \
-            for (; p + 1 < len; p += 2) {                                                    \
-                const float *b0 = b + (int64_t)idx[p] * ldb;                                 \
-                const float *b1 = b + (int64_t)idx[p + 1] * ldb;                             \
-                const __m256 w0 = _mm256_set1_ps(val[p]), w1 = _mm256_set1_ps(val[p + 1]);   \
-                for (int v = 0; v < NV - 1; ++v) {                                           \
-                    acc0[v] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b0 + 8 * v), acc0[v]);    \
-                    acc1[v] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b1 + 8 * v), acc1[v]);    \
-                }                                                                            \
-                acc0[NV - 1] = _mm256_fmadd_ps(                                              \
-                    w0, _mm256_maskload_ps(b0 + 8 * (NV - 1), tail), acc0[NV - 1]);          \
-                acc1[NV - 1] = _mm256_fmadd_ps(                                              \
-                    w1, _mm256_maskload_ps(b1 + 8 * (NV - 1), tail), acc1[NV - 1]);          \
-            }                                                                                \
-        }                                                                                    \
-        for (; p < len; ++p) {                                                               \
-            const float *b0 = b + (int64_t)idx[p] * ldb;                                     \
-            const __m256 w0 = _mm256_set1_ps(val[p]);                                        \
-            for (int v = 0; v < NV - 1; ++v)                                                 \
-                acc0[v] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b0 + 8 * v), acc0[v]);        \
-            acc0[NV - 1] = _mm256_fmadd_ps(                                                  \
-                w0, _mm256_maskload_ps(b0 + 8 * (NV - 1), tail), acc0[NV - 1]);              \
-        }                                                                                    \
-        for (int v = 0; v < NV - 1; ++v)                                                     \
-            _mm256_storeu_ps(c + 8 * v, _mm256_add_ps(acc0[v], acc1[v]));                    \
-        _mm256_maskstore_ps(c + 8 * (NV - 1), tail, _mm256_add_ps(acc0[NV - 1], acc1[NV - 1])); \
-    }
-DEFINE_TILE256(1)
-DEFINE_TILE256(2)
-DEFINE_TILE256(4)
-DEFINE_TILE256(8)
-
-KC_TARGET_AVX2 static float dot256(const int32_t *restrict idx, const float *restrict val,
-                                   int32_t len, const float *restrict b, int64_t ldb) {
+KC_TARGET_AVX2 static float dot_avx2(const int32_t *restrict idx, const float *restrict val,
+                                     int32_t len, const float *restrict b, int64_t ldb) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i stride = _mm256_set1_epi32((int32_t)ldb);
     int32_t p = 0;
@@ -206,34 +245,7 @@ KC_TARGET_AVX2 static float dot256(const int32_t *restrict idx, const float *res
     for (; p < len; ++p) r += val[p] * b[(int64_t)idx[p] * ldb];
     return r;
 }
-
-KC_TARGET_AVX2 static void rows_avx2(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,
-                                     int64_t j0, int64_t j1) {
-    const int nv = a->reg_vectors;
-    const int64_t w = 8 * (int64_t)nv;
-    const __m256i full = _mm256_set1_epi32(-1);
-    for (int64_t i = r0; i < r1; ++i) {
-        const int32_t s = a->indptr[i], len = a->indptr[i + 1] - s;
-        const int32_t *idx = a->indices + s;
-        const float *val = a->data + s;
-        float *crow = a->c + i * a->ldc;
-        if (a->n == 1) {
-            crow[0] = dot256(idx, val, len, a->b, a->ldb);
-            continue;
-        }
-        int64_t j = j0;
-        for (; j + w <= j1; j += w) {
-            const float *bj = a->b + j;
-            switch (nv) {
-                case 8: tile256_8(idx, val, len, bj, a->ldb, crow + j, full); break;
-                case 4: tile256_4(idx, val, len, bj, a->ldb, crow + j, full); break;
-                case 2: tile256_2(idx, val, len, bj, a->ldb, crow + j, full); break;
-                default: tile256_1(idx, val, len, bj, a->ldb, crow + j, full); break;
-            }
-        }
-        for (; j < j1; j += 8) tile256_1(idx, val, len, a->b + j, a->ldb, crow + j, mask256(j1 - j));
-    }
-}
+DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, dot_avx2)
 #endif /* KC_X86 */
 
 int spmm_csr_f32(void *args) {

@@ -45,6 +45,31 @@ def test_cache_tiling(isa_path, n_tile):
     _check(a, b, isa=isa_path, n_tile=n_tile, reg_vectors=1)
 
 
+@pytest.mark.parametrize(("k_block", "row_block"), [(16, 1), (32, 7), (64, 32)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_k_blocking(isa_path, k_block, row_block, threads):
+    rng = np.random.default_rng(k_block + row_block)
+    a = _random_csr(rng, 45, 301, 0.15)
+    b = rng.standard_normal((301, 70), dtype=np.float32)
+    for reg in (1, 4):
+        _check(a, b, isa=isa_path, k_block=k_block, row_block=row_block, reg_vectors=reg,
+               threads=threads, n_tile=16 * reg)
+
+
+def test_k_blocking_sorts_unsorted_rows_in_a_copy(isa_path):
+    rng = np.random.default_rng(8)
+    a = _random_csr(rng, 30, 200, 0.2)
+    perm = a.indices.copy()
+    for i in range(a.shape[0]):  # reverse each row's column order
+        s, e = a.indptr[i], a.indptr[i + 1]
+        a.indices[s:e], a.data[s:e] = a.indices[s:e][::-1].copy(), a.data[s:e][::-1].copy()
+    a.has_sorted_indices = False
+    before = a.indices.copy()
+    _check(a, rng.standard_normal((200, 40), dtype=np.float32), isa=isa_path, k_block=32)
+    np.testing.assert_array_equal(a.indices, before)  # the caller's matrix is untouched
+    assert not np.array_equal(perm, before)
+
+
 def test_accumulator_variant_compiled_on_demand(isa_path, tmp_path, monkeypatch):
     monkeypatch.setenv("KERNELS_C_CACHE", str(tmp_path))
     kernels_c._loader.load.cache_clear()

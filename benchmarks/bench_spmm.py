@@ -1,0 +1,199 @@
+"""Side-by-side benchmark: kernels_c.spmm vs scipy CSR vs MKL (sparse_dot_mkl) vs dense BLAS.
+
+Everything runs in one process, interleaved (one repeat of every contender per round), with
+BLAS/MKL threads limited to the thread count under test by threadpoolctl. Sparse weights
+are prepared once (``plan_spmm``, like prepacked weights); times are medians.
+
+    python benchmarks/bench_spmm.py                  # DLMC ResNet-50 + synthetic, 1 and 2 threads
+    python benchmarks/bench_spmm.py --quick          # fewer shapes
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm.py
+
+Prints, per shape, speed relative to dense BLAS for each sparsity, the crossover sparsity
+(where each sparse kernel starts to beat dense, linearly interpolated), and for N <= 8 the
+fraction of STREAM-triad bandwidth our kernel reaches (bytes: values + indices + row
+pointers + B + C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import itertools
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_info, threadpool_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kernels_c.spmm import plan_spmm  # noqa: E402
+
+DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
+SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def _mkl_peer():
+    """sparse_dot_mkl's dot_product_mkl, or None (it needs MKL_RT inside a venv)."""
+    if "MKL_RT" not in os.environ:
+        libs = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+        if libs:
+            os.environ["MKL_RT"] = libs[0]
+    try:
+        from sparse_dot_mkl import dot_product_mkl
+    except (ImportError, OSError):
+        return None
+    return dot_product_mkl
+
+
+def read_smtx(path: Path, rng: np.random.Generator) -> sp.csr_array:
+    with open(path) as f:
+        m, k, nnz = (int(x) for x in f.readline().split(","))
+        indptr = np.array(f.readline().split(), dtype=np.int32)
+        indices = np.array(f.readline().split(), dtype=np.int32)
+    assert indptr.shape[0] == m + 1 and indices.shape[0] == nnz
+    data = rng.standard_normal(nnz).astype(np.float32)
+    return sp.csr_array((data, indices, indptr), shape=(m, k))
+
+
+def stream_triad_bytes_per_s(threads: int) -> float:
+    """Quick STREAM triad (a = b + s*c, 3 x 64 MiB fp32) through numpy; bytes = 3 arrays."""
+    n = 16 * 1024 * 1024
+    b = np.ones(n, np.float32)
+    c = np.ones(n, np.float32)
+    a = np.empty_like(b)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        np.multiply(c, np.float32(3.0), out=a)
+        np.add(a, b, out=a)
+        dt = time.perf_counter() - t
+        best = max(best, 3 * 4 * n / dt)  # numpy's two passes move more; a lower bound
+    try:
+        from kernels_c import microbench  # the C triad, when characterization is built
+        return float(microbench.triad_bandwidth(threads=threads))
+    except (ImportError, AttributeError, TypeError):
+        return best
+
+
+def time_interleaved(contenders: dict, repeats: int, budget_s: float) -> dict[str, float]:
+    for f in contenders.values():
+        f()  # warm-up
+    samples: dict[str, list[float]] = {k: [] for k in contenders}
+    start = time.perf_counter()
+    for r in range(repeats):
+        for name, f in contenders.items():
+            t = time.perf_counter()
+            f()
+            samples[name].append(time.perf_counter() - t)
+        if r >= 2 and time.perf_counter() - start > budget_s:
+            break
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def crossover(sparsities: list[float], speedups: list[float]) -> float | None:
+    """Lowest sparsity where speedup over dense reaches 1 (linear interpolation); when the
+    lowest measured sparsity already wins, that sparsity (an upper bound, printed "<=")."""
+    pairs = sorted(zip(sparsities, speedups, strict=True))
+    if pairs[0][1] >= 1.0:
+        return pairs[0][0]
+    for (s0, v0), (s1, v1) in itertools.pairwise(pairs):
+        if v0 < 1.0 <= v1:
+            return s0 + (1.0 - v0) * (s1 - s0) / (v1 - v0)
+    return None
+
+
+def problems(quick: bool, rng: np.random.Generator):
+    """Yield (label, N, {sparsity: csr}) problems."""
+    synthetic = [(4096, 4096, 128), (384, 2304, 1352), (1024, 1024, 256), (4096, 4096, 8),
+                 (4096, 4096, 1)]
+    if quick:
+        synthetic = synthetic[:2] + synthetic[3:4]
+    for m, k, n in synthetic:
+        mats = {s: sp.random_array((m, k), density=1 - s, format="csr", dtype=np.float32,
+                                   rng=rng) for s in SPARSITIES}
+        yield f"random {m}x{k}", n, mats
+    if not DLMC.is_dir():
+        print(f"# DLMC matrices not found at {DLMC}: skipping real layers")
+        return
+    batch = dict(line.strip().split(",") for line in open(DLMC / "rn50_batchsizes.txt"))
+    layers = ["bottleneck_2_block_group1_1_1", "bottleneck_2_block_group2_1_1",
+              "bottleneck_2_block_group3_1_1", "bottleneck_2_block_group4_1_1",
+              "bottleneck_3_block_group3_2_1", "bottleneck_1_block_group4_1_1"]
+    if quick:
+        layers = layers[2:4]
+    for layer in layers:
+        mats = {float(s): read_smtx(DLMC / "magnitude_pruning" / s / f"{layer}.smtx", rng)
+                for s in ("0.7", "0.8", "0.9")}
+        yield f"dlmc {layer}", int(batch[layer]), mats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    mkl = _mkl_peer()
+    blas = [(i["internal_api"], i.get("version"), i.get("architecture"))
+            for i in threadpool_info() if i["user_api"] == "blas"]
+    import kernels_c
+    print(f"# kernels_c isa={kernels_c.isa()}  BLAS={blas}  MKL peer={'yes' if mkl else 'no'}")
+    summary = []
+    for label, n, mats in problems(args.quick, rng):
+        m, k = next(iter(mats.values())).shape
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        dense_a = {s: a.toarray() for s, a in mats.items()}
+        for threads in args.threads:
+            with threadpool_limits(threads):
+                rows = []
+                for s, a in mats.items():
+                    plan = plan_spmm(a, b, threads=threads)
+                    contenders = {"dense": lambda d=dense_a[s], b=b: d @ b, "ours": plan.run,
+                                  "scipy": lambda a=a, b=b: a @ b}
+                    if mkl is not None:
+                        contenders["mkl"] = lambda a=a, b=b: mkl(a, b)
+                    t = time_interleaved(contenders, args.repeats, budget_s=3.0)
+                    rows.append((s, t, a.nnz))
+            print(f"\n{label}  M={m} K={k} N={n}  threads={threads}")
+            names = [c for c in ("ours", "scipy", "mkl") if c in rows[0][1]]
+            print("  sparsity  dense_ms  " + "  ".join(f"{c:>7}" for c in names)
+                  + "  ours/scipy  ours/mkl  GFLOP/s")
+            for s, t, nnz in rows:
+                sp_ = [t["dense"] / t[c] for c in names]
+                extra = f"{t['scipy'] / t['ours']:10.2f}"
+                extra += f"  {t['mkl'] / t['ours']:8.2f}" if "mkl" in t else "       -"
+                print(f"  {s:8.2f}  {t['dense'] * 1e3:8.3f}  "
+                      + "  ".join(f"{v:6.2f}x" for v in sp_) + extra
+                      + f"  {2 * nnz * n / t['ours'] / 1e9:7.1f}")
+            cross = {c: crossover([r[0] for r in rows], [r[1]["dense"] / r[1][c] for r in rows])
+                     for c in names}
+            print("  crossover sparsity: " + ", ".join(
+                _fmt_cross(v, min(mats), max(mats), c) for c, v in cross.items()))
+            if n <= 8:
+                bw = stream_triad_bytes_per_s(threads)
+                for s, t, nnz in rows:
+                    moved = nnz * 8 + (m + 1) * 4 + 4 * (k * n + m * n)
+                    print(f"  s={s:.2f}: {moved / t['ours'] / 1e9:6.1f} GB/s = "
+                          f"{moved / t['ours'] / bw:5.0%} of triad {bw / 1e9:.1f} GB/s")
+            summary.append((label, n, threads, cross, min(mats), max(mats)))
+    print("\nsummary: crossover sparsity per shape")
+    for label, n, threads, cross, lo, hi in summary:
+        print(f"  {label:40s} N={n:5d} t={threads}  " + "  ".join(
+            _fmt_cross(v, lo, hi, c) for c, v in cross.items()))
+
+
+def _fmt_cross(value: float | None, lowest: float, highest: float, name: str) -> str:
+    if value is None:
+        return f"{name} >{highest:.2f}"
+    return f"{name} <={value:.2f}" if value == lowest else f"{name} {value:.2f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -22,8 +22,11 @@ PARAMS: dict[str, tuple[int, ...]] = {
     "k_block": (0, 32, 64, 128, 256),  # rows of B per L1-resident K block; 0 = off
     "row_block": (8, 16, 32, 64, 128),  # rows of C per block when K blocking
     "acc_sets": (1, 2),               # compile-time: accumulator sets (variant cache)
+    "prefetch": (0, 8, 16),           # compile-time: software prefetch distance of B rows
 }
-DEFAULT_ACC_SETS = 2
+#: values compiled into the installed module; others are built on demand (variant cache)
+COMPILED_DEFAULTS = {"acc_sets": 2, "prefetch": 0}
+_MACROS = {"acc_sets": "SPMM_ACC_SETS", "prefetch": "SPMM_PREFETCH"}
 _L2_TILE_BYTES = 512 * 1024
 #: target nonzeros per (row, K block) segment: each segment reloads and stores a C tile
 _NNZ_PER_SEGMENT = 16
@@ -42,7 +45,7 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
     params = {"reg_vectors": 4, "n_tile": 0, "k_block": 0, "row_block": 32,
-              "acc_sets": DEFAULT_ACC_SETS}
+              **COMPILED_DEFAULTS}
     if 4 * k * n <= _L2_TILE_BYTES or n <= vw or level == "portable":
         return params
     k_block = 64
@@ -137,9 +140,9 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     full = default_params(m, k, n, density, level)
     full.update(_check_params(params, level))
     out = check_out(out, (m, n), np.float32, (b, data))
-    acc_sets = full["acc_sets"]
-    module = load("spmm") if acc_sets == DEFAULT_ACC_SETS else load(
-        "spmm", (("SPMM_ACC_SETS", acc_sets),))
+    defines = tuple((_MACROS[p], full[p]) for p in sorted(_MACROS)
+                    if full[p] != COMPILED_DEFAULTS[p])
+    module = load("spmm", defines)
     ffi = module.ffi
     args = ffi.new("spmm_csr_f32_args *")
     args.m, args.k, args.n = m, k, n
@@ -188,7 +191,9 @@ def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = No
         ``reg_vectors`` (1, 2, 4, 8), ``n_tile`` (0 or a multiple of the vector width),
         ``k_block`` (0 = off, else rows of B per L1-resident block; needs column indices
         sorted within rows, sorted in a copy at plan time if they are not), ``row_block``
-        (>= 1), ``acc_sets`` (1, 2; compiled on demand). Defaults: :func:`default_params`.
+        (>= 1); compile-time ``acc_sets`` (1, 2) and ``prefetch`` (0, 8, 16 nonzeros ahead),
+        compiled on demand when they differ from the installed build. Defaults:
+        :func:`default_params`.
 
     Returns
     -------

@@ -16,7 +16,8 @@
  *   row_block    rows of C per block when K blocking (>= 1).
  * The portable path ignores k_block/row_block.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
- * register tile (2 halves the FMA dependency chain per accumulator).
+ * register tile (2 halves the FMA dependency chain per accumulator); SPMM_PREFETCH = how
+ * many nonzeros ahead the rows of B are prefetched into L1 (0 = off).
  */
 typedef struct {
     int64_t m, k, n;

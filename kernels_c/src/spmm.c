@@ -13,6 +13,10 @@
 #if SPMM_ACC_SETS != 1 && SPMM_ACC_SETS != 2
 #error "SPMM_ACC_SETS must be 1 or 2"
 #endif
+/* Software prefetch distance in nonzeros for the rows of B (0 = off). */
+#ifndef SPMM_PREFETCH
+#define SPMM_PREFETCH 0
+#endif
 
 int spmm_acc_sets(void) { return SPMM_ACC_SETS; }
 
@@ -71,6 +75,14 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                 const float *b0 = b + (int64_t)idx[p] * ldb;                                 \
                 const float *b1 = b + (int64_t)idx[p + 1] * ldb;                             \
                 const VEC w0 = SET1(val[p]), w1 = SET1(val[p + 1]);                          \
+                if (SPMM_PREFETCH && p + SPMM_PREFETCH + 1 < len) {                          \
+                    const float *f0 = b + (int64_t)idx[p + SPMM_PREFETCH] * ldb;             \
+                    const float *f1 = b + (int64_t)idx[p + SPMM_PREFETCH + 1] * ldb;         \
+                    for (int v = 0; v < NV; ++v) {                                           \
+                        _mm_prefetch((const char *)(f0 + VW * v), _MM_HINT_T0);              \
+                        _mm_prefetch((const char *)(f1 + VW * v), _MM_HINT_T0);              \
+                    }                                                                        \
+                }                                                                            \
                 for (int v = 0; v < NV - 1; ++v) {                                           \
                     acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);                           \
                     acc1[v] = FMA(w1, LOAD(b1 + VW * v), acc1[v]);                           \

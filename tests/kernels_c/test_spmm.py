@@ -77,7 +77,8 @@ def test_accumulator_variant_compiled_on_demand(isa_path, tmp_path, monkeypatch)
     a = _random_csr(rng, 40, 40, 0.2)
     b = rng.standard_normal((40, 70), dtype=np.float32)
     _check(a, b, isa=isa_path, acc_sets=1)
-    assert list(tmp_path.glob("_spmm_v*")), "variant was not cached"
+    _check(a, b, isa=isa_path, prefetch=8, k_block=16)
+    assert len(list(tmp_path.glob("_spmm_v*"))) == 2, "variants were not cached"
     kernels_c._loader.load.cache_clear()
 
 

@@ -1,4 +1,30 @@
 """Performance modeling of sparse and quantized kernels: measurement harness, sweeps,
 results store, target catalog, roofline and learned models, queries and the CLI."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> module that defines it (imported on first use, so ``import perfmodel``
+#: stays cheap for the CLI and for code that needs only one part)
+_LAZY = {
+    "open_store": "perfmodel.store",
+    "load_results": "perfmodel.store",
+    "sweep": "perfmodel.sweep",
+}
+
+__all__ = ["load_results", "open_store", "sweep"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perfmodel' has no attribute {name!r}")
+    if name == "sweep":
+        # the submodule itself is callable (perfmodel.sweep(spec, store=...)), so the name
+        # means the same thing whether or not ``perfmodel.sweep`` was imported before
+        return importlib.import_module(module)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

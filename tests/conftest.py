@@ -43,6 +43,59 @@ def require_dlmc() -> Path:
     return DLMC_DIR
 
 
+#: SQLAlchemy URL of a PostgreSQL server the store tests may create databases on
+#: (``.ci/run`` starts one and sets it); unset outside CI = PostgreSQL tests skip.
+PG_URL_ENV = "PERFMODEL_TEST_PG_URL"
+
+
+def require_postgres() -> str:
+    """URL of the test PostgreSQL server; skip (fail under CI) when unset or unreachable."""
+    url = os.environ.get(PG_URL_ENV, "")
+    problem = None
+    if not url:
+        problem = f"{PG_URL_ENV} is not set (no PostgreSQL server for the store tests)"
+    else:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect():
+                pass
+        except Exception as exc:
+            problem = f"PostgreSQL at {PG_URL_ENV} unreachable: {str(exc).splitlines()[0]}"
+        finally:
+            engine.dispose()
+    if problem:
+        if IN_CI:
+            pytest.fail(problem + "; .ci/run should have started it")
+        pytest.skip(problem)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty store location on every backend: an SQLite file path, or a new
+    PostgreSQL database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "results.db")
+        return
+    import uuid
+
+    import sqlalchemy
+
+    base = sqlalchemy.engine.make_url(require_postgres())
+    name = f"pm_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
 #: every ISA path this CPU can run; kernel tests are parametrized over it
 ISA_PATHS = kernels_c._isa.supported_levels()
 

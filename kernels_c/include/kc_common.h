@@ -11,7 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+/* KC_NO_X86 builds the portable code only, as on aarch64 (a test compiles every source so,
+ * to prove that nothing x86-specific leaks out of the KC_X86 sections). */
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(KC_NO_X86)
 #define KC_X86 1
 #include <immintrin.h>
 /* fp32 AVX-512 path: AVX512F only (Xeon Phi 7250 has F/CD/ER/PF but no BW/DQ/VL). */

@@ -24,6 +24,8 @@ HERE = Path(__file__).resolve().parent
 MODULES: dict[str, tuple[str, ...]] = {
     "runtime": ("runtime.c",),
     "spmm": ("spmm.c",),
+    "conv": ("conv.c",),
+    "dense": ("dense.c",),
 }
 
 #: Baseline flags. No -march: the translation units stay at the x86-64 baseline and the SIMD

@@ -1,0 +1,82 @@
+/* 2-D convolution, fp32, NCHW: direct sparse (CSR weights) and dense im2col + BLAS sgemm.
+ *
+ * Shapes: x (N, C, H, W), weight (O, C/groups, R, S), out (N, O, Ho, Wo) with
+ * Ho = (H + 2 pad - R) / stride + 1 and Wo likewise; all C-contiguous. Output channel o
+ * reads input channels [g C/groups, (g + 1) C/groups) where g = o / (O/groups).
+ * Inputs are validated in Python (kernels_c/conv.py); C trusts them.
+ *
+ * conv_direct_sparse_f32 (Park et al., ICLR 2017, "direct sparse convolution"):
+ *   Each call first copies every image into `xpad` as a zero-padded, phase-split image:
+ *   for stride St there are St*St phase planes per channel, plane (c, pr, ps) holding
+ *   padded rows pr, pr+St, ... and columns ps, ps+St, ...; each plane is hq x wq with
+ *   hq = ceil(Hp / St), wq = ceil(Wp / St) (Hp = H + 2 pad). Image n starts at
+ *   xpad + n * img_stride; the buffer ends with zeroed slack so that full register tiles
+ *   never read past it. Then input element xpad[c, St y + r, St x + s] of output (y, x) lies
+ *   at  off(c, r, s) + y wq + x  with
+ *       off(c, r, s) = ((c St + r % St) St + s % St) hq wq + (r / St) wq + s / St,
+ *   so a run of consecutive outputs in the "flattened" index j = y wq + x reads a
+ *   contiguous run of input for every weight: the inner loop broadcasts one weight and
+ *   FMAs it against contiguous vectors (no gathers, no im2col). Columns x >= Wo of the
+ *   flattened plane are computed and discarded.
+ *   Weights: CSR over output channels; `offs` holds off(c, r, s) of each nonzero (c is the
+ *   absolute input channel, so groups cost nothing), `vals` its value, nonzeros of each
+ *   row sorted by channel. kptr[o * (n_cblocks + 1) + b] is the first nonzero of row o whose
+ *   in-group channel is >= b * c_block (channel blocking: the input planes of one channel
+ *   block stay in L1 while all output channels of a block accumulate them).
+ *   Work: tasks (image, block of o_block output channels) are spread over `threads`
+ *   OpenMP threads; a task accumulates its flattened output planes (plane_alloc floats
+ *   each, a multiple of the register tile) in its thread's slice of `scratch`
+ *   (threads * o_block * plane_alloc floats), register tile by register tile
+ *   (tile_vectors SIMD vectors of the flattened plane), then writes the valid columns to
+ *   out with the optional bias + ReLU epilogue.
+ *
+ * conv_im2col_blas_f32: per image and group, col ((C/groups) R S) x (Ho Wo) = im2col(x)
+ *   (skipped for 1x1, stride 1, pad 0), out = weight @ col with the BLAS sgemm behind the
+ *   `sgemm` function pointer (Fortran ABI, see kernels_c/_blas.py), then bias + ReLU.
+ *   BLAS threads are set by the caller (threadpoolctl); `threads` drives the im2col.
+ * conv_f32_ref: naive direct convolution, double accumulation, same args as im2col.
+ */
+typedef struct {
+    int64_t n, c, h, w;
+    int64_t o, r, s;
+    int64_t ho, wo;
+    int stride, pad, groups;
+    int64_t hq, wq;
+    int64_t img_stride;
+    int64_t xpad_len;
+    int64_t plane_alloc;
+    const float *x;
+    float *xpad;
+    float *scratch;
+    const int32_t *kptr;
+    const int32_t *offs;
+    const float *vals;
+    const float *bias;
+    int relu;
+    float *out;
+    int threads;
+    int isa;
+    int tile_vectors;
+    int o_block;
+    int n_cblocks;
+} conv_direct_sparse_f32_args;
+
+typedef struct {
+    int64_t n, c, h, w;
+    int64_t o, r, s;
+    int64_t ho, wo;
+    int stride, pad, groups;
+    const float *x;
+    const float *weight;
+    const float *bias;
+    int relu;
+    float *col;
+    float *out;
+    int threads;
+    uintptr_t sgemm;
+} conv_im2col_blas_f32_args;
+
+int conv_direct_sparse_f32(void *args);
+int conv_im2col_blas_f32(void *args);
+int conv_f32_ref(void *args);
+int conv_max_tile_vectors(int isa);

@@ -1,0 +1,433 @@
+"""2-D convolution, fp32, NCHW: direct sparse convolution (:class:`SparseConv2d`) and the dense
+im2col + BLAS baseline (:func:`conv2d_im2col`).
+
+The sparse kernel follows Park et al., "Faster CNNs with Direct Sparse Convolutions and
+Guided Pruning" (ICLR 2017): the weights are prepared once as CSR over output channels whose
+column indices are offsets into the padded input, so each nonzero is one broadcast and a run
+of FMAs against contiguous input; see kernels_c/cdef/conv.h for the layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _isa
+from ._blas import blas_function, blas_threads
+from ._loader import load
+from ._validate import check_csr, check_dense, check_out, check_threads
+
+IMPLEMENTED = ("portable", "avx2", "avx512")
+VECTOR_WIDTH = {"portable": 8, "avx2": 8, "avx512": 16}
+#: register tile limit per path (accumulators held in the 32 zmm / 16 ymm registers)
+MAX_TILE_VECTORS = {"portable": 12, "avx2": 12, "avx512": 24}
+
+#: Tunable parameters and their valid values (the tuner's search space reads this).
+PARAMS: dict[str, tuple[int, ...]] = {
+    # SIMD vectors per register tile along the flattened output plane (avx2/portable: <= 12)
+    "tile_vectors": tuple(range(1, 25)),
+    # input channels (within a group) per channel block; 0 = one block (no blocking)
+    "c_block": (0, 4, 8, 16, 32, 64, 128),
+    # output channels per task (and per scratch block)
+    "o_block": (1, 2, 4, 8, 16, 32, 64),
+}
+_L1_BUDGET_BYTES = 32 * 1024
+_DEFAULT_TILE = {"portable": 8, "avx2": 12, "avx512": 16}
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Shapes of one convolution: input (C, H, W), weight (O, C/groups, R, S), output."""
+
+    c: int
+    h: int
+    w: int
+    o: int
+    r: int
+    s: int
+    stride: int
+    padding: int
+    groups: int
+
+    @property
+    def ho(self) -> int:
+        return (self.h + 2 * self.padding - self.r) // self.stride + 1
+
+    @property
+    def wo(self) -> int:
+        return (self.w + 2 * self.padding - self.s) // self.stride + 1
+
+    def flops(self, batch: int) -> int:
+        """Dense FLOPs (2 per multiply-add) of a batch of ``batch`` images."""
+        return 2 * batch * self.o * (self.c // self.groups) * self.r * self.s * self.ho * self.wo
+
+
+def _check_int(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _geometry(input_shape: Any, o: int, cg: int, r: int, s: int, stride: Any, padding: Any,
+              groups: Any) -> ConvGeometry:
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
+    c, h, w = (_check_int(v, "input_shape entries", 1) for v in input_shape)
+    stride = _check_int(stride, "stride", 1)
+    padding = _check_int(padding, "padding", 0)
+    groups = _check_int(groups, "groups", 1)
+    if c % groups or o % groups:
+        raise ValueError(f"groups={groups} must divide both the input channels C={c} and the "
+                         f"output channels O={o}")
+    if cg * groups != c:
+        raise ValueError(f"channel mismatch: the weight has {cg} input channels per group "
+                         f"(x {groups} groups = {cg * groups}) but input_shape has C={c}")
+    geo = ConvGeometry(c, h, w, o, r, s, stride, padding, groups)
+    if geo.ho < 1 or geo.wo < 1:
+        raise ValueError(
+            f"empty output: a {r}x{s} kernel with stride {stride} and padding {padding} on a "
+            f"{h}x{w} input gives {geo.ho}x{geo.wo}; increase padding or use a smaller kernel")
+    return geo
+
+
+def _check_bias(bias: Any, o: int) -> np.ndarray | None:
+    if bias is None:
+        return None
+    bias = check_dense(bias, np.float32, "bias", ndim=1)
+    if bias.shape[0] != o:
+        raise ValueError(f"bias must have shape ({o},) (one per output channel), got {bias.shape}")
+    return bias
+
+
+def _check_x(x: Any, geo: ConvGeometry) -> np.ndarray:
+    x = check_dense(x, np.float32, "x", ndim=4)
+    if tuple(x.shape[1:]) != (geo.c, geo.h, geo.w):
+        raise ValueError(
+            f"x has (C, H, W) = {tuple(x.shape[1:])} but the convolution was prepared for "
+            f"input_shape {(geo.c, geo.h, geo.w)}; build a new SparseConv2d for this size")
+    return x
+
+
+def _weight_csr(weight: Any, kernel_size: Any, input_shape: Any,
+                groups: Any) -> tuple[sp.csr_array, int, int, int, int]:
+    """CSR (O, C/groups * R * S) with sorted, summed indices; plus O, C/groups, R, S."""
+    if sp.issparse(weight):
+        indptr, indices, data, (o, k) = check_csr(weight, np.float32, "weight")
+        if kernel_size is None:
+            if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+                raise ValueError(f"input_shape must be (C, H, W), got {input_shape!r}")
+            g = _check_int(groups, "groups", 1)
+            cg = int(input_shape[0]) // g
+            rs = k // cg if cg else 0
+            side = math.isqrt(rs)
+            if cg == 0 or cg * rs != k or side * side != rs:
+                raise ValueError(
+                    f"cannot infer a square kernel from a CSR weight with {k} columns and "
+                    f"C/groups = {cg}; pass kernel_size=(R, S)")
+            r = s = side
+        else:
+            if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
+                raise ValueError(f"kernel_size must be (R, S), got {kernel_size!r}")
+            r, s = (_check_int(v, "kernel_size entries", 1) for v in kernel_size)
+            if k % (r * s):
+                raise ValueError(f"a CSR weight with {k} columns is not C/groups * R * S for "
+                                 f"kernel_size {(r, s)}")
+            cg = k // (r * s)
+        csr = sp.csr_array((data, indices, indptr), shape=(o, k), copy=True)
+        csr.sum_duplicates()
+        csr.sort_indices()
+        return csr, o, cg, r, s
+    weight = check_dense(weight, np.float32, "weight", ndim=4)
+    o, cg, r, s = (int(v) for v in weight.shape)
+    if kernel_size is not None and tuple(kernel_size) != (r, s):
+        raise ValueError(f"kernel_size {tuple(kernel_size)} disagrees with the weight's "
+                         f"{(r, s)}")
+    if min(o, cg, r, s) < 1:
+        raise ValueError(f"weight must have nonzero dimensions, got shape {weight.shape}")
+    return sp.csr_array(weight.reshape(o, cg * r * s)), o, cg, r, s
+
+
+def _phase_dims(geo: ConvGeometry) -> tuple[int, int]:
+    st = geo.stride
+    return -(-(geo.h + 2 * geo.padding) // st), -(-(geo.w + 2 * geo.padding) // st)
+
+
+def default_params(geo: ConvGeometry, isa: str | None = None) -> dict[str, int]:
+    """Default blocking for a convolution.
+
+    Register tile: the flattened output plane (Ho rows of the phase-plane width) is split into
+    the fewest tiles of at most 16 (avx512) / 12 (avx2) / 8 (portable) vectors, then evened
+    out so that little of the last tile is wasted. Channel block: as many input channels as
+    keep the input one register tile reads (all kernel rows and phases) within 32 KiB of L1.
+    Output channels per task: 8.
+    """
+    level, _ = _isa.resolve(isa, IMPLEMENTED)
+    vw = VECTOR_WIDTH[level]
+    _, wq = _phase_dims(geo)
+    vectors = -(-(geo.ho * wq) // vw)
+    n_tiles = -(-vectors // _DEFAULT_TILE[level])
+    nv = -(-vectors // n_tiles)
+    st = geo.stride
+    per_channel = 4 * st * st * (nv * vw + ((geo.r - 1) // st) * wq + (geo.s - 1) // st + 1)
+    cg = geo.c // geo.groups
+    c_block = max(1, _L1_BUDGET_BYTES // per_channel)
+    return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block), "o_block": 8}
+
+
+def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
+    unknown = set(params) - set(PARAMS)
+    if unknown:
+        raise ValueError(f"unknown conv parameter(s) {sorted(unknown)}; valid: {sorted(PARAMS)}")
+    out = {}
+    for name, value in params.items():
+        low = 1 if name in ("tile_vectors", "o_block") else 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        out[name] = int(value)
+    top = MAX_TILE_VECTORS[level]
+    if out.get("tile_vectors", 1) > top:
+        raise ValueError(f"tile_vectors must be <= {top} on the {level} path, got "
+                         f"{out['tile_vectors']}")
+    return out
+
+
+@dataclass
+class ConvPlan:
+    """A validated convolution call whose C argument block can be run or timed repeatedly.
+
+    Holds references to every array the C struct points into. For ``isa == 'blas'`` plans
+    (im2col + sgemm), time ``function`` inside ``with kernels_c._blas.blas_threads(threads)``.
+    """
+
+    args: Any
+    module: Any
+    out: np.ndarray
+    isa: str
+    params: dict[str, int]
+    threads: int
+    kernel: str
+    _keepalive: tuple
+
+    @property
+    def function(self) -> Any:
+        """C entry point ``int f(void *args)``, for the C timing loop."""
+        return getattr(self.module.lib, self.kernel)
+
+    def run(self) -> np.ndarray:
+        if self.isa == "blas":
+            with blas_threads(self.threads):
+                rc = self.function(self.args)
+        else:
+            rc = self.function(self.args)
+        if rc != 0:
+            raise RuntimeError(f"{self.kernel} failed on path {self.isa} (code {rc})")
+        return self.out
+
+
+class SparseConv2d:
+    """Direct sparse convolution with weights prepared once (Park et al., ICLR 2017).
+
+    Parameters
+    ----------
+    weight : ndarray (O, C/groups, R, S), float32, C-contiguous (zeros are skipped), or a
+        scipy.sparse CSR matrix/array (O, C/groups * R * S) with float32 data whose columns
+        are ordered (c, r, s) like ``weight.reshape(O, -1)`` (explicit zeros are kept).
+    input_shape : (C, H, W) of the images this convolution will be applied to.
+    stride, padding : int, the same in both spatial dimensions (stride >= 1, padding >= 0).
+    groups : int, dividing C and O (AlexNet conv2/4/5 use 2).
+    bias : ndarray (O,), float32, optional; added in the epilogue.
+    relu : bool; apply max(0, .) in the epilogue (NaN stays NaN).
+    kernel_size : (R, S), only needed for a CSR weight whose kernel is not square.
+    isa : str, optional; a path at or below :func:`kernels_c.isa`.
+    **params : blocking, see ``PARAMS`` and kernels_c/cdef/conv.h: ``tile_vectors``
+        (SIMD vectors per register tile, 1-24 on avx512, 1-12 otherwise), ``c_block``
+        (input channels per L1 block, 0 = all), ``o_block`` (output channels per task).
+        Defaults: :func:`default_params`.
+    """
+
+    kernel = "conv_direct_sparse_f32"
+
+    def __init__(self, weight: Any, *, input_shape: tuple[int, int, int], stride: int = 1,
+                 padding: int = 0, groups: int = 1, bias: np.ndarray | None = None,
+                 relu: bool = False, kernel_size: tuple[int, int] | None = None,
+                 isa: str | None = None, **params: int) -> None:
+        csr, o, cg, r, s = _weight_csr(weight, kernel_size, input_shape, groups)
+        geo = _geometry(input_shape, o, cg, r, s, stride, padding, groups)
+        self.geometry = geo
+        self.bias = _check_bias(bias, o)
+        self.relu = bool(relu)
+        level, self._isa_id = _isa.resolve(isa, IMPLEMENTED)
+        self.isa = level
+        full = default_params(geo, level)
+        full.update(_check_params(params, level))
+        cb = full["c_block"] if 0 < full["c_block"] < cg else cg
+        full["o_block"] = min(full["o_block"], o)
+        self.params = full
+        self.csr = csr
+        st = geo.stride
+        self._hq, self._wq = _phase_dims(geo)
+        plane = self._hq * self._wq
+        self._img_stride = geo.c * st * st * plane
+        tile = full["tile_vectors"] * VECTOR_WIDTH[level]
+        self._plane_alloc = -(-(geo.ho * self._wq) // tile) * tile
+        max_off = (geo.c * st * st - 1) * plane + ((r - 1) // st) * self._wq + (s - 1) // st
+        self._slack = max(0, max_off + self._plane_alloc - self._img_stride)
+        if self._img_stride + self._slack > _INT32_MAX:
+            raise ValueError(f"input {input_shape} is too large for int32 offsets")
+        # column k = (c', r, s) of row o -> offset into the phase-split padded image
+        rows = np.repeat(np.arange(o, dtype=np.int64), np.diff(csr.indptr))
+        k = csr.indices.astype(np.int64)
+        cin = (rows // (o // geo.groups)) * cg + k // (r * s)
+        rr, ss = (k // s) % r, k % s
+        offs = ((cin * st + rr % st) * st + ss % st) * plane + (rr // st) * self._wq + ss // st
+        self._offs = np.ascontiguousarray(offs, dtype=np.int32)
+        self._vals = np.ascontiguousarray(csr.data, dtype=np.float32)
+        self._n_cblocks = -(-cg // cb)
+        counts = np.bincount(rows * self._n_cblocks + (k // (r * s)) // cb,
+                             minlength=o * self._n_cblocks).reshape(o, self._n_cblocks)
+        kptr = np.empty((o, self._n_cblocks + 1), dtype=np.int32)
+        kptr[:, 0] = csr.indptr[:-1]
+        np.cumsum(counts, axis=1, out=kptr[:, 1:])
+        kptr[:, 1:] += csr.indptr[:-1, None].astype(np.int32)
+        self._kptr = kptr
+
+    @property
+    def nnz(self) -> int:
+        """Stored weights."""
+        return int(self.csr.nnz)
+
+    @property
+    def density(self) -> float:
+        """Stored weights / dense weight size."""
+        return self.nnz / max(1, self.csr.shape[0] * self.csr.shape[1])
+
+    def output_shape(self, batch: int) -> tuple[int, int, int, int]:
+        g = self.geometry
+        return (int(batch), g.o, g.ho, g.wo)
+
+    def plan(self, x: np.ndarray, *, threads: int = 1,
+             out: np.ndarray | None = None) -> ConvPlan:
+        """Validate ``x`` and build the C call (with its workspaces) for :meth:`conv`."""
+        geo = self.geometry
+        x = _check_x(x, geo)
+        threads = check_threads(threads)
+        n = int(x.shape[0])
+        out = check_out(out, self.output_shape(n), np.float32, (x,))
+        xpad = np.empty(n * self._img_stride + self._slack, dtype=np.float32)
+        scratch = np.empty(threads * self.params["o_block"] * self._plane_alloc, np.float32)
+        module = load("conv")
+        ffi = module.ffi
+        a = ffi.new("conv_direct_sparse_f32_args *")
+        a.n, a.c, a.h, a.w = n, geo.c, geo.h, geo.w
+        a.o, a.r, a.s, a.ho, a.wo = geo.o, geo.r, geo.s, geo.ho, geo.wo
+        a.stride, a.pad, a.groups = geo.stride, geo.padding, geo.groups
+        a.hq, a.wq = self._hq, self._wq
+        a.img_stride, a.xpad_len, a.plane_alloc = self._img_stride, xpad.size, self._plane_alloc
+        a.x = ffi.from_buffer("float[]", x)
+        a.xpad = ffi.from_buffer("float[]", xpad)
+        a.scratch = ffi.from_buffer("float[]", scratch)
+        a.kptr = ffi.from_buffer("int32_t[]", self._kptr)
+        a.offs = ffi.from_buffer("int32_t[]", self._offs)
+        a.vals = ffi.from_buffer("float[]", self._vals)
+        a.bias = ffi.from_buffer("float[]", self.bias) if self.bias is not None else ffi.NULL
+        a.relu = int(self.relu)
+        a.out = ffi.from_buffer("float[]", out)
+        a.threads, a.isa = threads, self._isa_id
+        a.tile_vectors, a.o_block = self.params["tile_vectors"], self.params["o_block"]
+        a.n_cblocks = self._n_cblocks
+        keep = (x, xpad, scratch, self._kptr, self._offs, self._vals, self.bias, out)
+        return ConvPlan(a, module, out, self.isa, dict(self.params), threads, self.kernel, keep)
+
+    def conv(self, x: np.ndarray, *, threads: int = 1,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """Convolve a batch.
+
+        Parameters
+        ----------
+        x : ndarray (N, C, H, W), float32, C-contiguous, (C, H, W) == ``input_shape``.
+        threads : int, OpenMP threads (over images x blocks of output channels).
+        out : ndarray (N, O, Ho, Wo), float32, C-contiguous, optional; reused as the result.
+
+        Returns
+        -------
+        ndarray (N, O, Ho, Wo), float32.
+        """
+        return self.plan(x, threads=threads, out=out).run()
+
+    __call__ = conv
+
+
+def plan_conv2d_im2col(x: np.ndarray, weight: np.ndarray, *, stride: int = 1, padding: int = 0,
+                       groups: int = 1, bias: np.ndarray | None = None, relu: bool = False,
+                       threads: int = 1, out: np.ndarray | None = None) -> ConvPlan:
+    """Validate and build the im2col + BLAS sgemm call (see :func:`conv2d_im2col`)."""
+    x = check_dense(x, np.float32, "x", ndim=4)
+    weight = check_dense(weight, np.float32, "weight", ndim=4)
+    o, cg, r, s = (int(v) for v in weight.shape)
+    if min(o, cg, r, s) < 1:
+        raise ValueError(f"weight must have nonzero dimensions, got shape {weight.shape}")
+    geo = _geometry(tuple(int(v) for v in x.shape[1:]), o, cg, r, s, stride, padding, groups)
+    bias = _check_bias(bias, o)
+    threads = check_threads(threads)
+    n = int(x.shape[0])
+    out = check_out(out, (n, o, geo.ho, geo.wo), np.float32, (x, weight))
+    kk, p = cg * r * s, geo.ho * geo.wo
+    if max(kk, p, o) > _INT32_MAX or kk * p > 2**40:
+        raise ValueError(f"convolution {geo} is too large for the 32-bit BLAS interface")
+    direct = r == s == 1 and geo.stride == 1 and geo.padding == 0
+    col = np.empty(0 if direct else kk * p, dtype=np.float32)
+    module = load("conv")
+    ffi = module.ffi
+    a = ffi.new("conv_im2col_blas_f32_args *")
+    a.n, a.c, a.h, a.w = n, geo.c, geo.h, geo.w
+    a.o, a.r, a.s, a.ho, a.wo = o, r, s, geo.ho, geo.wo
+    a.stride, a.pad, a.groups = geo.stride, geo.padding, geo.groups
+    a.x = ffi.from_buffer("float[]", x)
+    a.weight = ffi.from_buffer("float[]", weight)
+    a.bias = ffi.from_buffer("float[]", bias) if bias is not None else ffi.NULL
+    a.relu = int(bool(relu))
+    a.col = ffi.from_buffer("float[]", col) if col.size else ffi.NULL
+    a.out = ffi.from_buffer("float[]", out)
+    a.threads = threads
+    a.sgemm = blas_function("sgemm")
+    return ConvPlan(a, module, out, "blas", {}, threads, "conv_im2col_blas_f32",
+                    (x, weight, bias, col, out))
+
+
+def conv2d_im2col(x: np.ndarray, weight: np.ndarray, *, stride: int = 1, padding: int = 0,
+                  groups: int = 1, bias: np.ndarray | None = None, relu: bool = False,
+                  threads: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+    """Dense convolution by im2col (C, OpenMP) and BLAS sgemm: the dense baseline.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W), float32, C-contiguous.
+    weight : ndarray (O, C/groups, R, S), float32, C-contiguous.
+    stride, padding, groups, bias, relu : as for :class:`SparseConv2d`.
+    threads : int, threads for the im2col and for BLAS (threadpoolctl, restored after).
+    out : ndarray (N, O, Ho, Wo), float32, C-contiguous, optional.
+
+    Returns
+    -------
+    ndarray (N, O, Ho, Wo), float32. 1x1 stride-1 unpadded convolutions skip the im2col.
+    """
+    return plan_conv2d_im2col(x, weight, stride=stride, padding=padding, groups=groups,
+                              bias=bias, relu=relu, threads=threads, out=out).run()
+
+
+def conv2d_reference(x: np.ndarray, weight: np.ndarray, *, stride: int = 1, padding: int = 0,
+                     groups: int = 1, bias: np.ndarray | None = None,
+                     relu: bool = False) -> np.ndarray:
+    """Naive C reference (direct loops, double accumulation), validated like the others."""
+    plan = plan_conv2d_im2col(x, weight, stride=stride, padding=padding, groups=groups,
+                              bias=bias, relu=relu)
+    if plan.module.lib.conv_f32_ref(plan.args) != 0:
+        raise RuntimeError("conv_f32_ref failed")
+    return plan.out

@@ -1,0 +1,295 @@
+"""Convolution: direct sparse (every ISA path, 1 and 2 threads) and im2col + BLAS against an
+independent float64 numpy reference; edge cases; bad input rejected before any C code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from kernels_c.conv import (
+    PARAMS,
+    SparseConv2d,
+    conv2d_im2col,
+    conv2d_reference,
+    default_params,
+)
+
+SENTINEL = np.float32(-7777.0)
+
+
+def reference(x, w, stride=1, padding=0, groups=1, bias=None, relu=False):
+    """float64 cross-correlation by shifted slices (no code shared with the kernels)."""
+    n, _, h, width = x.shape
+    o, cg, r, s = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (h + 2 * padding - r) // stride + 1
+    wo = (width + 2 * padding - s) // stride + 1
+    out = np.zeros((n, o, ho, wo))
+    og = o // groups
+    for oo in range(o):
+        g = oo // og
+        for ci in range(cg):
+            for i in range(r):
+                for j in range(s):
+                    if w[oo, ci, i, j] == 0:
+                        continue
+                    win = xp[:, g * cg + ci, i:i + stride * (ho - 1) + 1:stride,
+                             j:j + stride * (wo - 1) + 1:stride]
+                    out[:, oo] += float(w[oo, ci, i, j]) * win
+    if bias is not None:
+        out += bias.astype(np.float64)[None, :, None, None]
+    if relu:
+        out = np.maximum(out, 0)
+    return out
+
+
+def _weights(rng, o, cg, k, density):
+    w = rng.standard_normal((o, cg, k, k), dtype=np.float32)
+    return (w * (rng.random(w.shape) < density)).astype(np.float32)
+
+
+def _close(got, ref):
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-5 * scale)
+
+
+def _run_sparse(x, w, threads=1, **kw):
+    conv = SparseConv2d(w, input_shape=x.shape[1:], **kw)
+    out = np.full(conv.output_shape(x.shape[0]), SENTINEL, np.float32)
+    got = conv.conv(x, threads=threads, out=out)
+    assert got is out
+    return got
+
+
+#: (N, C, H, W, O, kernel, stride, padding, groups)
+CASES = [
+    (1, 3, 7, 9, 5, 3, 1, 1, 1),        # widths not a multiple of any vector width
+    (2, 4, 13, 13, 6, 3, 2, 1, 2),      # stride 2, groups, batch > 1
+    (1, 8, 27, 27, 16, 5, 1, 2, 2),     # AlexNet conv2-like
+    (1, 3, 23, 23, 4, 11, 4, 2, 1),     # AlexNet conv1-like: 11x11 stride 4
+    (1, 3, 11, 11, 4, 11, 2, 5, 1),     # 11x11, stride 2
+    (2, 5, 1, 17, 3, 1, 1, 0, 1),       # H = 1, 1x1 kernel
+    (1, 5, 17, 1, 3, 3, 1, 1, 1),       # W = 1
+    (1, 2, 3, 3, 3, 7, 1, 3, 1),        # kernel larger than the input, padded
+    (1, 6, 15, 16, 4, 5, 3, 2, 2),      # stride 3
+    (3, 16, 7, 7, 17, 1, 2, 0, 1),      # 1x1 stride 2
+    (1, 1, 1, 1, 1, 1, 1, 0, 1),        # everything 1
+    (1, 4, 16, 17, 8, 3, 1, 1, 4),      # depthwise-like groups; 16 +- 1
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sparse_matches_reference(isa_path, case, threads):
+    n, c, h, w_, o, k, st, pad, g = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rng.standard_normal((n, c, h, w_), dtype=np.float32)
+    w = _weights(rng, o, c // g, k, 0.4)
+    bias = rng.standard_normal(o).astype(np.float32)
+    kw = dict(stride=st, padding=pad, groups=g)
+    _close(_run_sparse(x, w, threads, isa=isa_path, **kw), reference(x, w, **kw))
+    got = _run_sparse(x, w, threads, isa=isa_path, bias=bias, relu=True, **kw)
+    _close(got, reference(x, w, bias=bias, relu=True, **kw))
+
+
+@pytest.mark.parametrize("params", [
+    {"tile_vectors": 1, "c_block": 1, "o_block": 1},
+    {"tile_vectors": 3, "c_block": 2, "o_block": 3},
+    {"tile_vectors": 7, "c_block": 0, "o_block": 64},
+    {"tile_vectors": 12, "c_block": 4, "o_block": 2},
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocking_parameters(isa_path, params, threads):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 10, 13, 14), dtype=np.float32)
+    w = _weights(rng, 10, 5, 3, 0.3)
+    kw = dict(stride=1, padding=1, groups=2)
+    _close(_run_sparse(x, w, threads, isa=isa_path, **kw, **params), reference(x, w, **kw))
+    kw = dict(stride=2, padding=2, groups=1)
+    w = _weights(rng, 9, 10, 5, 0.3)
+    _close(_run_sparse(x, w, threads, isa=isa_path, **kw, **params), reference(x, w, **kw))
+
+
+def test_long_register_tiles_avx512():
+    if "avx512" not in _supported():
+        pytest.skip("no AVX-512 on this CPU")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 6, 29, 30), dtype=np.float32)
+    w = _weights(rng, 5, 6, 3, 0.5)
+    for nv in (13, 17, 24):
+        _close(_run_sparse(x, w, padding=1, isa="avx512", tile_vectors=nv), reference(
+            x, w, padding=1))
+
+
+def _supported():
+    import kernels_c
+
+    return kernels_c._isa.supported_levels()
+
+
+def test_all_zero_weights_and_one_nonzero(isa_path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 9, 10), dtype=np.float32)
+    w = np.zeros((6, 4, 3, 3), np.float32)
+    bias = np.arange(6, dtype=np.float32) - 2
+    got = _run_sparse(x, w, 2, padding=1, bias=bias, relu=True, isa=isa_path)
+    np.testing.assert_array_equal(got, np.broadcast_to(np.maximum(bias, 0)[None, :, None, None],
+                                                       got.shape))
+    w[4, 2, 0, 2] = 1.5
+    _close(_run_sparse(x, w, padding=1, isa=isa_path), reference(x, w, padding=1))
+
+
+def test_csr_weight_equals_dense_weight(isa_path):
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((1, 6, 12, 11), dtype=np.float32)
+    w = _weights(rng, 8, 3, 3, 0.3)
+    csr = sp.csr_array(w.reshape(8, -1))
+    got = _run_sparse(x, csr, padding=1, groups=2, isa=isa_path)
+    _close(got, reference(x, w, padding=1, groups=2))
+    # non-square kernel needs kernel_size; unsorted + duplicate entries are summed
+    w2 = _weights(rng, 4, 6, 3, 0.3)[:, :, :, :2].copy()
+    coo = sp.coo_array(w2.reshape(4, -1))
+    dup = sp.csr_array((np.concatenate([coo.data / 2, coo.data / 2])[::-1],
+                        (np.concatenate([coo.row, coo.row])[::-1],
+                         np.concatenate([coo.col, coo.col])[::-1])), shape=(4, 36))
+    got = _run_sparse(x, dup, padding=1, kernel_size=(3, 2), isa=isa_path)
+    _close(got, reference(x, w2, padding=1))
+
+
+def test_nan_in_input_reaches_only_its_outputs(isa_path):
+    x = np.ones((1, 2, 8, 8), np.float32)
+    x[0, 1, 4, 4] = np.nan
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    w[0, 1, 1, 1] = 1.0  # output 0 sees the NaN at (4, 4) only
+    w[1, 0, 0, 0] = 1.0  # output 1 never reads channel 1
+    got = _run_sparse(x, w, padding=1, isa=isa_path, relu=True)
+    assert np.isnan(got[0, 0, 4, 4]) and np.isnan(got[0, 0]).sum() == 1
+    assert np.isfinite(got[0, 1:]).all()
+
+
+def test_unaligned_input_and_output(isa_path):
+    rng = np.random.default_rng(11)
+    raw = np.empty(2 * 3 * 10 * 11 + 1, np.float32)
+    x = raw[1:].reshape(2, 3, 10, 11)
+    x[...] = rng.standard_normal(x.shape)
+    assert x.ctypes.data % 64 != 0
+    w = _weights(rng, 5, 3, 3, 0.5)
+    conv = SparseConv2d(w, input_shape=(3, 10, 11), padding=1, isa=isa_path)
+    raw_out = np.empty(2 * 5 * 10 * 11 + 1, np.float32)
+    out = raw_out[1:].reshape(2, 5, 10, 11)
+    _close(conv(x, out=out), reference(x, w, padding=1))
+
+
+def test_repeated_runs_of_one_plan_are_identical(isa_path):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 8, 13, 13), dtype=np.float32)
+    conv = SparseConv2d(_weights(rng, 16, 8, 3, 0.2), input_shape=(8, 13, 13), padding=1,
+                        isa=isa_path)
+    plan = conv.plan(x, threads=2)
+    first = plan.run().copy()
+    x *= 2  # the plan re-pads its input on every call
+    np.testing.assert_allclose(plan.run(), 2 * first, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES[:6], ids=[str(c) for c in CASES[:6]])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_im2col_blas_and_c_reference(case, threads):
+    n, c, h, w_, o, k, st, pad, g = case
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((n, c, h, w_), dtype=np.float32)
+    w = _weights(rng, o, c // g, k, 0.7)
+    bias = rng.standard_normal(o).astype(np.float32)
+    kw = dict(stride=st, padding=pad, groups=g, bias=bias, relu=True)
+    ref = reference(x, w, **kw)
+    out = np.full(ref.shape, SENTINEL, np.float32)
+    assert conv2d_im2col(x, w, threads=threads, out=out, **kw) is out
+    _close(out, ref)
+    _close(conv2d_reference(x, w, **kw), ref)
+
+
+def test_im2col_1x1_skips_lowering():
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 7, 5, 6), dtype=np.float32)
+    w = _weights(rng, 3, 7, 1, 1.0)
+    _close(conv2d_im2col(x, w), reference(x, w))
+
+
+def test_default_params_are_valid():
+    from kernels_c.conv import ConvGeometry
+
+    for geo in (ConvGeometry(96, 27, 27, 256, 5, 5, 1, 2, 2),
+                ConvGeometry(256, 13, 13, 384, 3, 3, 1, 1, 1),
+                ConvGeometry(64, 56, 56, 64, 3, 3, 1, 1, 1),
+                ConvGeometry(3, 227, 227, 96, 11, 11, 4, 0, 1)):
+        for level in _supported():
+            if level == "avx512_vnni":
+                continue
+            p = default_params(geo, level)
+            assert set(p) == set(PARAMS)
+            assert 1 <= p["tile_vectors"] <= 24 and p["c_block"] >= 0 and p["o_block"] >= 1
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_construction_raises():
+    w = np.ones((4, 3, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        SparseConv2d(w.astype(np.float64), input_shape=(3, 8, 8))
+    with pytest.raises(ValueError, match="4-D"):
+        SparseConv2d(w[0], input_shape=(3, 8, 8))
+    with pytest.raises(ValueError, match="channel mismatch"):
+        SparseConv2d(w, input_shape=(5, 8, 8))
+    with pytest.raises(ValueError, match="groups=2 must divide"):
+        SparseConv2d(w, input_shape=(3, 8, 8), groups=2)
+    with pytest.raises(ValueError, match="channel mismatch"):
+        SparseConv2d(np.ones((6, 3, 3, 3), np.float32), input_shape=(3, 8, 8), groups=3)
+    with pytest.raises(ValueError, match="empty output"):
+        SparseConv2d(w, input_shape=(3, 2, 8))
+    with pytest.raises(ValueError, match="empty output"):
+        SparseConv2d(np.ones((4, 3, 5, 5), np.float32), input_shape=(3, 8, 3), padding=0)
+    with pytest.raises(ValueError, match="stride"):
+        SparseConv2d(w, input_shape=(3, 8, 8), stride=0)
+    with pytest.raises(ValueError, match="padding"):
+        SparseConv2d(w, input_shape=(3, 8, 8), padding=-1)
+    with pytest.raises(ValueError, match=r"input_shape must be \(C, H, W\)"):
+        SparseConv2d(w, input_shape=(8, 8))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        SparseConv2d(w, input_shape=(3, 8, 8), bias=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="unknown conv parameter"):
+        SparseConv2d(w, input_shape=(3, 8, 8), tile=4)
+    with pytest.raises(ValueError, match="tile_vectors"):
+        SparseConv2d(w, input_shape=(3, 8, 8), tile_vectors=0)
+    with pytest.raises(ValueError, match="tile_vectors must be <= 12"):
+        SparseConv2d(w, input_shape=(3, 8, 8), tile_vectors=13, isa="portable")
+    with pytest.raises(ValueError, match="unknown ISA"):
+        SparseConv2d(w, input_shape=(3, 8, 8), isa="sse9")
+    with pytest.raises(TypeError, match="CSR"):
+        SparseConv2d(sp.coo_array(w.reshape(4, -1)), input_shape=(3, 8, 8))
+    with pytest.raises(ValueError, match="kernel_size"):
+        SparseConv2d(sp.csr_array(np.ones((4, 3 * 6), np.float32)), input_shape=(3, 8, 8))
+
+
+def test_bad_call_raises_before_c():
+    w = np.ones((4, 3, 3, 3), np.float32)
+    conv = SparseConv2d(w, input_shape=(3, 8, 8), padding=1)
+    x = np.ones((2, 3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="prepared for input_shape"):
+        conv(np.ones((2, 3, 9, 8), np.float32))
+    with pytest.raises(ValueError, match="prepared for input_shape"):
+        conv(np.ones((2, 4, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="4-D"):
+        conv(x[0])
+    with pytest.raises(TypeError, match="dtype float32"):
+        conv(x.astype(np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        conv(np.ones((8, 8, 3, 2), np.float32).transpose(3, 2, 1, 0))
+    with pytest.raises(ValueError, match="out must have shape"):
+        conv(x, out=np.empty((2, 4, 8, 7), np.float32))
+    with pytest.raises(ValueError, match="threads"):
+        conv(x, threads=0)
+    with pytest.raises(ValueError, match="channel mismatch"):
+        conv2d_im2col(x, np.ones((4, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="empty output"):
+        conv2d_im2col(x, np.ones((4, 3, 9, 9), np.float32))

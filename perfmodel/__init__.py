@@ -12,9 +12,10 @@ _LAZY = {
     "open_store": "perfmodel.store",
     "load_results": "perfmodel.store",
     "sweep": "perfmodel.sweep",
+    "sweet_spot": "perfmodel.sweetspot",
 }
 
-__all__ = ["load_results", "open_store", "sweep"]
+__all__ = ["load_results", "open_store", "sweep", "sweet_spot"]
 
 
 def __getattr__(name: str) -> Any:

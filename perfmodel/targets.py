@@ -311,8 +311,10 @@ def _host_from_profile(profile: dict, path: str, threads: int | None) -> dict:
         entry: dict[str, Any] = {"name": lv}
         size = caches.get(f"{lv.lower()}d_bytes" if lv == "L1" else f"{lv.lower()}_bytes")
         if size and lv != "DRAM":
-            entry["size"] = {"value": float(size), "kind": "measured",
-                             "source": f"{src}: caches"}
+            # the profile lists one instance; L1 and L2 are private per core, L3 shared
+            per = cores if lv in ("L1", "L2") else 1
+            entry["size"] = {"value": float(size) * per, "kind": "measured",
+                             "source": f"{src}: caches ({lv} x {per})"}
         if lv in levels_bw:
             entry["bandwidth"] = {"value": float(levels_bw[lv][0]), "kind": "measured",
                                   "source": levels_bw[lv][1]}

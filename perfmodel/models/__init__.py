@@ -1,0 +1,9 @@
+"""Performance models with one contract (:class:`PerfModel`); ``MODELS`` is the registry."""
+
+from .base import PerfModel
+from .roofline import RooflineModel
+
+#: name → model class (``perfmodel evaluate --model NAME``)
+MODELS: dict[str, type[PerfModel]] = {"roofline": RooflineModel}
+
+__all__ = ["MODELS", "PerfModel", "RooflineModel"]

@@ -241,21 +241,20 @@ TILE256(8)
 DEFINE_NARROW(avx2, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps,
               _mm256_fmadd_ps, _mm256_add_ps, MLOAD256, MSTORE256, __m256i)
 
+/* N == 1 on AVX2: four scalar FMA chains. AVX2 gathers are no faster than scalar loads on
+ * Haswell-class cores (and QEMU 7.2's emulation of vgatherdps miscomputes). */
 KC_TARGET_AVX2 static float dot_avx2(const int32_t *restrict idx, const float *restrict val,
                                      int32_t len, const float *restrict b, int64_t ldb) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i stride = _mm256_set1_epi32((int32_t)ldb);
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
     int32_t p = 0;
-    for (; p + 8 <= len; p += 8) {
-        __m256i ix = _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(idx + p)), stride);
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), _mm256_i32gather_ps(b, ix, 4), acc);
+    for (; p + 3 < len; p += 4) {
+        s0 += val[p] * b[(int64_t)idx[p] * ldb];
+        s1 += val[p + 1] * b[(int64_t)idx[p + 1] * ldb];
+        s2 += val[p + 2] * b[(int64_t)idx[p + 2] * ldb];
+        s3 += val[p + 3] * b[(int64_t)idx[p + 3] * ldb];
     }
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    float r = _mm_cvtss_f32(s);
-    for (; p < len; ++p) r += val[p] * b[(int64_t)idx[p] * ldb];
-    return r;
+    for (; p < len; ++p) s0 += val[p] * b[(int64_t)idx[p] * ldb];
+    return (s0 + s1) + (s2 + s3);
 }
 DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, dot_avx2)
 #endif /* KC_X86 */

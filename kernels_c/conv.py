@@ -34,8 +34,14 @@ PARAMS: dict[str, tuple[int, ...]] = {
     "c_block": (0, 4, 8, 16, 32, 64, 128),
     # output channels per task (and per scratch block)
     "o_block": (1, 2, 4, 8, 16, 32, 64),
+    # 1: aligned SIMD loads (plane width rounded up to the vector width, one shifted input
+    # copy per kernel column phase); 0: unaligned loads from a single padded copy
+    "align": (0, 1),
 }
-_L1_BUDGET_BYTES = 32 * 1024
+#: aligning rounds the plane width up to the vector width; skip it beyond this waste
+_MAX_ALIGN_WASTE = 1.15
+_MAX_SHIFTED_COPIES = 8
+_L1_BUDGET_BYTES = 40 * 1024
 _DEFAULT_TILE = {"portable": 8, "avx2": 12, "avx512": 16}
 _INT32_MAX = 2**31 - 1
 
@@ -154,9 +160,16 @@ def _weight_csr(weight: Any, kernel_size: Any, input_shape: Any,
     return sp.csr_array(weight.reshape(o, cg * r * s)), o, cg, r, s
 
 
-def _phase_dims(geo: ConvGeometry) -> tuple[int, int]:
+def _phase_dims(geo: ConvGeometry, align: int = 1) -> tuple[int, int]:
+    """(hq, wq) of a phase plane; wq rounded up to a multiple of ``align``."""
     st = geo.stride
-    return -(-(geo.h + 2 * geo.padding) // st), -(-(geo.w + 2 * geo.padding) // st)
+    wq = -(-(geo.w + 2 * geo.padding) // st)
+    return -(-(geo.h + 2 * geo.padding) // st), -(-wq // align) * align
+
+
+def _n_shift(geo: ConvGeometry, align: int) -> int:
+    """Shifted input copies: one per kernel column phase s // stride when aligning."""
+    return -(-geo.s // geo.stride) if align else 1
 
 
 def default_params(geo: ConvGeometry, isa: str | None = None) -> dict[str, int]:
@@ -165,20 +178,26 @@ def default_params(geo: ConvGeometry, isa: str | None = None) -> dict[str, int]:
     Register tile: the flattened output plane (Ho rows of the phase-plane width) is split into
     the fewest tiles of at most 16 (avx512) / 12 (avx2) / 8 (portable) vectors, then evened
     out so that little of the last tile is wasted. Channel block: as many input channels as
-    keep the input one register tile reads (all kernel rows and phases) within 32 KiB of L1.
+    keep the input one register tile reads (all kernel rows, phases and shifted copies)
+    within 40 KiB of L1.
     Output channels per task: 8.
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
     _, wq = _phase_dims(geo)
+    align = int(level != "portable" and -(-wq // vw) * vw <= _MAX_ALIGN_WASTE * wq
+                and _n_shift(geo, 1) <= _MAX_SHIFTED_COPIES)
+    _, wq = _phase_dims(geo, vw if align else 1)
     vectors = -(-(geo.ho * wq) // vw)
     n_tiles = -(-vectors // _DEFAULT_TILE[level])
     nv = -(-vectors // n_tiles)
     st = geo.stride
     per_channel = 4 * st * st * (nv * vw + ((geo.r - 1) // st) * wq + (geo.s - 1) // st + 1)
+    per_channel *= _n_shift(geo, align)
     cg = geo.c // geo.groups
     c_block = max(1, _L1_BUDGET_BYTES // per_channel)
-    return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block), "o_block": 8}
+    return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block), "o_block": 8,
+            "align": align}
 
 
 def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
@@ -190,12 +209,21 @@ def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
         low = 1 if name in ("tile_vectors", "o_block") else 0
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if name == "align" and value not in PARAMS["align"]:
+            raise ValueError(f"align must be 0 or 1, got {value!r}")
         out[name] = int(value)
     top = MAX_TILE_VECTORS[level]
     if out.get("tile_vectors", 1) > top:
         raise ValueError(f"tile_vectors must be <= {top} on the {level} path, got "
                          f"{out['tile_vectors']}")
     return out
+
+
+def _aligned_empty(size: int, alignment: int = 64) -> np.ndarray:
+    """float32 buffer of ``size`` whose data starts on an ``alignment``-byte boundary."""
+    raw = np.empty(size + alignment // 4, dtype=np.float32)
+    skip = (-raw.ctypes.data % alignment) // 4
+    return raw[skip:skip + size]
 
 
 @dataclass
@@ -271,13 +299,18 @@ class SparseConv2d:
         full["o_block"] = min(full["o_block"], o)
         self.params = full
         self.csr = csr
-        st = geo.stride
-        self._hq, self._wq = _phase_dims(geo)
+        st, vw = geo.stride, VECTOR_WIDTH[level]
+        align = full["align"] and level != "portable"
+        full["align"] = int(align)
+        self._hq, self._wq = _phase_dims(geo, vw if align else 1)
         plane = self._hq * self._wq
-        self._img_stride = geo.c * st * st * plane
-        tile = full["tile_vectors"] * VECTOR_WIDTH[level]
+        self._n_shift = _n_shift(geo, align)
+        self._copy_stride = geo.c * st * st * plane
+        self._img_stride = self._n_shift * self._copy_stride
+        tile = full["tile_vectors"] * vw
         self._plane_alloc = -(-(geo.ho * self._wq) // tile) * tile
-        max_off = (geo.c * st * st - 1) * plane + ((r - 1) // st) * self._wq + (s - 1) // st
+        max_off = ((self._n_shift - 1) * self._copy_stride + (geo.c * st * st - 1) * plane
+                   + ((r - 1) // st) * self._wq + (s - 1) // st)
         self._slack = max(0, max_off + self._plane_alloc - self._img_stride)
         if self._img_stride + self._slack > _INT32_MAX:
             raise ValueError(f"input {input_shape} is too large for int32 offsets")
@@ -287,6 +320,8 @@ class SparseConv2d:
         cin = (rows // (o // geo.groups)) * cg + k // (r * s)
         rr, ss = (k // s) % r, k % s
         offs = ((cin * st + rr % st) * st + ss % st) * plane + (rr // st) * self._wq + ss // st
+        if self._n_shift > 1:  # column phase d = s // stride reads shifted copy d
+            offs += (ss // st) * (self._copy_stride - 1)
         self._offs = np.ascontiguousarray(offs, dtype=np.int32)
         self._vals = np.ascontiguousarray(csr.data, dtype=np.float32)
         self._n_cblocks = -(-cg // cb)
@@ -320,7 +355,7 @@ class SparseConv2d:
         threads = check_threads(threads)
         n = int(x.shape[0])
         out = check_out(out, self.output_shape(n), np.float32, (x,))
-        xpad = np.empty(n * self._img_stride + self._slack, dtype=np.float32)
+        xpad = _aligned_empty(n * self._img_stride + self._slack)
         scratch = np.empty(threads * self.params["o_block"] * self._plane_alloc, np.float32)
         module = load("conv")
         ffi = module.ffi
@@ -330,6 +365,7 @@ class SparseConv2d:
         a.stride, a.pad, a.groups = geo.stride, geo.padding, geo.groups
         a.hq, a.wq = self._hq, self._wq
         a.img_stride, a.xpad_len, a.plane_alloc = self._img_stride, xpad.size, self._plane_alloc
+        a.copy_stride, a.n_shift = self._copy_stride, self._n_shift
         a.x = ffi.from_buffer("float[]", x)
         a.xpad = ffi.from_buffer("float[]", xpad)
         a.scratch = ffi.from_buffer("float[]", scratch)

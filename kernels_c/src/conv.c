@@ -128,6 +128,16 @@ static void pad_channel(const conv_direct_sparse_f32_args *a, int64_t n, int64_t
                 for (int64_t j = j_hi; j < wq; ++j) d[j] = 0.0f;
             }
         }
+    /* Shifted copies d = 1 .. n_shift-1 of this channel, copy_d[i] = copy_0[i + d], made
+     * while the channel is hot in L1. The last d elements of a channel in copy d would come
+     * from the next channel; only discarded outputs read them, so they are zeroed. */
+    const int64_t len = st * st * hq * wq;
+    for (int64_t d = 1; d < a->n_shift && d < len; ++d) {
+        memcpy(base + d * a->copy_stride, base + d, (size_t)(len - d) * sizeof(float));
+        memset(base + d * a->copy_stride + len - d, 0, (size_t)d * sizeof(float));
+    }
+    for (int64_t d = KC_MAX(len, 1); d < a->n_shift; ++d)
+        memset(base + d * a->copy_stride, 0, (size_t)len * sizeof(float));
 }
 
 /* One task: output channels [o0, o1) of image n. */

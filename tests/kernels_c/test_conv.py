@@ -76,6 +76,7 @@ CASES = [
     (3, 16, 7, 7, 17, 1, 2, 0, 1),      # 1x1 stride 2
     (1, 1, 1, 1, 1, 1, 1, 0, 1),        # everything 1
     (1, 4, 16, 17, 8, 3, 1, 1, 4),      # depthwise-like groups; 16 +- 1
+    (1, 3, 9, 13, 2, 7, 1, 3, 1),       # 7 shifted copies when aligned
 ]
 
 
@@ -94,10 +95,10 @@ def test_sparse_matches_reference(isa_path, case, threads):
 
 
 @pytest.mark.parametrize("params", [
-    {"tile_vectors": 1, "c_block": 1, "o_block": 1},
-    {"tile_vectors": 3, "c_block": 2, "o_block": 3},
-    {"tile_vectors": 7, "c_block": 0, "o_block": 64},
-    {"tile_vectors": 12, "c_block": 4, "o_block": 2},
+    {"tile_vectors": 1, "c_block": 1, "o_block": 1, "align": 1},
+    {"tile_vectors": 3, "c_block": 2, "o_block": 3, "align": 0},
+    {"tile_vectors": 7, "c_block": 0, "o_block": 64, "align": 1},
+    {"tile_vectors": 12, "c_block": 4, "o_block": 2, "align": 0},
 ])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blocking_parameters(isa_path, params, threads):
@@ -118,8 +119,9 @@ def test_long_register_tiles_avx512():
     x = rng.standard_normal((1, 6, 29, 30), dtype=np.float32)
     w = _weights(rng, 5, 6, 3, 0.5)
     for nv in (13, 17, 24):
-        _close(_run_sparse(x, w, padding=1, isa="avx512", tile_vectors=nv), reference(
-            x, w, padding=1))
+        for align in (0, 1):
+            _close(_run_sparse(x, w, padding=1, isa="avx512", tile_vectors=nv, align=align),
+                   reference(x, w, padding=1))
 
 
 def _supported():

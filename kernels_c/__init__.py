@@ -4,6 +4,8 @@ machine micro-benchmarks, with runtime ISA dispatch (see :func:`isa`)."""
 from ._isa import cpu_features, isa
 from .conv import SparseConv2d, conv2d_im2col
 from .gemm import gemm, plan_gemm
+from .quant import QuantizedWeight, dequantize, qgemm, qgemm_dynamic, quantize
 from .spmm import spmm
 
-__all__ = ["SparseConv2d", "conv2d_im2col", "cpu_features", "gemm", "isa", "plan_gemm", "spmm"]
+__all__ = ["QuantizedWeight", "SparseConv2d", "conv2d_im2col", "cpu_features", "dequantize",
+           "gemm", "isa", "plan_gemm", "qgemm", "qgemm_dynamic", "quantize", "spmm"]

@@ -26,6 +26,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "spmm": ("spmm.c",),
     "conv": ("conv.c",),
     "dense": ("dense.c",),
+    "qgemm": ("qgemm.c",),
 }
 
 #: Baseline flags. No -march: the translation units stay at the x86-64 baseline and the SIMD

@@ -96,6 +96,15 @@ def store_url(request, tmp_path):
         admin.dispose()
 
 
+def requires_torch():
+    """Import and return torch (a peer, in the optional ``peers`` extra) or skip visibly."""
+    try:
+        import torch
+    except ImportError as exc:
+        pytest.skip(f"torch not installed (peers extra: pip install -e '.[peers]'): {exc}")
+    return torch
+
+
 #: every ISA path this CPU can run; kernel tests are parametrized over it
 ISA_PATHS = kernels_c._isa.supported_levels()
 

@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 MODULES: dict[str, tuple[str, ...]] = {
     "runtime": ("runtime.c",),
     "spmm": ("spmm.c",),
+    "bench": ("bench.c",),
     "conv": ("conv.c",),
     "dense": ("dense.c",),
     "qgemm": ("qgemm.c",),

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kernels_c.spmm import plan_spmm  # noqa: E402
+from perfmodel.shapes import load_matrix, matrix_sources  # noqa: E402
 
 DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
 SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -49,16 +50,6 @@ def _mkl_peer():
     except (ImportError, OSError):
         return None
     return dot_product_mkl
-
-
-def read_smtx(path: Path, rng: np.random.Generator) -> sp.csr_array:
-    with open(path) as f:
-        m, k, nnz = (int(x) for x in f.readline().split(","))
-        indptr = np.array(f.readline().split(), dtype=np.int32)
-        indices = np.array(f.readline().split(), dtype=np.int32)
-    assert indptr.shape[0] == m + 1 and indices.shape[0] == nnz
-    data = rng.standard_normal(nnz).astype(np.float32)
-    return sp.csr_array((data, indices, indptr), shape=(m, k))
 
 
 def stream_triad_bytes_per_s(threads: int) -> float:
@@ -121,16 +112,16 @@ def problems(quick: bool, rng: np.random.Generator):
     if not DLMC.is_dir():
         print(f"# DLMC matrices not found at {DLMC}: skipping real layers")
         return
-    batch = dict(line.strip().split(",") for line in open(DLMC / "rn50_batchsizes.txt"))
     layers = ["bottleneck_2_block_group1_1_1", "bottleneck_2_block_group2_1_1",
               "bottleneck_2_block_group3_1_1", "bottleneck_2_block_group4_1_1",
               "bottleneck_3_block_group3_2_1", "bottleneck_1_block_group4_1_1"]
     if quick:
         layers = layers[2:4]
     for layer in layers:
-        mats = {float(s): read_smtx(DLMC / "magnitude_pruning" / s / f"{layer}.smtx", rng)
-                for s in ("0.7", "0.8", "0.9")}
-        yield f"dlmc {layer}", int(batch[layer]), mats
+        sources = [matrix_sources(DLMC / "magnitude_pruning" / s / f"{layer}.smtx")[0]
+                   for s in ("0.7", "0.8", "0.9")]
+        mats = {src.sparsity_label: load_matrix(src.path, seed=1) for src in sources}
+        yield f"dlmc {layer}", sources[0].n_hint, mats
 
 
 def main() -> None:

@@ -52,24 +52,17 @@ def _mkl_peer():
     return dot_product_mkl
 
 
-def stream_triad_bytes_per_s(threads: int) -> float:
-    """Quick STREAM triad (a = b + s*c, 3 x 64 MiB fp32) through numpy; bytes = 3 arrays."""
+def stream_bandwidth(threads: int) -> dict[str, float]:
+    """STREAM triad and read-only bandwidth (bytes/s) with the C micro-benchmarks, 3 x 64 MiB
+    fp32 arrays (twice the 32 MiB L3 of the development machine), median of 5 runs."""
+    from kernels_c import microbench
+
     n = 16 * 1024 * 1024
-    b = np.ones(n, np.float32)
-    c = np.ones(n, np.float32)
-    a = np.empty_like(b)
-    best = 0.0
-    for _ in range(5):
-        t = time.perf_counter()
-        np.multiply(c, np.float32(3.0), out=a)
-        np.add(a, b, out=a)
-        dt = time.perf_counter() - t
-        best = max(best, 3 * 4 * n / dt)  # numpy's two passes move more; a lower bound
-    try:
-        from kernels_c import microbench  # the C triad, when characterization is built
-        return float(microbench.triad_bandwidth(threads=threads))
-    except (ImportError, AttributeError, TypeError):
-        return best
+    b, c, a = (np.ones(n, np.float32) for _ in range(3))
+    triad = microbench.plan_stream("triad", b, a=a, c=c, threads=threads)
+    read = microbench.plan_stream("read", b, threads=threads)
+    return {"triad": statistics.median(triad.run().bandwidth for _ in range(5)),
+            "read": statistics.median(read.run().bandwidth for _ in range(5))}
 
 
 def time_interleaved(contenders: dict, repeats: int, budget_s: float) -> dict[str, float]:
@@ -168,11 +161,13 @@ def main() -> None:
             print("  crossover sparsity: " + ", ".join(
                 _fmt_cross(v, min(mats), max(mats), c) for c, v in cross.items()))
             if n <= 8:
-                bw = stream_triad_bytes_per_s(threads)
+                bw = stream_bandwidth(threads)
                 for s, t, nnz in rows:
                     moved = nnz * 8 + (m + 1) * 4 + 4 * (k * n + m * n)
-                    print(f"  s={s:.2f}: {moved / t['ours'] / 1e9:6.1f} GB/s = "
-                          f"{moved / t['ours'] / bw:5.0%} of triad {bw / 1e9:.1f} GB/s")
+                    rate = moved / t["ours"]
+                    print(f"  s={s:.2f}: {rate / 1e9:6.1f} GB/s = {rate / bw['triad']:5.0%} of "
+                          f"triad {bw['triad'] / 1e9:.1f} GB/s, {rate / bw['read']:5.0%} of "
+                          f"read {bw['read'] / 1e9:.1f} GB/s")
             summary.append((label, n, threads, cross, min(mats), max(mats)))
     print("\nsummary: crossover sparsity per shape")
     for label, n, threads, cross, lo, hi in summary:

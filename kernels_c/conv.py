@@ -355,7 +355,7 @@ class SparseConv2d:
         threads = check_threads(threads)
         n = int(x.shape[0])
         out = check_out(out, self.output_shape(n), np.float32, (x,))
-        xpad = _aligned_empty(n * self._img_stride + self._slack)
+        xpad = _aligned_empty(self._img_stride + self._slack)
         scratch = np.empty(threads * self.params["o_block"] * self._plane_alloc, np.float32)
         module = load("conv")
         ffi = module.ffi
@@ -388,7 +388,7 @@ class SparseConv2d:
         Parameters
         ----------
         x : ndarray (N, C, H, W), float32, C-contiguous, (C, H, W) == ``input_shape``.
-        threads : int, OpenMP threads (over images x blocks of output channels).
+        threads : int, OpenMP threads (over blocks of output channels, image by image).
         out : ndarray (N, O, Ho, Wo), float32, C-contiguous, optional; reused as the result.
 
         Returns
@@ -447,7 +447,7 @@ def conv2d_im2col(x: np.ndarray, weight: np.ndarray, *, stride: int = 1, padding
     x : ndarray (N, C, H, W), float32, C-contiguous.
     weight : ndarray (O, C/groups, R, S), float32, C-contiguous.
     stride, padding, groups, bias, relu : as for :class:`SparseConv2d`.
-    threads : int, threads for the im2col and for BLAS (threadpoolctl, restored after).
+    threads : int, BLAS threads (threadpoolctl, restored after); the im2col is serial.
     out : ndarray (N, O, Ho, Wo), float32, C-contiguous, optional.
 
     Returns

@@ -6,11 +6,12 @@
  * Inputs are validated in Python (kernels_c/conv.py); C trusts them.
  *
  * conv_direct_sparse_f32 (Park et al., ICLR 2017, "direct sparse convolution"):
- *   Each call first copies every image into `xpad` as a zero-padded, phase-split image:
+ *   Images are processed one after the other: all threads first copy image n into `xpad`
+ *   (one image, img_stride floats + slack) as a zero-padded, phase-split image:
  *   for stride St there are St*St phase planes per channel, plane (c, pr, ps) holding
  *   padded rows pr, pr+St, ... and columns ps, ps+St, ...; each plane is hq x wq with
- *   hq = ceil(Hp / St), wq = ceil(Wp / St) (Hp = H + 2 pad). Image n starts at
- *   xpad + n * img_stride; the buffer ends with zeroed slack so that full register tiles
+ *   hq = ceil(Hp / St), wq >= ceil(Wp / St) (Hp = H + 2 pad); the buffer ends with zeroed
+ *   slack so that full register tiles
  *   never read past it. With n_shift = D > 1 an image holds D copies of its planes, copy d
  *   (at d * copy_stride) shifted left by d elements: copy_d[i] = copy_0[i + d]. With wq a
  *   multiple of the vector width and a 64-byte aligned xpad, a weight at kernel column s
@@ -29,7 +30,7 @@
  *   row sorted by channel. kptr[o * (n_cblocks + 1) + b] is the first nonzero of row o whose
  *   in-group channel is >= b * c_block (channel blocking: the input planes of one channel
  *   block stay in L1 while all output channels of a block accumulate them).
- *   Work: tasks (image, block of o_block output channels) are spread over `threads`
+ *   Work: per image, tasks (blocks of o_block output channels) are spread over `threads`
  *   OpenMP threads; a task accumulates its flattened output planes (plane_alloc floats
  *   each, a multiple of the register tile) in its thread's slice of `scratch`
  *   (threads * o_block * plane_alloc floats), register tile by register tile
@@ -39,7 +40,8 @@
  * conv_im2col_blas_f32: per image and group, col ((C/groups) R S) x (Ho Wo) = im2col(x)
  *   (skipped for 1x1, stride 1, pad 0), out = weight @ col with the BLAS sgemm behind the
  *   `sgemm` function pointer (Fortran ABI, see kernels_c/_blas.py), then bias + ReLU.
- *   BLAS threads are set by the caller (threadpoolctl); `threads` drives the im2col.
+ *   BLAS threads are set by the caller (threadpoolctl); the im2col is serial (an OpenMP
+ *   team spinning between regions would compete with the BLAS threads for the cores).
  * conv_f32_ref: naive direct convolution, double accumulation, same args as im2col.
  */
 typedef struct {

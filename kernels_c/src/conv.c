@@ -102,7 +102,7 @@ static const tile_fn TILES_AVX2[MAX_TILE_AVX2 + 1] = {
 static void pad_channel(const conv_direct_sparse_f32_args *a, int64_t n, int64_t c) {
     const int64_t st = a->stride, pad = a->pad, h = a->h, w = a->w, hq = a->hq, wq = a->wq;
     const float *src = a->x + (n * a->c + c) * h * w;
-    float *base = a->xpad + n * a->img_stride + c * st * st * hq * wq;
+    float *base = a->xpad + c * st * st * hq * wq;
     for (int64_t pr = 0; pr < st; ++pr)
         for (int64_t ps = 0; ps < st; ++ps) {
             float *plane = base + (pr * st + ps) * hq * wq;
@@ -143,7 +143,7 @@ static void pad_channel(const conv_direct_sparse_f32_args *a, int64_t n, int64_t
 /* One task: output channels [o0, o1) of image n. */
 static void conv_task(const conv_direct_sparse_f32_args *a, tile_fn tile, int vw, int64_t n,
                       int64_t o0, int64_t o1, float *scr) {
-    const float *xin = a->xpad + n * a->img_stride;
+    const float *xin = a->xpad;
     const int nv = a->tile_vectors;
     const int64_t t = (int64_t)nv * vw, pa = a->plane_alloc, ncb = a->n_cblocks;
     for (int64_t jt = 0; jt < pa; jt += t)
@@ -188,24 +188,26 @@ int conv_direct_sparse_f32(void *args) {
     if (a->isa != KC_ISA_PORTABLE) return KC_ERR_ISA;
 #endif
     if (a->plane_alloc % ((int64_t)a->tile_vectors * vw)) return KC_ERR_ARGS;
-    const int64_t tail = a->n * a->img_stride;
-    if (a->xpad_len > tail) memset(a->xpad + tail, 0, (size_t)(a->xpad_len - tail) * 4);
+    if (a->xpad_len > a->img_stride)
+        memset(a->xpad + a->img_stride, 0, (size_t)(a->xpad_len - a->img_stride) * 4);
     const int64_t n_ob = (a->o + a->o_block - 1) / a->o_block;
-    const int64_t n_tasks = a->n * n_ob;
     const int nt = a->threads > 0 ? a->threads : 1;
+    /* One image at a time: its padded copy (in L2) is shared by all threads. */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-#pragma omp for schedule(static)
-        for (int64_t nc = 0; nc < a->n * a->c; ++nc) pad_channel(a, nc / a->c, nc % a->c);
         float *scr = a->scratch + (int64_t)tid * a->o_block * a->plane_alloc;
+        for (int64_t n = 0; n < a->n; ++n) {
+#pragma omp for schedule(static)
+            for (int64_t c = 0; c < a->c; ++c) pad_channel(a, n, c);
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < n_tasks; ++task) {
-            const int64_t n = task / n_ob, o0 = (task % n_ob) * a->o_block;
-            conv_task(a, tile, vw, n, o0, KC_MIN(o0 + a->o_block, a->o), scr);
+            for (int64_t ob = 0; ob < n_ob; ++ob) {
+                const int64_t o0 = ob * a->o_block;
+                conv_task(a, tile, vw, n, o0, KC_MIN(o0 + a->o_block, a->o), scr);
+            }
         }
     }
     return KC_OK;
@@ -251,14 +253,14 @@ int conv_im2col_blas_f32(void *args) {
     const int64_t cg = a->c / a->groups, og = a->o / a->groups;
     const int64_t kk = cg * a->r * a->s, p = a->ho * a->wo;
     const int direct = a->r == 1 && a->s == 1 && a->stride == 1 && a->pad == 0;
-    const int nt = a->threads > 0 ? a->threads : 1;
     for (int64_t n = 0; n < a->n; ++n)
         for (int64_t g = 0; g < a->groups; ++g) {
             const float *xg = a->x + (n * a->c + g * cg) * a->h * a->w;
             const float *bmat = xg;
             if (!direct) {
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-                for (int64_t k = 0; k < kk; ++k) im2col_rows(a, xg, k, k + 1);
+                /* serial: an OpenMP team spinning between regions would fight the BLAS
+                 * threads for the cores */
+                im2col_rows(a, xg, 0, kk);
                 bmat = a->col;
             }
             /* row-major out_g (og x p) = W_g (og x kk) @ col (kk x p), i.e. column-major

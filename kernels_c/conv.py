@@ -42,7 +42,7 @@ PARAMS: dict[str, tuple[int, ...]] = {
 _MAX_ALIGN_WASTE = 1.15
 _MAX_SHIFTED_COPIES = 8
 _L1_BUDGET_BYTES = 40 * 1024
-_DEFAULT_TILE = {"portable": 8, "avx2": 12, "avx512": 16}
+_DEFAULT_TILE = {"portable": 8, "avx2": 12, "avx512": 24}
 _INT32_MAX = 2**31 - 1
 
 
@@ -175,11 +175,11 @@ def _n_shift(geo: ConvGeometry, align: int) -> int:
 def default_params(geo: ConvGeometry, isa: str | None = None) -> dict[str, int]:
     """Default blocking for a convolution.
 
-    Register tile: the flattened output plane (Ho rows of the phase-plane width) is split into
-    the fewest tiles of at most 16 (avx512) / 12 (avx2) / 8 (portable) vectors, then evened
-    out so that little of the last tile is wasted. Channel block: as many input channels as
-    keep the input one register tile reads (all kernel rows, phases and shifted copies)
-    within 40 KiB of L1.
+    Register tile: the flattened output plane (Ho rows of the phase-plane width, V vectors)
+    is covered by tiles of nv <= 24 (avx512) / 12 (avx2) / 8 (portable) vectors minimizing
+    ceil(V / nv) * (nv + 3), the per-nonzero cost of FMAs plus loop overhead. Channel
+    block: as many input channels as keep the input one register tile reads (all kernel
+    rows, phases and shifted copies) within 40 KiB of L1.
     Output channels per task: 8.
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
@@ -189,8 +189,10 @@ def default_params(geo: ConvGeometry, isa: str | None = None) -> dict[str, int]:
                 and _n_shift(geo, 1) <= _MAX_SHIFTED_COPIES)
     _, wq = _phase_dims(geo, vw if align else 1)
     vectors = -(-(geo.ho * wq) // vw)
-    n_tiles = -(-vectors // _DEFAULT_TILE[level])
-    nv = -(-vectors // n_tiles)
+    # each (nonzero, tile) pair costs the tile's FMAs plus ~3 loop instructions (index load,
+    # broadcast, branch): minimize tiles * (nv + 3), the larger tile on ties
+    top = min(_DEFAULT_TILE[level], vectors)
+    nv = min(range(1, top + 1), key=lambda v: (-(-vectors // v) * (v + 3), -v))
     st = geo.stride
     per_channel = 4 * st * st * (nv * vw + ((geo.r - 1) // st) * wq + (geo.s - 1) // st + 1)
     per_channel *= _n_shift(geo, align)

@@ -12,7 +12,8 @@ import importlib
 import sys
 
 #: subcommand modules, in the order ``perfmodel --help`` lists them
-COMMANDS: tuple[str, ...] = ("perfmodel._cmd_characterize", "perfmodel._cmd_models")
+COMMANDS: tuple[str, ...] = ("perfmodel._cmd_characterize", "perfmodel._cmd_sweep",
+                             "perfmodel._cmd_models")
 
 
 def build_parser() -> argparse.ArgumentParser:

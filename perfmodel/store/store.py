@@ -355,10 +355,18 @@ class Store:
             if mid is None:
                 return None
             if seconds.size:
-                conn.execute(insert(T.samples), [
-                    {"measurement_id": mid, "idx": i, "seconds": s}
-                    for i, s in enumerate(seconds.tolist())])
+                self._insert_samples(conn, int(mid), seconds.tolist())
         return int(mid)
+
+    def _insert_samples(self, conn: Connection, mid: int, seconds: list[float]) -> None:
+        if self.dialect == "sqlite":  # the DB-API's executemany: ~10x faster than Core's
+            conn.exec_driver_sql(
+                "INSERT INTO samples (measurement_id, idx, seconds) VALUES (?, ?, ?)",
+                [(mid, i, s) for i, s in enumerate(seconds)])
+        else:
+            conn.execute(insert(T.samples), [
+                {"measurement_id": mid, "idx": i, "seconds": s}
+                for i, s in enumerate(seconds)])
 
     def results(self, *, sweep: str | None = None, op: str | None = None,
                 fingerprint: str | None = None) -> pd.DataFrame:
@@ -500,10 +508,9 @@ class Store:
                         srows = oconn.execute(select(T.samples.c.idx, T.samples.c.seconds)
                                               .where(T.samples.c.measurement_id == row.id)
                                               ).all()
-                        if srows:
-                            conn.execute(insert(T.samples), [
-                                {"measurement_id": new_id, "idx": r.idx, "seconds": r.seconds}
-                                for r in srows])
+                        if srows:  # idx runs 0..n-1 in order
+                            self._insert_samples(conn, int(new_id),
+                                                 [r.seconds for r in srows])
             counts["runs"] += 1
         fps = {m.id: m.fingerprint for m in machines}
         for trow in tuned:

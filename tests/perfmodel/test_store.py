@@ -92,14 +92,14 @@ def test_measurement_and_samples_are_one_transaction(store_url):
         mid = st.machine_id()
         rid = st.start_run(mid, "t")
 
-        def fail_on_samples(conn, clauseelement, *args):
-            if getattr(clauseelement, "table", None) is tables.samples:
+        def fail_on_samples(conn, cursor, statement, *args):
+            if statement.lstrip().upper().startswith("INSERT INTO SAMPLES"):
                 raise RuntimeError("simulated crash while writing samples")
 
-        event.listen(st.engine, "before_execute", fail_on_samples)
+        event.listen(st.engine, "before_cursor_execute", fail_on_samples)
         with pytest.raises(RuntimeError, match="simulated"):
             st.add_measurement(rid, mid, _row("x"), [1.0, 2.0])
-        event.remove(st.engine, "before_execute", fail_on_samples)
+        event.remove(st.engine, "before_cursor_execute", fail_on_samples)
         assert st.results().empty and st.samples().empty
         assert st.add_measurement(rid, mid, _row("x"), [1.0]) is not None
 

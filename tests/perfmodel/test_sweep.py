@@ -1,0 +1,334 @@
+"""Sweeps: spec validation, points, verification, resume (including after SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import perfmodel
+from perfmodel import cli, ops
+from perfmodel.shapes import LAYER_SETS, load_matrix, matrix_sources
+from perfmodel.store import load_results, load_samples, open_store
+from perfmodel.sweep import PRESETS, SpecError, load_spec, run_sweep
+from tests.conftest import require_dlmc
+
+FAST = {"budget_s": 0.01, "min_samples": 6, "target_rel_ci": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFMODEL_HOME", str(tmp_path / "home"))
+
+
+def tiny_spec(**block) -> dict:
+    base = {"op": "spmm", "shapes": [{"m": 7, "k": 13, "n": 3}, {"m": 1, "k": 17, "n": 16}],
+            "sparsities": [0.5, 0.9], "patterns": ["random"]}
+    base.update(block)
+    return {"name": "tiny", **FAST, "block": [base]}
+
+
+def test_tiny_sweep_stores_verified_points_and_resumes(store_url):
+    spec = tiny_spec()
+    first = perfmodel.sweep(spec, store=store_url, progress=False)
+    # 2 shapes x 2 sparsities x (ours, scipy) + 2 dense baselines (once per shape)
+    assert first.measured == 10 and first.status == {"ok": 10} and first.skipped == 0
+    df = perfmodel.load_results(store_url)
+    assert len(df) == 10 and df.point_key.is_unique
+    assert set(df.kernel) == {"spmm_csr_f32", "gemm_blas_f32", "scipy_csr"}
+    dense = df[df.kernel == "gemm_blas_f32"]
+    assert (dense.pattern == "dense").all() and (dense.sparsity == 0).all()
+    assert (dense.density == 1).all() and (dense.flops == 2 * dense.m * dense.n * dense.k).all()
+    ours = df[df.kernel == "spmm_csr_f32"]
+    assert (ours.flops == 2 * ours.nnz * ours.n).all()
+    assert ours.isa.isin(__import__("kernels_c")._isa.supported_levels()).all()
+    assert (df.n_samples >= 6).all() and (df.median_s > 0).all() and (df.gflops > 0).all()
+    assert (df.sweep == "tiny").all() and (df.fingerprint.str.len() == 16).all()
+    assert df.versions.str.contains('"numpy"').all() and df.timestamp.str.endswith("Z").all()
+    s = load_samples(store_url, df.measurement_id)
+    assert (s.groupby("measurement_id").size().loc[df.measurement_id].values
+            == df.n_samples.values).all()
+    again = perfmodel.sweep(spec, store=store_url, progress=False)
+    assert again.measured == 0 and again.skipped == 10
+    redo = run_sweep(spec, store_url, remeasure=True, progress=False, limit=3)
+    assert redo.measured == 3
+    df2 = load_results(store_url)
+    assert len(df2) == 10 and df2.point_key.is_unique
+
+
+def test_block_patterns_params_threads_and_cold_cache(tmp_path):
+    spec = tiny_spec(kernels=["spmm_csr_f32"], patterns=["block2x4", "dense"],
+                     sparsities=[0.75], threads=[1, 2], cache=["warm", "cold"],
+                     params={"spmm_csr_f32": {"reg_vectors": [1, 2]}})
+    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
+    df = load_results(tmp_path / "r.db")
+    # 2 shapes x 2 patterns x 2 params x 2 threads x 2 caches
+    assert summary.measured == len(df) == 32 and (df.status == "ok").all()
+    assert set(df.pattern) == {"block2x4", "dense"} and set(df.cache) == {"warm", "cold"}
+    assert set(df.threads) == {1, 2}
+    assert {int(p.split('"reg_vectors":')[1][0]) for p in df.params} == {1, 2}
+    assert (df[df.pattern == "dense"].density == 1).all()
+
+
+def test_make_sparse_patterns():
+    rng = np.random.default_rng(0)
+    a = ops.make_sparse((13, 7), 0.5, "random", rng)
+    assert a.nnz == round(0.5 * 13 * 7) and a.dtype == np.float32
+    assert a.indices.dtype == np.int32 and a.has_sorted_indices
+    b = ops.make_sparse((13, 7), 0.5, "block4x2", rng)
+    mask = b.toarray() != 0
+    blocks = mask[:12, :6].reshape(3, 4, 3, 2).any(axis=(1, 3))
+    full = mask[:12, :6].reshape(3, 4, 3, 2).all(axis=(1, 3))
+    assert (blocks == full).all()  # every 4x2 block is all-nonzero or all-zero
+    assert ops.make_sparse((3, 3), 0.0, "dense", rng).nnz == 9
+    with pytest.raises(ValueError, match="block<R>x<C>"):
+        ops.parse_pattern("blocky")
+
+
+class _BrokenSpmm(ops.SpmmOp):
+    """spmm whose 'ours' kernel is off by one on every output (must fail verification)."""
+
+    name = "broken_spmm"
+
+    def prepare(self, kernel, inputs, params, threads, isa):
+        prepared = super().prepare(kernel, inputs, params, threads, isa)
+        if kernel == "spmm_csr_f32":
+            good = prepared.output
+            prepared.output = lambda: good() + 1.0
+        return prepared
+
+
+def test_failed_verification_is_recorded_and_the_sweep_continues(tmp_path, monkeypatch):
+    monkeypatch.setitem(ops.OPS, "broken_spmm", _BrokenSpmm())
+    spec = tiny_spec(op="broken_spmm")
+    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
+    df = load_results(tmp_path / "r.db")
+    bad = df[df.kernel == "spmm_csr_f32"]
+    assert len(bad) == 4 and (bad.status == "invalid").all()
+    assert bad.error.str.startswith("verification failed").all()
+    assert bad.median_s.isna().all() and (bad.n_samples == 0).all()
+    assert (df[df.kernel != "spmm_csr_f32"].status == "ok").all()
+    assert summary.status == {"invalid": 4, "ok": 6}
+
+
+class _FailingSpmm(ops.SpmmOp):
+    """spmm whose kernels fail in the ways real kernels can: a parameter combination the
+    plan refuses, and an error while running."""
+
+    name = "failing_spmm"
+
+    def prepare(self, kernel, inputs, params, threads, isa):
+        if kernel == "scipy_csr":
+            raise ValueError("n_tile must be a multiple of the vector width")
+        prepared = super().prepare(kernel, inputs, params, threads, isa)
+        if kernel == "gemm_blas_f32":
+            def boom():
+                raise RuntimeError("kernel returned error code 2")
+            prepared.run = boom
+        return prepared
+
+
+def test_plan_and_run_failures_become_failed_points(tmp_path, monkeypatch):
+    monkeypatch.setitem(ops.OPS, "failing_spmm", _FailingSpmm())
+    summary = run_sweep(tiny_spec(op="failing_spmm"), tmp_path / "r.db", progress=False)
+    df = load_results(tmp_path / "r.db").set_index("kernel")
+    assert summary.status == {"ok": 4, "invalid": 4, "runtime_failed": 2}
+    assert df.loc["scipy_csr"].error.str.contains("vector width").all()
+    assert df.loc["gemm_blas_f32"].error.str.contains("error code 2").all()
+    assert (df.loc["spmm_csr_f32"].status == "ok").all()
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda s: s["block"][0].update(op="fft"), r"block\[0\]\.op: unknown op 'fft'; allowed:"),
+    (lambda s: s["block"][0].update(kernels=["cublas"]),
+     r"block\[0\]\.kernels: unknown kernel\(s\) \['cublas'\].*allowed: spmm_csr_f32"),
+    (lambda s: s["block"][0].update(layers="vgg16"),
+     r"block\[0\]\.layers: unknown layer set 'vgg16'; known: alexnet"),
+    (lambda s: s["block"][0].update(matrices="no/such/folder"),
+     r"block\[0\]\.matrices: matrix file or folder 'no/such/folder' not found"),
+    (lambda s: s["block"][0].update(sparsities=[1.5]), r"block\[0\]\.sparsities: expected a"),
+    (lambda s: s["block"][0].update(patterns=["stripes"]), r"block\[0\]\.patterns: pattern"),
+    (lambda s: s["block"][0].update(shapes=[{"m": 3, "k": 3}]),
+     r"block\[0\]\.shapes\[0\]: missing dimension\(s\) \['n'\]"),
+    (lambda s: s["block"][0].update(shapes=[{"m": 3, "k": 3, "n": 0}]),
+     r"block\[0\]\.shapes\[0\]\.n: expected an integer"),
+    (lambda s: s["block"][0].update(params={"spmm_csr_f32": {"reg_vectors": [3]}}),
+     r"params\.spmm_csr_f32: .*reg_vectors: values \[3\] not allowed; allowed: \[1, 2, 4, 8\]"),
+    (lambda s: s["block"][0].update(params={"spmm_csr_f32": {"unroll": [3]}}),
+     r"has no parameter 'unroll'"),
+    (lambda s: s["block"][0].update(cache=["lukewarm"]), r"block\[0\]\.cache: .*allowed: warm"),
+    (lambda s: s["block"][0].update(colour="red"), r"block\[0\]\.colour: unknown field"),
+    (lambda s: s.update(threads=[0]), r"field threads: expected an integer in \[1, 1024\]"),
+    (lambda s: s.update(budget="1s"), r"field budget: unknown field; allowed: block, budget_s"),
+    (lambda s: s.update(block=[]), r"field block: needs at least one"),
+    (lambda s: s["block"][0].pop("shapes"), r"needs at least one of shapes, layers, matrices"),
+])
+def test_bad_spec_fields_are_named(mutate, match):
+    spec = tiny_spec()
+    mutate(spec)
+    with pytest.raises(SpecError, match=match):
+        load_spec(spec)
+
+
+def test_spec_files_and_presets(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a file and not a preset"):
+        load_spec(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed\n")
+    with pytest.raises(SpecError, match="does not parse"):
+        load_spec(bad)
+    yml = tmp_path / "s.yaml"
+    yml.write_text("block:\n  - op: spmm\n    shapes: [{m: 3, k: 3, n: 3}]\n")
+    spec = load_spec(yml)
+    assert spec.name == "s" and len(spec.points) == 3  # ours, scipy at sparsity 0; dense
+    sizes = {name: len(load_spec(name).points) for name in PRESETS}
+    assert 50 <= sizes["quick"] < sizes["standard"] < sizes["full"]
+    quick = load_spec("quick")
+    assert {p.op for p in quick.points} >= {"spmm", "conv2d"}
+    keys = [p.key("x") for p in quick.points]
+    assert len(set(keys)) == len(keys)
+
+
+def test_layer_sets_expand_per_op():
+    spec = load_spec({"block": [{"op": "spmm", "layers": ["bert-base", "fbgemm"],
+                                 "kernels": ["spmm_csr_f32"], "sparsities": [0.9]},
+                                {"op": "conv2d", "layers": "resnet50",
+                                 "kernels": ["conv_direct_sparse_f32"], "sparsities": [0.9]}]})
+    by_op = {op: [p for p in spec.points if p.op == op] for op in ("spmm", "conv2d")}
+    assert len(by_op["spmm"]) == len(LAYER_SETS["bert-base"]) + len(LAYER_SETS["fbgemm"])
+    convs = [lay for lay in LAYER_SETS["resnet50"] if lay.kind == "conv"]
+    assert len(by_op["conv2d"]) == len(convs)
+    qkv = next(p for p in by_op["spmm"] if p.problem.layer == "bert-base:attention.qkv")
+    assert qkv.problem.dims == {"m": 2304, "k": 768, "n": 128}
+    assert all(p.problem.layer for p in spec.points)
+
+
+def _write_matrices(folder: Path) -> None:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    a = ops.make_sparse((5, 9), 0.6, "random", rng)
+    (folder / "layer_a.smtx").write_text(
+        f"5, 9, {a.nnz}\n{' '.join(map(str, a.indptr))}\n{' '.join(map(str, a.indices))}\n")
+    import scipy.io
+
+    scipy.io.mmwrite(folder / "layer_b.mtx", sp.coo_matrix(a.toarray()))
+    sp.save_npz(folder / "layer_c.npz", sp.csr_matrix(a))
+
+
+def test_real_matrix_folder_sweep(tmp_path):
+    folder = tmp_path / "mats"
+    _write_matrices(folder)
+    found = matrix_sources(folder)
+    assert [s.path.name for s in found] == ["layer_a.smtx", "layer_b.mtx", "layer_c.npz"]
+    m = load_matrix(folder / "layer_a.smtx", seed=3)
+    assert m.shape == (5, 9) and m.dtype == np.float32
+    np.testing.assert_array_equal(m.data, load_matrix(folder / "layer_a.smtx", seed=3).data)
+    spec = {"name": "real", **FAST, "block": [{"op": "spmm", "matrices": str(folder),
+                                               "n": [4], "kernels": ["spmm_csr_f32"]}]}
+    run_sweep(spec, tmp_path / "r.db", progress=False)
+    df = load_results(tmp_path / "r.db")
+    assert len(df) == 3 and (df.status == "ok").all() and (df.pattern == "real").all()
+    assert sorted(df.layer) == ["layer_a", "layer_b", "layer_c"]
+    assert df.matrix.str.endswith(("smtx", "mtx", "npz")).all()
+    assert np.allclose(df.sparsity, 1 - df.density)
+
+
+def test_dlmc_folder_gives_real_points():
+    folder = require_dlmc() / "0.8"
+    spec = load_spec({"block": [{"op": "spmm", "matrices": str(folder), "max_matrices": 3,
+                                 "kernels": ["spmm_csr_f32"]}]})
+    assert len(spec.points) == 3
+    p = spec.points[0].problem
+    assert p.pattern == "real" and p.sparsity == pytest.approx(0.8)
+    assert p.dims["n"] == 3136  # from rn50_batchsizes.txt
+
+
+def test_cli_sweep_import_export(tmp_path, capsys):
+    spec_file = tmp_path / "tiny.toml"
+    spec_file.write_text(textwrap.dedent("""
+        name = "cli"
+        budget_s = 0.01
+        min_samples = 6
+        [[block]]
+        op = "spmm"
+        kernels = ["spmm_csr_f32"]
+        shapes = [{m = 3, k = 7, n = 13}]
+        sparsities = [0.5]
+    """))
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    assert cli.main(["sweep", str(spec_file), "--db", str(a), "--no-progress"]) == 0
+    assert "1 measured" in capsys.readouterr().out
+    assert cli.main(["sweep", str(spec_file), "--db", str(a), "--no-progress"]) == 0
+    assert "0 measured, 1 already in the store" in capsys.readouterr().out
+    assert cli.main(["import", str(a), "--db", str(b)]) == 0
+    assert cli.main(["import", str(a), "--db", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "1 measurements added" in out and "0 measurements added, 1 already" in out
+    assert cli.main(["export", str(tmp_path / "r.csv"), "--db", str(b)]) == 0
+    assert (tmp_path / "r.csv").read_text().count("\n") == 2
+    assert cli.main(["sweep", str(tmp_path / "nope.toml")]) == 2
+    assert cli.main(["import", str(tmp_path / "nope.db"), "--db", str(b)]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[block]]\nop = "fft"\nshapes = []\n')
+    assert cli.main(["sweep", str(bad), "--db", str(a)]) == 2
+    assert "block[0].op: unknown op 'fft'" in capsys.readouterr().err
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    import perfmodel
+    spec = {"name": "victim", "budget_s": 0.05, "min_samples": 50, "target_rel_ci": 0.001,
+            "block": [{"op": "spmm", "kernels": ["spmm_csr_f32", "scipy_csr"],
+                       "shapes": [{"m": 64, "k": 64, "n": 16}, {"m": 31, "k": 64, "n": 8}],
+                       "sparsities": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]}]}
+    perfmodel.sweep(spec, store=sys.argv[1], progress=False)
+""")
+
+
+def test_sweep_killed_with_sigkill_resumes_without_loss_or_duplicates(store_url, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, store_url], env=env)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:  # kill it mid-sweep, after a few points
+            time.sleep(0.05)
+            if proc.poll() is not None:
+                break
+            try:
+                n = len(load_results(store_url))
+            except Exception:  # store not created yet
+                continue
+            if n >= 5:
+                break
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    with open_store(store_url) as st:
+        before = st.results()
+        assert 5 <= len(before) < 40
+        samples = st.samples()
+        # every stored point is complete: all its samples, none orphaned
+        counts = samples.groupby("measurement_id").size()
+        assert (counts.loc[before.measurement_id].values == before.n_samples.values).all()
+        assert set(samples.measurement_id) == set(before.measurement_id)
+    spec = load_spec(_KILL_SCRIPT.split("spec = ")[1].split("\nperfmodel")[0]
+                     and eval(_KILL_SCRIPT.split("spec = ")[1].split("\nperfmodel")[0]))
+    spec.timing = type(spec.timing)(budget_s=0.005, min_samples=6)
+    summary = run_sweep(spec, store_url, progress=False)
+    assert summary.skipped == len(before) and summary.measured == 40 - len(before)
+    after = load_results(store_url)
+    assert len(after) == 40 and after.point_key.is_unique
+    kept = after.set_index("measurement_id").loc[before.measurement_id]
+    assert (kept.median_s.values == before.median_s.values).all()  # untouched on resume

@@ -40,7 +40,7 @@ IMPLEMENTED = ("portable", "avx2", "avx512_vnni")
 LAYOUT: dict[str, tuple[int, int]] = {"avx512_vnni": (64, 4), "avx2": (16, 2),
                                       "portable": (16, 1)}
 #: register tile rows (mr) per path for int8 / int4 (see src/qgemm.c)
-MR: dict[str, dict[int, int]] = {"avx512_vnni": {8: 6, 4: 2}, "avx2": {8: 6, 4: 2},
+MR: dict[str, dict[int, int]] = {"avx512_vnni": {8: 6, 4: 3}, "avx2": {8: 6, 4: 2},
                                  "portable": {8: 4, 4: 4}}
 GROUP_SIZES = (16, 32, 64, 128)
 #: Tunable cache blocking (the tuner's search space): rows of A per block (rounded up to a

@@ -21,7 +21,7 @@
 
 /* Register tiles per path: (mr, nr) for int8 and int4. */
 #define VNNI8_MR 6
-#define VNNI4_MR 2
+#define VNNI4_MR 3
 #define VNNI_NR 64
 #define AVX2_8_MR 6
 #define AVX2_4_MR 2
@@ -222,6 +222,13 @@ vnni8_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
         }
     }
     for (; q < nq; ++q) {
+        if ((q & 15) == 0 && MR > 2) {
+            /* A rows of the next register tile, one cache line ahead per row: a long A
+             * (many rows, few panels) streams from memory, which the hardware prefetcher
+             * does not follow across MR interleaved strided streams fast enough */
+            for (int r = 0; r < MR; ++r)
+                _mm_prefetch((const char *)(a + (MR + r) * lda + 4 * q), _MM_HINT_T0);
+        }
         V8_LOADB(b + q * 256);
         V8_ALL_ROWS(SRC_Q);
     }
@@ -259,63 +266,71 @@ static const qg_ukr vnni8[] = {NULL, ukr_vnni8_1, ukr_vnni8_2, ukr_vnni8_3,
                                ukr_vnni8_4, ukr_vnni8_5, ukr_vnni8_6};
 
 /* int4: one 64-byte load holds two K quads (low / high nibbles) of 16 columns; both are
- * unpacked to 16*w bytes (shift + mask) and fed to vpdpbusd. One row keeps low and high
- * quads in separate accumulators (8 independent chains). At the end of each group the int32
- * sums are scaled into fp32 accumulators. */
-#define V4_COL(v)                                                                            \
+ * unpacked to 16*w bytes (shift + mask) once per register tile and fed to vpdpbusd for up to
+ * 4 rows. One row keeps low and high quads in separate accumulators (8 independent chains).
+ * At the end of each group the int32 sums are scaled into fp32 accumulators kept in the
+ * (L1-resident) tile. */
+#define V4_UNPACK(v)                                                                         \
+    const __m512i raw##v = _mm512_loadu_si512(bp + 64 * (v));                                \
+    const __m512i wl##v = _mm512_and_si512(_mm512_slli_epi16(raw##v, 4), mask);              \
+    const __m512i wh##v = _mm512_and_si512(raw##v, mask)
+#define V4_ROW(r)                                                                            \
     do {                                                                                     \
-        const __m512i raw_ = _mm512_loadu_si512(bp + 64 * (v));                              \
-        const __m512i wl_ = _mm512_and_si512(_mm512_slli_epi16(raw_, 4), mask);              \
-        const __m512i wh_ = _mm512_and_si512(raw_, mask);                                    \
-        l0##v = _mm512_dpbusd_epi32(l0##v, x0, wl_);                                         \
-        if (MR == 1) h0##v = _mm512_dpbusd_epi32(h0##v, y0, wh_);                            \
-        else {                                                                               \
-            l0##v = _mm512_dpbusd_epi32(l0##v, y0, wh_);                                     \
-            l1##v = _mm512_dpbusd_epi32(l1##v, x1, wl_);                                     \
-            l1##v = _mm512_dpbusd_epi32(l1##v, y1, wh_);                                     \
+        const __m512i x_ = _mm512_set1_epi32((int32_t)load_u32(ap + (r) * la + 8 * p));     \
+        const __m512i y_ = _mm512_set1_epi32((int32_t)load_u32(ap + (r) * la + 8 * p + 4));  \
+        l##r##0 = _mm512_dpbusd_epi32(l##r##0, x_, wl0);                                     \
+        l##r##1 = _mm512_dpbusd_epi32(l##r##1, x_, wl1);                                     \
+        l##r##2 = _mm512_dpbusd_epi32(l##r##2, x_, wl2);                                     \
+        l##r##3 = _mm512_dpbusd_epi32(l##r##3, x_, wl3);                                     \
+        if (MR == 1) {                                                                       \
+            h00 = _mm512_dpbusd_epi32(h00, y_, wh0);                                         \
+            h01 = _mm512_dpbusd_epi32(h01, y_, wh1);                                         \
+            h02 = _mm512_dpbusd_epi32(h02, y_, wh2);                                         \
+            h03 = _mm512_dpbusd_epi32(h03, y_, wh3);                                         \
+        } else {                                                                             \
+            l##r##0 = _mm512_dpbusd_epi32(l##r##0, y_, wh0);                                 \
+            l##r##1 = _mm512_dpbusd_epi32(l##r##1, y_, wh1);                                 \
+            l##r##2 = _mm512_dpbusd_epi32(l##r##2, y_, wh2);                                 \
+            l##r##3 = _mm512_dpbusd_epi32(l##r##3, y_, wh3);                                 \
         }                                                                                    \
     } while (0)
-#define V4_SCALE(v)                                                                          \
+#define V4_SCALE1(r, v, ACC)                                                                 \
+    _mm512_storeu_ps(tile + (r) * VNNI_NR + 16 * (v),                                        \
+                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(ACC), _mm512_loadu_ps(s + 16 * (v)), \
+                                     _mm512_loadu_ps(tile + (r) * VNNI_NR + 16 * (v))))
+#define V4_SCALE(r)                                                                          \
     do {                                                                                     \
-        const __m512 sv_ = _mm512_loadu_ps(s + 16 * (v));                                    \
-        f0##v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(l0##v, h0##v)), sv_,     \
-                                f0##v);                                                      \
-        if (MR > 1) f1##v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l1##v), sv_, f1##v);          \
+        V4_SCALE1(r, 0, l##r##0); V4_SCALE1(r, 1, l##r##1);                                  \
+        V4_SCALE1(r, 2, l##r##2); V4_SCALE1(r, 3, l##r##3);                                  \
     } while (0)
-#define V4_FDECL(F) __m512 F##0 = _mm512_setzero_ps(), F##1 = F##0, F##2 = F##0, F##3 = F##0
 
 KC_TARGET_AVX512_VNNI static inline __attribute__((always_inline)) void
 vnni4_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t *b,
            const float *gs, int64_t gss, int group, float *tile) {
     const __m512i mask = _mm512_set1_epi8((char)0xF0);
-    V4_FDECL(f0); V4_FDECL(f1);
+    for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < 4; ++v) _mm512_storeu_ps(tile + r * VNNI_NR + 16 * v, _mm512_setzero_ps());
     for (int64_t k0 = 0, g = 0; k0 < k; k0 += group, ++g) {
         const uint8_t *ap = a + k0;
         const int64_t la = lda;
-        V8_DECL(l0); V8_DECL(h0); V8_DECL(l1);
+        V8_DECL(l0); V8_DECL(l1); V8_DECL(l2); V8_DECL(l3); V8_DECL(h0);
         const int8_t *bp = b + (k0 / 2) * VNNI_NR;
         for (int p = 0; p < group / 8; ++p, bp += 256) {
-            const __m512i x0 = _mm512_set1_epi32((int32_t)load_u32(ap + 8 * p));
-            const __m512i y0 = _mm512_set1_epi32((int32_t)load_u32(ap + 8 * p + 4));
-            __m512i x1 = x0, y1 = y0;
-            if (MR > 1) {
-                x1 = _mm512_set1_epi32((int32_t)load_u32(ap + la + 8 * p));
-                y1 = _mm512_set1_epi32((int32_t)load_u32(ap + la + 8 * p + 4));
-            }
-            V4_COL(0); V4_COL(1); V4_COL(2); V4_COL(3);
+            V4_UNPACK(0); V4_UNPACK(1); V4_UNPACK(2); V4_UNPACK(3);
+            V4_ROW(0);
+            if (MR > 1) V4_ROW(1);
+            if (MR > 2) V4_ROW(2);
+            if (MR > 3) V4_ROW(3);
         }
         const float *s = gs + g * gss;
-        V4_SCALE(0); V4_SCALE(1); V4_SCALE(2); V4_SCALE(3);
-    }
-    _mm512_storeu_ps(tile, f00);
-    _mm512_storeu_ps(tile + 16, f01);
-    _mm512_storeu_ps(tile + 32, f02);
-    _mm512_storeu_ps(tile + 48, f03);
-    if (MR > 1) {
-        _mm512_storeu_ps(tile + VNNI_NR, f10);
-        _mm512_storeu_ps(tile + VNNI_NR + 16, f11);
-        _mm512_storeu_ps(tile + VNNI_NR + 32, f12);
-        _mm512_storeu_ps(tile + VNNI_NR + 48, f13);
+        if (MR == 1) {
+            l00 = _mm512_add_epi32(l00, h00); l01 = _mm512_add_epi32(l01, h01);
+            l02 = _mm512_add_epi32(l02, h02); l03 = _mm512_add_epi32(l03, h03);
+        }
+        V4_SCALE(0);
+        if (MR > 1) V4_SCALE(1);
+        if (MR > 2) V4_SCALE(2);
+        if (MR > 3) V4_SCALE(3);
     }
 }
 
@@ -328,7 +343,8 @@ vnni4_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
     }
 DEFINE_VNNI4(1)
 DEFINE_VNNI4(2)
-static const qg_ukr vnni4[] = {NULL, ukr_vnni4_1, ukr_vnni4_2};
+DEFINE_VNNI4(3)
+static const qg_ukr vnni4[] = {NULL, ukr_vnni4_1, ukr_vnni4_2, ukr_vnni4_3};
 
 /* Vectorized output pipelines, 16 columns at a time (masked tail). Same arithmetic as the
  * scalar pipeline (explicit FMA), so every path gives identical results. */

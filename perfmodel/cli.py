@@ -13,7 +13,11 @@ import sys
 
 #: subcommand modules, in the order ``perfmodel --help`` lists them
 COMMANDS: tuple[str, ...] = ("perfmodel._cmd_characterize", "perfmodel._cmd_sweep",
-                             "perfmodel._cmd_models")
+                             "perfmodel._cmd_models",
+                             # report / run live in reports/ (data flows kernels_c ->
+                             # perfmodel -> tuner -> reports): named here as a string and
+                             # loaded when the CLI starts, so perfmodel never imports reports
+                             "reports._cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,70 @@
+"""``perfmodel report`` / ``perfmodel run`` and the layering of their registration."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perfmodel.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_registered_by_name_only():
+    # perfmodel reaches reports only through this string, read by the CLI at start-up
+    assert "reports._cli" in COMMANDS
+    code = ("import sys, perfmodel, perfmodel.cli, perfmodel.store, perfmodel.targets; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'reports'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_command_module_imports_only_the_standard_library_at_top_level():
+    tree = ast.parse((ROOT / "reports" / "_cli.py").read_text())
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            top.add(node.module.split(".")[0])
+    assert top <= {"__future__", "argparse", "sys", "time", "pathlib", "typing"}, top
+
+
+def test_report_command_writes_the_file(filled_home, capsys):
+    out = filled_home / "sub" / "r.html"
+    assert main(["report", "-o", str(out), "--targets", "host,atom-c2750"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed == str(out)
+    html = out.read_text()
+    assert "atom-c2750" in html and "nvidia-h100" not in html
+
+
+def test_report_command_default_path(filled_home, capsys):
+    assert main(["report", "--targets", "host"]) == 0
+    assert capsys.readouterr().out.strip() == str(filled_home / "report.html")
+    assert (filled_home / "report.html").is_file()
+
+
+def test_report_command_bad_target(home, capsys):
+    assert main(["report", "--targets", "host,no-such-machine"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-machine" in err and "valid" in err
+
+
+def test_report_from_an_explicit_db_url(filled_home, tmp_path, capsys):
+    url = f"sqlite:///{filled_home / 'results.db'}"
+    out = tmp_path / "r.html"
+    assert main(["report", "--db", url, "-o", str(out), "--targets", "host"]) == 0
+    assert "box&amp;co" in out.read_text()
+
+
+@pytest.mark.parametrize("bad", ["/nonexistent/dir/x.db"])
+def test_report_with_missing_store_still_written(home, tmp_path, bad, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", "--db", bad, "-o", str(out), "--targets", "host"]) == 0
+    assert "no results store" in out.read_text()

@@ -13,9 +13,10 @@ _LAZY = {
     "load_results": "perfmodel.store",
     "sweep": "perfmodel.sweep",
     "sweet_spot": "perfmodel.sweetspot",
+    "best_config": "perfmodel.query",
 }
 
-__all__ = ["load_results", "open_store", "sweep", "sweet_spot"]
+__all__ = ["best_config", "load_results", "open_store", "sweep", "sweet_spot"]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Any
 
 
 def _fmt_rate(value: float, unit: str) -> str:
@@ -45,8 +47,130 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_shape(items: list[str]) -> dict[str, Any]:
+    shape: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"shape arguments are key=value (e.g. m=1024 sparsity=0.9), got "
+                             f"{item!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{key} must be a number, got {value!r}") from None
+        shape[key] = int(number) if number.is_integer() and key != "sparsity" else number
+    return shape
+
+
+def _host_rows(db: str | None, all_machines: bool):
+    from .store import load_results
+
+    if all_machines:
+        return load_results(db)
+    from ._context import machine
+    return load_results(db, fingerprint=machine()[0])
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from ._paths import model_path
+    from .models.learned import fit_and_save
+
+    rows = _host_rows(args.db, args.all_machines)
+    out = args.output or model_path()
+    model = fit_and_save(rows, out, cv_folds=args.cv_folds, max_iter=args.max_iter)
+    print(f"fitted the learned model on {model.n_train_} measurements "
+          f"({len(model.featurizer_.kernels)} kernels, {len(model.featurizer_.names)} "
+          f"features); uncertainty ±{math.expm1(model.log_uncertainty_):.0%}; "
+          f"saved to {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .models._evaluate import SPLITS, evaluate, format_report, report_json
+    from .models.learned import LearnedModel
+    from .models.roofline import RooflineModel
+
+    rows = _host_rows(args.db, args.all_machines)
+    makers = {"learned": lambda: LearnedModel(max_iter=args.max_iter),
+              "roofline": lambda: RooflineModel()}
+    names = list(makers) if args.model == "all" else [args.model]
+    splits = tuple(args.split) if args.split else SPLITS
+    full = {}
+    for name in names:
+        report = evaluate(makers[name], rows, splits=splits, n_folds=args.folds)
+        full[name] = report
+        print(format_report(report, name))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(report_json(full))
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from .query import best_config
+
+    print(best_config(args.op, target=args.target, threads=args.threads, store=args.db,
+                      **_parse_shape(args.shape)))
+    return 0
+
+
+def _cmd_advise(args: argparse.Namespace) -> int:
+    from .advise import advise, format_advice
+
+    if not 0.0 <= args.sparsity < 1.0:
+        raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    rows = advise(args.network, target=args.target, sparsity=args.sparsity, store=args.db,
+                  threads=args.threads)
+    print(f"guided pruning for {args.network} on {args.target} (Park et al., ICLR 2017): "
+          f"prune each layer into its sweet spot; speedups over dense at sparsity "
+          f"{args.sparsity:.2f}")
+    print(format_advice(rows, args.sparsity))
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("targets", help="list the machine descriptions (catalog, user, host)")
     p.add_argument("name", nargs="?", help="show every number of one target with its source")
     p.add_argument("-v", "--verbose", action="store_true", help="details for every target")
     p.set_defaults(func=_cmd_targets)
+
+    p = sub.add_parser("fit", help="train the learned model on this machine's measurements")
+    p.add_argument("--db", help="results store (path or URL; default: the default store)")
+    p.add_argument("-o", "--output", help="model file (default: $PERFMODEL_HOME/model.json)")
+    p.add_argument("--max-iter", type=int, default=400, help="boosting iterations")
+    p.add_argument("--cv-folds", type=int, default=3,
+                   help="leave-shape-out folds for the uncertainty estimate (0: in-sample)")
+    p.add_argument("--all-machines", action="store_true",
+                   help="train on every machine in the store, not only this one")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("evaluate", help="held-out accuracy of the models (MAPE, Kendall tau, "
+                                        "regret, crossover error)")
+    p.add_argument("--db", help="results store (path or URL; default: the default store)")
+    p.add_argument("--model", choices=("learned", "roofline", "all"), default="all")
+    p.add_argument("--split", action="append",
+                   choices=("random", "leave-shape-out", "leave-sparsity-out"),
+                   help="repeatable; default: all three")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--max-iter", type=int, default=400, help="boosting iterations")
+    p.add_argument("--json", help="also write the metrics as JSON to this file")
+    p.add_argument("--all-machines", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("best", help="best kernel and parameters for a problem",
+                       description="e.g. perfmodel best spmm m=1024 n=256 k=1024 sparsity=0.9")
+    p.add_argument("op", help="spmm | gemm | conv2d | qgemm")
+    p.add_argument("shape", nargs="+", help="key=value: m n k sparsity | c h w o r s stride "
+                                            "padding batch sparsity | m n k bits")
+    p.add_argument("--target", default="host")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--db", help="results store (path or URL; default: the default store)")
+    p.set_defaults(func=_cmd_best)
+
+    p = sub.add_parser("advise", help="guided-pruning table: sweet spot and speedup per layer")
+    p.add_argument("--network", required=True, help="alexnet | resnet50 | bert-base")
+    p.add_argument("--target", default="host")
+    p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--db", help="results store (path or URL; default: the default store)")
+    p.set_defaults(func=_cmd_advise)

@@ -17,9 +17,11 @@ private L1/L2):
 
 - spmm (CSR A m x k with nnz, dense B k x n, C m x n): A = nnz (s_val + s_idx) + (m + 1) 4;
   B between k n s (reused from cache) and nnz n s (no reuse), interpolated by how much of
-  B fits in Z/2; C = m n s written + write-allocate (read) beyond the registers.
+  a tiled B panel (k x 64 columns) fits in Z/2; C = m n s written + write-allocate (read)
+  beyond the registers.
 - sparse direct conv: as spmm on the GEMM view, but B is the input tensor c h w batch s
-  (no im2col copy); without reuse each nonzero streams an output-sized input window.
+  (no im2col copy), reused while a 32-channel block of it fits in Z/2; without reuse each
+  nonzero streams an output-sized input window.
 - dense GEMM: compulsory A, B, C plus the blocked re-reads 2 m n k s / sqrt(Z / s).
 - im2col conv: dense GEMM on the GEMM view plus the im2col buffer (written, allocated, read).
 - int8 / int4 GEMM: dense GEMM with 1-byte activations, 1- or 0.5-byte weights, int32 out.
@@ -120,7 +122,12 @@ def _traffic(family: str, p: Mapping[str, Any], z: float) -> float:
         else:
             b_min = float(p["c"]) * p["h"] * p["w"] * p["batch"] * _S
         b_max = max(nnz * n * _S, b_min)
-        b_bytes = b_min + (b_max - b_min) * _reuse(b_min, z)
+        # tuned kernels tile B so that one panel is reused from cache: a K x 64-column
+        # panel for spmm (n_tile), 32 input channels of the input for the direct conv
+        # (c_block); re-reads miss only when even that panel does not fit
+        panel = (k * min(n, 64.0) * _S if family == "spmm"
+                 else b_min * min(1.0, 32.0 / max(float(p["c"]), 1.0)))
+        b_bytes = b_min + (b_max - b_min) * _reuse(panel, z)
         c_bytes = m * n * _S * (1.0 if z <= _REGISTER_BYTES else 2.0)
         return a_bytes + b_bytes + c_bytes
     if family == "gemm":

@@ -1,0 +1,194 @@
+"""Held-out evaluation of performance models (``perfmodel evaluate``).
+
+Every row gets an out-of-fold prediction from a model that did not see its group; the
+metrics are computed on the full table of out-of-fold predictions:
+
+- MAPE of the run time;
+- Kendall tau between predicted and measured times over the configurations (kernel +
+  parameters) of each problem (shape, sparsity, threads), averaged over problems;
+- top-1 regret: measured time of the configuration the model ranks first / the measured
+  best, geometric mean over problems (1.0 = always right);
+- crossover sparsity: per shape, where the best sparse time meets the best dense time
+  (linear interpolation of log speedup between measured sparsities), predicted vs
+  measured, over shapes where both cross inside the measured range.
+
+Splits: ``random`` (5-fold over rows), ``leave-shape-out`` (groups = shapes),
+``leave-sparsity-out`` (groups = sparsity levels of the sparse rows; dense baselines, which
+carry no sparsity, are spread over the folds at random).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .base import PerfModel, ok_rows
+from .roofline import family_of
+
+__all__ = ["SPLITS", "crossover", "evaluate", "metrics", "out_of_fold"]
+
+SPLITS = ("random", "leave-shape-out", "leave-sparsity-out")
+_SHAPE_COLS = ("op", "m", "n", "k", "c", "h", "w", "o", "r", "s", "stride", "padding",
+               "batch", "bits")
+
+
+def _shape_id(rows: pd.DataFrame) -> pd.Series:
+    cols = [c for c in _SHAPE_COLS if c in rows.columns]
+    return pd.Series(["|".join(map(str, t)) for t in rows[cols].itertuples(index=False)],
+                     index=rows.index, dtype=object)
+
+
+def _dense_mask(rows: pd.DataFrame) -> np.ndarray:
+    return np.array([family_of(str(k), str(o)) in ("gemm", "im2col_conv")
+                     for k, o in zip(rows["kernel"], rows["op"], strict=True)])
+
+
+def _groups(rows: pd.DataFrame, split: str, n_folds: int, seed: int) -> np.ndarray:
+    """Fold number of every row (-1: always training)."""
+    rng = np.random.default_rng(seed)
+    if split == "random":
+        return rng.permutation(len(rows)) % n_folds
+    if split == "leave-shape-out":
+        keys = _shape_id(rows)
+    elif split == "leave-sparsity-out":
+        keys = pd.Series([f"{v:.4f}" for v in rows["sparsity"]], index=rows.index)
+    else:
+        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    uniq = np.array(sorted(keys.unique()))
+    order = rng.permutation(len(uniq))
+    fold_of = {u: int(i % n_folds) for u, i in zip(uniq[order], range(len(uniq)),
+                                                   strict=True)}
+    folds = keys.map(fold_of).to_numpy()
+    if split == "leave-sparsity-out":
+        # dense baselines carry no sparsity (measured once per shape at 0): they are
+        # spread over the folds at random, so each is still predicted out of fold
+        folds = np.where(_dense_mask(rows), rng.permutation(len(rows)) % n_folds, folds)
+    return folds
+
+
+def out_of_fold(make_model: Callable[[], PerfModel], rows: pd.DataFrame, split: str, *,
+                n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Predicted seconds of every row by a model fitted without the row's fold."""
+    rows = rows.reset_index(drop=True)
+    folds = _groups(rows, split, n_folds, seed)
+    pred = np.full(len(rows), np.nan)
+    for fold in sorted(set(folds.tolist()) - {-1}):
+        test = folds == fold
+        model = make_model().fit(rows.loc[~test])
+        pred[test] = model.predict(rows.loc[test])
+    return pred
+
+
+def _problem_id(rows: pd.DataFrame) -> pd.Series:
+    return pd.Series([f"{a}|{b:.4f}|{c}" for a, b, c in zip(
+        _shape_id(rows), rows["sparsity"], rows["threads"], strict=True)], index=rows.index,
+        dtype=object)
+
+
+def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
+    """Sparsity where ``speedup`` (sparse over dense) first reaches 1, interpolated in log.
+
+    NaN when it never crosses inside the range (always faster or always slower).
+    """
+    order = np.argsort(sparsity)
+    s, v = np.asarray(sparsity)[order], np.log(np.asarray(speedup)[order])
+    for i in range(len(s) - 1):
+        if v[i] < 0 <= v[i + 1]:
+            return float(s[i] + (s[i + 1] - s[i]) * (-v[i]) / (v[i + 1] - v[i]))
+    return math.nan
+
+
+def _crossovers(rows: pd.DataFrame, seconds: np.ndarray) -> dict[str, float]:
+    dense = _dense_mask(rows)
+    shape = _shape_id(rows).to_numpy()
+    df = pd.DataFrame({"shape": shape, "threads": rows["threads"].to_numpy(),
+                       "sparsity": rows["sparsity"].round(4).to_numpy(), "dense": dense,
+                       "t": seconds})
+    out = {}
+    for (sh, thr), g in df.groupby(["shape", "threads"]):
+        d = g[g.dense]
+        sp = g[~g.dense]
+        if d.empty or sp["sparsity"].nunique() < 2:
+            continue
+        best_dense = d["t"].min()
+        best = sp.groupby("sparsity")["t"].min()
+        out[f"{sh}|{thr}"] = crossover(best.index.to_numpy(), best_dense / best.to_numpy())
+    return out
+
+
+def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
+    """MAPE, Kendall tau, top-1 regret and crossover error of predictions ``pred``."""
+    from scipy.stats import kendalltau
+
+    rows = rows.reset_index(drop=True)
+    meas = rows["median_s"].to_numpy(dtype=np.float64)
+    valid = np.isfinite(pred)
+    ape = np.abs(pred[valid] - meas[valid]) / meas[valid]
+    out: dict[str, Any] = {"rows": int(valid.sum()), "mape": float(np.mean(ape)),
+                           "median_ape": float(np.median(ape))}
+    # rank configurations within each problem; dense rows join every sparsity of their shape
+    dense = _dense_mask(rows)
+    shape = _shape_id(rows)
+    taus, regrets = [], []
+    sparse_rows = rows.loc[~dense & valid]
+    for _pid, g in sparse_rows.groupby(_problem_id(sparse_rows)):
+        first = g.iloc[0]
+        extra = rows.loc[dense & valid & (shape == shape[g.index[0]]) & (
+            rows["threads"] == first["threads"])]
+        idx = np.concatenate([g.index.to_numpy(), extra.index.to_numpy()])
+        if len(idx) < 2:
+            continue
+        p, m = pred[idx], meas[idx]
+        regrets.append(m[np.argmin(p)] / m.min())
+        if len(idx) >= 3:
+            tau = kendalltau(p, m).statistic
+            if np.isfinite(tau):
+                taus.append(tau)
+    out["kendall_tau"] = float(np.mean(taus)) if taus else math.nan
+    out["problems"] = len(regrets)
+    out["regret_geomean"] = float(np.exp(np.mean(np.log(regrets)))) if regrets else math.nan
+    out["regret_max"] = float(np.max(regrets)) if regrets else math.nan
+    measured = _crossovers(rows.loc[valid], meas[valid])
+    predicted = _crossovers(rows.loc[valid], pred[valid])
+    errs = [abs(predicted[k] - v) for k, v in measured.items()
+            if k in predicted and np.isfinite(v) and np.isfinite(predicted[k])]
+    missed = sum(1 for k, v in measured.items() if np.isfinite(v) and not np.isfinite(
+        predicted.get(k, math.nan)))
+    out["crossover_shapes"] = len(errs)
+    out["crossover_missed"] = int(missed)
+    out["crossover_mae"] = float(np.mean(errs)) if errs else math.nan
+    out["crossover_max"] = float(np.max(errs)) if errs else math.nan
+    out["crossover_within_0.05"] = float(np.mean(np.array(errs) <= 0.05)) if errs else math.nan
+    return out
+
+
+def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
+             splits: tuple[str, ...] = SPLITS, n_folds: int = 5, seed: int = 0
+             ) -> dict[str, dict[str, Any]]:
+    """Metrics per split (see the module docstring); rows with status != ok are dropped."""
+    rows = ok_rows(results)
+    return {split: metrics(rows, out_of_fold(make_model, rows, split, n_folds=n_folds,
+                                             seed=seed)) for split in splits}
+
+
+def format_report(report: dict[str, dict[str, Any]], name: str = "") -> str:
+    """A plain-text table of :func:`evaluate`'s output."""
+    cols = ("rows", "mape", "kendall_tau", "regret_geomean", "regret_max",
+            "crossover_shapes", "crossover_mae", "crossover_max")
+    lines = [f"{'model':10s} {'split':20s} " + " ".join(f"{c:>16s}" for c in cols)]
+    for split, m in report.items():
+        cells = []
+        for c in cols:
+            v = m.get(c, math.nan)
+            cells.append(f"{v:16d}" if isinstance(v, int) else f"{v:16.4f}")
+        lines.append(f"{name:10s} {split:20s} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def report_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=True, default=float)

@@ -1,0 +1,422 @@
+"""Learned (hybrid) model: gradient boosting on the roofline's residual.
+
+The regressor predicts ``log(measured / roofline bound)`` from features of the problem
+(shape, sparsity, nnz distribution across rows), the kernel and its parameters, the machine
+description and the roofline prediction itself; time = bound * exp(prediction). Learning a
+correction to a physical bound generalizes to unseen shapes better than learning raw times.
+
+Files are JSON (no pickle): the trees of a fitted ``HistGradientBoostingRegressor`` exported
+as arrays and evaluated here with numpy, plus the feature schema and its hash. A file whose
+schema differs from this code's (another feature set or schema version) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..targets import Target
+from ._problem import from_row
+from .base import PerfModel, check_is_fitted, ok_rows
+from .roofline import FAMILIES, RooflineModel
+
+__all__ = ["FEATURE_SCHEMA_VERSION", "LearnedModel", "load_calibration"]
+
+FORMAT = "perfmodel-learned-model"
+FORMAT_VERSION = 1
+FEATURE_SCHEMA_VERSION = 1
+#: features every model has, in order (kernel and parameter columns follow, per file)
+BASE_FEATURES: tuple[str, ...] = (
+    "is_conv", "is_qgemm", "log2_m", "log2_n", "log2_k", "density", "log2_nnz",
+    "row_nnz_mean_log2", "row_nnz_cv", "row_nnz_max_ratio", "pattern_block", "pattern_real",
+    "conv_rs", "conv_stride", "log2_batch", "bits", "threads",
+    *(f"family_{f}" for f in FAMILIES),
+    "machine_log10_fp32", "machine_log10_int8", "machine_log10_bw", "machine_log2_llc",
+    "roof_log10_bound", "roof_log2_comp_over_mem", "roof_log2_intensity",
+)
+#: problem features checked for extrapolation
+RANGE_FEATURES = ("log2_m", "log2_n", "log2_k", "density", "threads")
+_PROBLEM_COLS = ("op", "kernel", "params", "threads", "m", "n", "k", "c", "h", "w", "o", "r",
+                 "s", "stride", "padding", "batch", "bits", "sparsity", "density", "nnz",
+                 "pattern")
+
+
+def _schema_hash(kernels: list[str], params: list[str]) -> str:
+    blob = json.dumps({"version": FEATURE_SCHEMA_VERSION, "base": list(BASE_FEATURES),
+                       "kernels": kernels, "params": params}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _row_stats(p: Mapping[str, Any], pattern: str) -> tuple[float, float, float]:
+    """Mean (log2), coefficient of variation and max/mean of nonzeros per row.
+
+    The results carry no per-row counts, so these are the expectations for the pattern:
+    binomial rows for random sparsity (block patterns vary per block row, i.e. with
+    ``k / block`` trials), a wider spread for real pruned matrices.
+    """
+    k, d = float(p["k"]), min(max(float(p["density"]), 1e-9), 1.0)
+    mean = max(d * k, 1e-9)
+    trials = k
+    if pattern.startswith("block"):
+        try:
+            bc = float(pattern[5:].split("x")[1])
+            trials = max(k / bc, 1.0)
+        except (IndexError, ValueError):
+            pass
+    cv = math.sqrt(max(1.0 - d, 0.0) / max(d * trials, 1e-9))
+    if pattern == "real":
+        cv = cv * 2.0 + 0.1
+    ratio = 1.0 + 3.0 * cv
+    return math.log2(mean), cv, ratio
+
+
+class _Featurizer:
+    """Turns result rows into the feature matrix (schema: base + kernels + params)."""
+
+    def __init__(self, kernels: list[str], params: list[str], target: str = "host") -> None:
+        self.kernels, self.params, self.target = kernels, params, target
+        self.names = [*BASE_FEATURES, *(f"kernel={k}" for k in kernels),
+                      *(f"param_{p}" for p in params)]
+        self._roof = RooflineModel(target=target).defaults()
+
+    def _machine(self, threads: int | None) -> tuple[Target, list[float]]:
+        t = self._roof._target(threads)
+        sizes = [lv.size_bytes for lv in t.memory if lv.size is not None]
+        return t, [math.log10(t.peak("fp32").value), math.log10(t.peak("int8").value),
+                   math.log10(t.main_memory().bandwidth.value),
+                   math.log2(max(sizes)) if sizes else 0.0]
+
+    def row(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
+        """Feature vector and the roofline bound (seconds) of one row."""
+        p = from_row(rec)
+        threads = rec.get("threads")
+        threads = int(threads) if threads is not None and not pd.isna(threads) else 1
+        kernel = str(rec["kernel"])
+        pattern = str(rec.get("pattern") or "random")
+        fam, t_comp, t_mem = self._roof._terms(kernel, p, threads)
+        t_m = max(t_mem.values())
+        bound = max(t_comp, t_m)
+        _, mach = self._machine(threads)
+        mean_l2, cv, ratio = _row_stats(p, pattern)
+        ops = 2.0 * p["m"] * p["n"] * p["k"]
+        is_conv = p["op"] == "conv2d"
+        x = [float(is_conv), float(p["op"] == "qgemm"), math.log2(p["m"]), math.log2(p["n"]),
+             math.log2(p["k"]), float(p["density"]), math.log2(max(p["nnz"], 1.0)),
+             mean_l2, cv, ratio, float(pattern.startswith("block")), float(pattern == "real"),
+             float(p["r"] * p["s"]) if is_conv else 0.0,
+             float(p["stride"]) if is_conv else 0.0,
+             math.log2(p["batch"]) if is_conv else 0.0,
+             float(p.get("bits", 32)), float(threads),
+             *(float(fam == f) for f in FAMILIES), *mach,
+             math.log10(bound), math.log2(max(t_comp, 1e-30) / max(t_m, 1e-30)),
+             math.log2(ops / max(sum(1.0 for _ in t_mem), 1.0) / max(t_m, 1e-30) / 1e9
+                       if t_m > 0 else 1.0)]
+        x += [float(kernel == k) for k in self.kernels]
+        params = rec.get("params") or {}
+        if isinstance(params, str):
+            try:
+                params = json.loads(params) if params else {}
+            except ValueError:
+                params = {}
+        for name in self.params:
+            v = params.get(name)
+            x.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                     else (float(v) if isinstance(v, bool) else math.nan))
+        return np.asarray(x, dtype=np.float64), bound
+
+    def matrix(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        cols = [c for c in _PROBLEM_COLS if c in rows.columns]
+        recs = rows[cols].to_dict("records")
+        if not recs:
+            return np.empty((0, len(self.names))), np.empty(0)
+        out = [self.row(r) for r in recs]
+        return np.vstack([x for x, _ in out]), np.array([b for _, b in out])
+
+
+class _Forest:
+    """Exported boosted trees, evaluated with numpy (all trees walked in lockstep)."""
+
+    def __init__(self, arrays: Mapping[str, Any]) -> None:
+        self.feature = np.asarray(arrays["feature"], dtype=np.int64)
+        self.threshold = np.asarray(arrays["threshold"], dtype=np.float64)
+        self.left = np.asarray(arrays["left"], dtype=np.int64)
+        self.right = np.asarray(arrays["right"], dtype=np.int64)
+        self.missing_left = np.asarray(arrays["missing_left"], dtype=bool)
+        self.value = np.asarray(arrays["value"], dtype=np.float64)
+        self.is_leaf = np.asarray(arrays["is_leaf"], dtype=bool)
+        self.roots = np.asarray(arrays["roots"], dtype=np.int64)
+        self.baseline = float(arrays["baseline"])
+        self.depth = int(arrays["depth"])
+
+    @classmethod
+    def from_sklearn(cls, est: Any) -> _Forest:
+        parts = {k: [] for k in ("feature", "threshold", "left", "right", "missing_left",
+                                 "value", "is_leaf")}
+        roots, offset, depth = [], 0, 0
+        for (pred,) in est._predictors:
+            nodes = pred.nodes
+            if nodes["is_categorical"].any():
+                raise ValueError("categorical splits are not supported by the JSON export")
+            roots.append(offset)
+            parts["feature"].append(nodes["feature_idx"].astype(np.int64))
+            parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
+            parts["left"].append(nodes["left"].astype(np.int64) + offset)
+            parts["right"].append(nodes["right"].astype(np.int64) + offset)
+            parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
+            parts["value"].append(nodes["value"].astype(np.float64))
+            parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
+            depth = max(depth, int(nodes["depth"].max()))
+            offset += len(nodes)
+        arrays = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
+        arrays.update(roots=np.array(roots, dtype=np.int64),
+                      baseline=float(np.ravel(est._baseline_prediction)[0]), depth=depth)
+        return cls(arrays)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"feature": self.feature.tolist(), "threshold": self.threshold.tolist(),
+                "left": self.left.tolist(), "right": self.right.tolist(),
+                "missing_left": self.missing_left.astype(int).tolist(),
+                "value": self.value.tolist(), "is_leaf": self.is_leaf.astype(int).tolist(),
+                "roots": self.roots.tolist(), "baseline": self.baseline, "depth": self.depth}
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(x)
+        n = x.shape[0]
+        node = np.broadcast_to(self.roots[None, :], (n, self.roots.size)).copy()
+        rows = np.arange(n)[:, None]
+        for _ in range(self.depth + 1):
+            leaf = self.is_leaf[node]
+            if leaf.all():
+                break
+            feat = self.feature[node]
+            v = x[rows, feat]
+            go_left = np.where(np.isnan(v), self.missing_left[node], v <= self.threshold[node])
+            nxt = np.where(go_left, self.left[node], self.right[node])
+            node = np.where(leaf, node, nxt)
+        return self.baseline + self.value[node].sum(axis=1)
+
+
+class LearnedModel(PerfModel):
+    """Hybrid gradient-boosting model (see the module docstring).
+
+    Parameters
+    ----------
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization :
+        passed to ``sklearn.ensemble.HistGradientBoostingRegressor``.
+    random_state : int, seed of the regressor.
+    target : str, the machine the training rows come from (``"host"``).
+    """
+
+    name = "learned"
+
+    def __init__(self, *, max_iter: int = 400, learning_rate: float = 0.08,
+                 max_leaf_nodes: int = 31, min_samples_leaf: int = 4,
+                 l2_regularization: float = 1e-3, random_state: int = 0,
+                 target: str = "host") -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.random_state = random_state
+        self.target = target
+
+    # -- fit / predict ---------------------------------------------------------------
+    def fit(self, results: pd.DataFrame) -> LearnedModel:
+        """Train on measured rows (status ok); returns ``self``."""
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        rows = ok_rows(results)
+        if len(rows) < 10:
+            raise ValueError(f"need at least 10 measured rows to fit, got {len(rows)}; run a "
+                             f"sweep first (perfmodel sweep quick)")
+        kernels = sorted(rows["kernel"].astype(str).unique())
+        params: set[str] = set()
+        for text in rows.get("params", pd.Series(dtype=str)).fillna("{}"):
+            try:
+                d = json.loads(text) if isinstance(text, str) and text else dict(text or {})
+            except (ValueError, TypeError):
+                d = {}
+            params.update(k for k, v in d.items() if isinstance(v, (int, float)))
+        self.featurizer_ = _Featurizer(kernels, sorted(params), self.target)
+        x, bound = self.featurizer_.matrix(rows)
+        y = np.log(rows["median_s"].to_numpy(dtype=np.float64) / bound)
+        est = HistGradientBoostingRegressor(
+            max_iter=self.max_iter, learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization, random_state=self.random_state,
+            early_stopping=False)
+        # one thread: the sets are small, and OpenMP on a loaded machine costs ~20x
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1):
+            est.fit(x, y)
+        self.forest_ = _Forest.from_sklearn(est)
+        with threadpool_limits(1):
+            reference = est.predict(x)
+        if not np.allclose(self.forest_.predict(x), reference, rtol=1e-9, atol=1e-9):
+            raise RuntimeError("exported trees disagree with scikit-learn's prediction; "
+                               "this scikit-learn version changed its tree layout")
+        self.roofline_ = RooflineModel(target=self.target).fit(rows)
+        ranges = {}
+        for name in RANGE_FEATURES:
+            col = x[:, self.featurizer_.names.index(name)]
+            ranges[name] = [float(np.nanmin(col)), float(np.nanmax(col))]
+        self.ranges_ = ranges
+        resid = y - self.forest_.predict(x)
+        # in-sample spread underestimates; evaluate() reports held-out numbers and fit()
+        # callers may replace this with the cross-validated spread
+        self.log_uncertainty_ = float(np.quantile(np.abs(resid), 0.68)) if len(resid) else 0.5
+        self.n_train_ = len(rows)
+        self.fingerprints_ = sorted(set(rows.get("fingerprint", pd.Series(dtype=str))
+                                        .dropna().astype(str)))
+        return self
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "forest_")
+        x, bound = self.featurizer_.matrix(rows)
+        return bound * np.exp(self.forest_.predict(x))
+
+    def predict_records(self, records: list[Mapping[str, Any]]) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+        """Predicted seconds and extrapolation flags for plain dict rows (fast path)."""
+        check_is_fitted(self, "forest_")
+        feats = [self.featurizer_.row(r) for r in records]
+        x = np.vstack([f for f, _ in feats])
+        bound = np.array([b for _, b in feats])
+        return bound * np.exp(self.forest_.predict(x)), self.extrapolating(x, records)
+
+    def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:
+        """True where a row lies outside the training ranges or uses an unseen kernel."""
+        flags = np.zeros(x.shape[0], dtype=bool)
+        for name, (lo, hi) in self.ranges_.items():
+            col = x[:, self.featurizer_.names.index(name)]
+            span = max(hi - lo, 1e-9)
+            flags |= (col < lo - 0.05 * span) | (col > hi + 0.05 * span)
+        known = set(self.featurizer_.kernels)
+        flags |= np.array([str(r["kernel"]) not in known for r in records])
+        return flags
+
+    # -- persistence -----------------------------------------------------------------
+    def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write the fitted model as JSON (no pickle)."""
+        check_is_fitted(self, "forest_")
+        path = Path(path)
+        f = self.featurizer_
+        doc = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "feature_schema": {"version": FEATURE_SCHEMA_VERSION, "base": list(BASE_FEATURES),
+                               "kernels": f.kernels, "params": f.params},
+            "schema_hash": _schema_hash(f.kernels, f.params),
+            "target": self.target,
+            "hyperparameters": {k: getattr(self, k) for k in (
+                "max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf",
+                "l2_regularization", "random_state")},
+            "forest": self.forest_.to_json(),
+            "roofline": {"factors": self.roofline_.factors_,
+                         "source": self.roofline_.calibration_source_},
+            "ranges": self.ranges_, "log_uncertainty": self.log_uncertainty_,
+            "training": {"rows": self.n_train_, "fingerprints": self.fingerprints_,
+                         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            **dict(extra or {}),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedModel:
+        """Read a model written by :meth:`save`; refuses other formats and schemas."""
+        doc = _read(path)
+        schema = doc["feature_schema"]
+        model = cls(target=doc.get("target", "host"), **doc.get("hyperparameters", {}))
+        model.featurizer_ = _Featurizer(list(schema["kernels"]), list(schema["params"]),
+                                        model.target)
+        model.forest_ = _Forest(doc["forest"])
+        model.roofline_ = RooflineModel(target=model.target).defaults()
+        model.roofline_.factors_ = doc["roofline"]["factors"]
+        model.roofline_.calibration_source_ = doc["roofline"]["source"]
+        model.ranges_ = {k: list(v) for k, v in doc["ranges"].items()}
+        model.log_uncertainty_ = float(doc["log_uncertainty"])
+        model.n_train_ = int(doc["training"]["rows"])
+        model.fingerprints_ = list(doc["training"].get("fingerprints", []))
+        model.metadata_ = {k: v for k, v in doc.items() if k not in ("forest",)}
+        return model
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a perfmodel model file (invalid JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a perfmodel model file (format {FORMAT!r} expected)")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {doc.get('format_version')!r}; this "
+                         f"perfmodel reads {FORMAT_VERSION}: refit with `perfmodel fit`")
+    schema = doc.get("feature_schema", {})
+    if schema.get("version") != FEATURE_SCHEMA_VERSION or list(schema.get("base", [])) != list(
+            BASE_FEATURES):
+        raise ValueError(f"{path} was made for feature schema {schema.get('version')!r} "
+                         f"with other features; this perfmodel uses schema "
+                         f"{FEATURE_SCHEMA_VERSION}: refit with `perfmodel fit`")
+    expected = _schema_hash(list(schema.get("kernels", [])), list(schema.get("params", [])))
+    if doc.get("schema_hash") != expected:
+        raise ValueError(f"{path}: feature-schema hash mismatch (file {doc.get('schema_hash')!r}"
+                         f", computed {expected!r}): the file was edited or made for another "
+                         f"schema; refit with `perfmodel fit`")
+    return doc
+
+
+def load_calibration(path: str | Path) -> dict[str, Any]:
+    """The roofline factors stored in a model file (validated like a full load)."""
+    doc = _read(path)
+    return {"factors": doc["roofline"]["factors"], "source": doc["roofline"]["source"]}
+
+
+def _common_configs(rows: pd.DataFrame, limit: int = 16) -> dict[str, list[dict]]:
+    """Most frequent parameter sets per kernel: the candidates ``best_config`` ranks."""
+    out: dict[str, list[dict]] = {}
+    for kernel, g in rows.groupby(rows["kernel"].astype(str)):
+        counts = g["params"].fillna("{}").astype(str).value_counts()
+        configs = []
+        for text in counts.index[:limit]:
+            try:
+                configs.append(json.loads(text) if text else {})
+            except ValueError:
+                continue
+        out[str(kernel)] = configs or [{}]
+    return out
+
+
+def fit_and_save(results: pd.DataFrame, path: str | Path, *, cv_folds: int = 3,
+                 **hyper: Any) -> LearnedModel:
+    """Fit on ``results``, estimate the uncertainty out of sample, save JSON to ``path``.
+
+    The saved ``log_uncertainty`` is the 68th percentile of |log(predicted / measured)| over
+    leave-shape-out folds (in-sample when there are too few shapes).
+    """
+    from ._evaluate import out_of_fold
+
+    rows = ok_rows(results)
+    model = LearnedModel(**hyper).fit(rows)
+    if cv_folds >= 2 and len(rows) >= 50:
+        pred = out_of_fold(lambda: LearnedModel(**hyper), rows, "leave-shape-out",
+                           n_folds=cv_folds)
+        ok = np.isfinite(pred)
+        if ok.any():
+            model.log_uncertainty_ = float(np.quantile(np.abs(np.log(
+                pred[ok] / rows["median_s"].to_numpy()[ok])), 0.68))
+    model.save(path, extra={"configs": _common_configs(rows)})
+    model.metadata_ = {"configs": _common_configs(rows)}
+    return model

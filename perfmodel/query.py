@@ -1,0 +1,360 @@
+"""``best_config``: what to run for a problem on a target, and how fast it will be.
+
+Sources, in order of preference (only ``host`` has measurements):
+
+1. ``measured`` - the store holds this machine's timings of this exact problem;
+2. ``tuned``    - the tuner recorded a best configuration for it (``Store.tuned_config``);
+3. ``model``    - the learned model (``perfmodel fit`` → ``model_path()``) ranks candidates;
+4. ``roofline`` - the roofline model, calibrated on the store's measurements when there are
+   any, otherwise from the target description.
+
+Defaults: the store is ``default_store_path()`` (``$PERFMODEL_HOME/results.db``), the model
+``model_path()`` (``$PERFMODEL_HOME/model.json``); ``store=`` overrides the store. Answers are
+cached per (problem, target, threads, store file and model file state), so a repeated query
+costs a dictionary lookup plus three ``stat`` calls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._paths import host_profile_path, model_path
+from .models._calibrate import _store_key, host_results, roofline_for
+from .models._problem import CANDIDATES, normalize
+from .models.roofline import FAMILIES, family_of
+from .targets import list_targets, load_target
+
+__all__ = ["BestConfig", "best_config"]
+
+DTYPES = ("float32",)
+_CACHE: OrderedDict[tuple, BestConfig] = OrderedDict()
+_CACHE_SIZE = 4096
+#: relative uncertainty of the roofline when calibrated on this machine / from a description
+ROOFLINE_UNCERTAINTY = {"measured": 0.5, "description": 1.0}
+TUNED_UNCERTAINTY = 0.1
+
+
+@dataclass(frozen=True)
+class BestConfig:
+    """Answer of :func:`best_config`.
+
+    Attributes
+    ----------
+    kernel : str, params : dict
+        What to run (``params`` empty: the kernel's own defaults).
+    seconds : float
+        Predicted (or measured) time of that choice, seconds.
+    dense_kernel : str, dense_seconds : float
+        The best dense choice and its time, seconds.
+    speedup : float
+        ``dense_seconds / seconds`` (1.0 when dense is the best choice).
+    source : {"measured", "tuned", "model", "roofline"}
+    uncertainty : float
+        Relative uncertainty of ``seconds`` (e.g. 0.2 = ±20 %, about one sigma).
+    extrapolation : bool
+        The problem lies outside the data the answer rests on (or no data: roofline
+        from a description).
+    notes : tuple of str
+        Why this source, what was assumed.
+    """
+
+    op: str
+    target: str
+    threads: int | None
+    kernel: str
+    params: Mapping[str, Any]
+    seconds: float
+    dense_kernel: str
+    dense_seconds: float
+    speedup: float
+    source: str
+    uncertainty: float
+    extrapolation: bool
+    notes: tuple[str, ...] = field(default=())
+
+    def __str__(self) -> str:
+        params = json.dumps(dict(self.params), sort_keys=True) if self.params else "defaults"
+        lines = [f"{self.op} on {self.target}"
+                 f"{'' if self.threads is None else f' ({self.threads} threads)'}: "
+                 f"{self.kernel} {params}",
+                 f"  predicted {self.seconds * 1e3:.4g} ms ±{self.uncertainty:.0%} "
+                 f"[{self.source}]{'  EXTRAPOLATION' if self.extrapolation else ''}",
+                 f"  dense {self.dense_kernel}: {self.dense_seconds * 1e3:.4g} ms -> speedup "
+                 f"{self.speedup:.2f}x"]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _stat(path: Any) -> tuple:
+    try:
+        st = os.stat(path)
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return ()
+
+
+def _shape_key(p: Mapping[str, Any]) -> tuple:
+    if p["op"] == "conv2d":
+        return tuple(int(p[k]) for k in ("c", "h", "w", "o", "r", "s", "stride", "padding",
+                                        "batch"))
+    return (int(p["m"]), int(p["n"]), int(p["k"]))
+
+
+def _is_dense(kernel: str, op: str) -> bool:
+    return family_of(kernel, op) in ("gemm", "im2col_conv")
+
+
+def _measured_index(store: Any) -> dict[tuple, list[tuple[str, dict, float, float]]]:
+    """(op, shape, sparsity|bits|'dense', threads) → [(kernel, params, median_s, rel_ci)]."""
+    key = _store_key(store)
+    cached = _INDEX.get(key)
+    if cached is not None:
+        return cached
+    from .models._problem import from_row
+
+    index: dict[tuple, list] = {}
+    rows = host_results(store) if key[0] != "missing" else None
+    if rows is not None:
+        ok = rows[(rows["status"] == "ok") & (rows["median_s"] > 0)]
+        for rec in ok.to_dict("records"):
+            p = from_row(rec)
+            kernel = str(rec["kernel"])
+            if _is_dense(kernel, p["op"]):
+                slot: Any = "dense"
+            elif p["op"] == "qgemm":
+                slot = ("bits", int(p.get("bits", 8)))
+            else:
+                slot = round(float(p["sparsity"]), 4)
+            try:
+                params = json.loads(rec.get("params") or "{}")
+            except ValueError:
+                params = {}
+            rel = rec.get("rel_ci")
+            rel = float(rel) if rel is not None and not math.isnan(float(rel)) else 0.05
+            index.setdefault((p["op"], _shape_key(p), slot, int(rec["threads"])), []).append(
+                (kernel, params, float(rec["median_s"]), rel))
+    _INDEX.clear()
+    _INDEX[key] = index
+    return index
+
+
+_INDEX: dict[tuple, dict] = {}
+
+
+def _load_learned() -> Any:
+    path = model_path()
+    stamp = _stat(path)
+    if not stamp:
+        return None
+    cached = _LEARNED.get("model")
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    from .models.learned import LearnedModel
+    try:
+        model = LearnedModel.load(path)
+    except (ValueError, KeyError, OSError):
+        model = None
+    _LEARNED["model"] = (stamp, model)
+    return model
+
+
+_LEARNED: dict[str, tuple] = {}
+
+
+def _candidates(p: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    choices, dense = CANDIDATES[p["op"]]
+    if p["op"] == "qgemm":
+        choices = tuple(c for c in choices if p["bits"] == 4 or "s4" not in c)
+    return list(choices), list(dense)
+
+
+def _record(kernel: str, params: Mapping[str, Any], p: Mapping[str, Any], threads: int,
+            ) -> dict[str, Any]:
+    dense = _is_dense(kernel, p["op"])
+    rec = {k: p[k] for k in ("m", "n", "k") if p["op"] != "conv2d"}
+    if p["op"] == "conv2d":
+        rec.update({k: p[k] for k in ("c", "h", "w", "o", "r", "s", "stride", "padding",
+                                      "batch")})
+    rec.update(op=p["op"], kernel=kernel, threads=threads, params=dict(params),
+               sparsity=0.0 if dense else p["sparsity"], density=1.0 if dense else p["density"],
+               nnz=p["m"] * p["k"] if dense else p["nnz"],
+               pattern="dense" if dense else "random")
+    if p["op"] == "qgemm" and not dense:
+        rec["bits"] = p["bits"]
+    return rec
+
+
+def _answer(op: str, target: str, threads: int | None, choice: tuple, dense: tuple,
+            source: str, uncertainty: float, extrapolation: bool, notes: list[str]
+            ) -> BestConfig:
+    # the best overall choice may be the dense kernel itself
+    if dense[2] <= choice[2]:
+        choice = dense
+    return BestConfig(op=op, target=target, threads=threads, kernel=choice[0],
+                      params=dict(choice[1]), seconds=float(choice[2]),
+                      dense_kernel=dense[0], dense_seconds=float(dense[2]),
+                      speedup=float(dense[2] / choice[2]), source=source,
+                      uncertainty=float(uncertainty), extrapolation=bool(extrapolation),
+                      notes=tuple(notes))
+
+
+def _from_measurements(p, threads, store, op, target):
+    index = _measured_index(store)
+    slot = ("bits", p["bits"]) if p["op"] == "qgemm" else round(p["sparsity"], 4)
+    shape = _shape_key(p)
+    sparse = index.get((p["op"], shape, slot, threads))
+    dense = index.get((p["op"], shape, "dense", threads))
+    if not sparse or not dense:
+        return None
+    best = min(sparse, key=lambda r: r[2])
+    best_dense = min(dense, key=lambda r: r[2])
+    return _answer(op, target, threads, best, best_dense, "measured",
+                   max(best[3], best_dense[3]), False,
+                   [f"{len(sparse) + len(dense)} measured configurations in the store"])
+
+
+def _from_model(model, p, threads, op, target, tuned=None):
+    choices, dense_kernels = _candidates(p)
+    recs, labels = [], []
+    configs = model.metadata_.get("configs", {}) if hasattr(model, "metadata_") else {}
+    for kernel in choices + dense_kernels:
+        for params in configs.get(kernel) or [{}]:
+            recs.append(_record(kernel, params, p, threads))
+            labels.append((kernel, params))
+    seconds, extrap = model.predict_records(recs)
+    rows = list(zip(labels, seconds, extrap, strict=True))
+    sparse = [r for r in rows if not _is_dense(r[0][0], p["op"])]
+    dense = [r for r in rows if _is_dense(r[0][0], p["op"])]
+    best = min(sparse, key=lambda r: r[1])
+    best_dense = min(dense, key=lambda r: r[1])
+    unc = math.expm1(model.log_uncertainty_)
+    notes = [f"learned model trained on {model.n_train_} measurements"]
+    if tuned is not None:
+        best = ((tuned["kernel"], tuned["params"]), tuned["seconds"], False)
+        notes = [f"tuned by study {tuned.get('study_name') or '?'}; dense from the model"]
+        source, unc = "tuned", TUNED_UNCERTAINTY
+    else:
+        source = "model"
+    return _answer(op, target, threads, (*best[0], best[1]), (*best_dense[0], best_dense[1]),
+                   source, unc, bool(best[2] or best_dense[2]), notes)
+
+
+def _from_roofline(p, threads, store, op, target, tuned=None):
+    model = roofline_for(target, store, threads)
+    choices, dense_kernels = _candidates(p)
+    thr = threads if target == "host" else None
+    sparse = [(k, {}, model.predict_one(k, p, thr)) for k in choices]
+    dense = [(k, {}, model.predict_one(k, p, thr)) for k in dense_kernels]
+    calibrated = any(v in ("measured", "model file")
+                     for v in model.calibration_source_.values())
+    notes = [("roofline calibrated on this machine's measurements" if calibrated else
+              f"roofline from the {target} description (no measurements: alpha and "
+              f"efficiencies are the description's)")]
+    best = min(sparse, key=lambda r: r[2])
+    source = "roofline"
+    unc = ROOFLINE_UNCERTAINTY["measured" if calibrated else "description"]
+    if tuned is not None:
+        best = (tuned["kernel"], tuned["params"], tuned["seconds"])
+        source, unc = "tuned", TUNED_UNCERTAINTY
+        notes.insert(0, f"tuned by study {tuned.get('study_name') or '?'}; dense from the "
+                        f"roofline")
+    return _answer(op, target, threads, best, min(dense, key=lambda r: r[2]), source, unc,
+                   not calibrated, notes)
+
+
+def _tuned(store: Any, op: str, shape: Mapping[str, Any], threads: int) -> dict | None:
+    if _store_key(store)[0] == "missing":
+        return None
+    try:
+        from .store import open_store
+        st = open_store(store, create=False, readonly=True)
+    except (ImportError, ValueError, FileNotFoundError, OSError):
+        return None
+    try:
+        return st.tuned_config({"op": op, **shape, "threads": threads})
+    except Exception:  # a store without the table (older schema): no tuned answer
+        return None
+    finally:
+        if st is not store:
+            st.close()
+
+
+def best_config(op: str, *, target: str = "host", threads: int | None = None,
+                dtype: str = "float32", store: Any = None, **shape: Any) -> BestConfig:
+    """The fastest kernel and parameters for a problem, with the dense alternative.
+
+    Parameters
+    ----------
+    op : {"spmm", "gemm", "conv2d", "qgemm"}
+        ``spmm``/``gemm``: A (m x k, sparse) times B (k x n, dense), keys m, n, k, sparsity.
+        ``conv2d``: keys c, h, w, o, r, s, sparsity and optionally stride (1), padding (0),
+        batch (1). ``qgemm``: keys m, n, k and bits (4 or 8).
+    target : str
+        ``"host"`` (this machine) or a name from ``perfmodel targets``.
+    threads : int, optional
+        Threads on the host (default: every core). Ignored for other targets.
+    dtype : {"float32"}
+        Element type of the activations.
+    store : path, URL or Store, optional
+        Results store for measured/tuned answers and calibration (default: the default
+        store file, when it exists).
+
+    Returns
+    -------
+    BestConfig
+
+    Raises
+    ------
+    ValueError
+        Unknown op/target/dtype, missing or out-of-range shape values, sparsity outside
+        [0, 1); the message lists what is valid.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} not supported; valid: {list(DTYPES)}")
+    if not isinstance(target, str) or (target != "host" and target not in list_targets()):
+        raise ValueError(f"unknown target {target!r}; valid: {list_targets()}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    key = (op, tuple(sorted(shape.items())), target, threads, dtype, _store_key(store),
+           _stat(model_path()), _stat(host_profile_path()))
+    try:
+        hit = _CACHE.get(key)
+    except TypeError:          # unhashable shape value: validation below reports it
+        hit, key = None, None
+    if hit is not None:
+        return hit
+    p = normalize(op, shape)
+    if target == "host":
+        threads = threads or (os.cpu_count() or 1)
+    else:
+        threads = None
+    load_target(target, threads=threads)   # fails early with the list of targets
+    answer = None
+    if target == "host":
+        answer = _from_measurements(p, threads, store, op, target)
+        if answer is None:
+            tuned = _tuned(store, p["op"], shape, threads)
+            model = _load_learned()
+            if model is not None:
+                answer = _from_model(model, p, threads, op, target, tuned)
+            else:
+                answer = _from_roofline(p, threads, store, op, target, tuned)
+    else:
+        answer = _from_roofline(p, threads, store, op, target)
+    if key is not None:
+        _CACHE[key] = answer
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return answer
+
+
+def kernel_families() -> list[str]:
+    """Names of the roofline kernel families (for listings)."""
+    return list(FAMILIES)

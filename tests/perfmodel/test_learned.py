@@ -1,0 +1,124 @@
+"""Learned model: fit/predict contract, JSON persistence and schema checks, evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from perfmodel.models._evaluate import crossover, evaluate, metrics
+from perfmodel.models.base import NotFittedError
+from perfmodel.models.learned import LearnedModel, fit_and_save
+
+from ._synthetic import make_results
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFMODEL_HOME", str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_results(seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return LearnedModel(max_iter=80).fit(data)
+
+
+def test_fit_predict(fitted, data):
+    pred = fitted.predict(data)
+    assert pred.shape == (len(data),) and np.all(pred > 0)
+    assert np.mean(np.abs(pred / data["median_s"] - 1)) < 0.1
+
+
+def test_not_fitted(data):
+    with pytest.raises(NotFittedError):
+        LearnedModel().predict(data)
+
+
+def test_too_few_rows(data):
+    with pytest.raises(ValueError, match="at least 10"):
+        LearnedModel().fit(data.head(3))
+
+
+def test_failed_rows_are_ignored(data):
+    bad = data.copy()
+    bad.loc[:20, "status"] = "runtime_failed"
+    bad.loc[:20, "median_s"] = np.nan
+    assert LearnedModel(max_iter=5).fit(bad).n_train_ == len(data) - 21
+
+
+def test_json_round_trip_is_exact(fitted, data, tmp_path):
+    path = fitted.save(tmp_path / "m.json")
+    text = path.read_text()
+    doc = json.loads(text)          # plain JSON, nothing executable
+    assert doc["format"] == "perfmodel-learned-model" and "schema_hash" in doc
+    loaded = LearnedModel.load(path)
+    np.testing.assert_array_equal(loaded.predict(data), fitted.predict(data))
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d.update(format="something-else"), "not a perfmodel model file"),
+    (lambda d: d.update(format_version=99), "format_version 99"),
+    (lambda d: d["feature_schema"].update(version=0), "feature schema"),
+    (lambda d: d["feature_schema"]["base"].append("new_feature"), "feature schema"),
+    (lambda d: d["feature_schema"]["kernels"].append("other_kernel"), "hash mismatch"),
+])
+def test_refuses_other_schemas(fitted, tmp_path, edit, match):
+    path = fitted.save(tmp_path / "m.json")
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=match):
+        LearnedModel.load(path)
+
+
+def test_refuses_non_json(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_bytes(b"\x80\x04\x95pickle")
+    with pytest.raises(ValueError, match="not a perfmodel model file"):
+        LearnedModel.load(path)
+
+
+def test_extrapolation_flag(fitted):
+    inside = {"op": "spmm", "kernel": "spmm_csr_f32", "threads": 1, "m": 512, "n": 128,
+              "k": 512, "sparsity": 0.8, "density": 0.2, "nnz": 52429, "params": {}}
+    outside = {**inside, "m": 1 << 18, "k": 1 << 16}
+    unseen = {**inside, "kernel": "never_measured"}
+    _, flags = fitted.predict_records([inside, outside, unseen])
+    assert flags.tolist() == [False, True, True]
+
+
+def test_crossover_interpolation():
+    assert crossover(np.array([0.5, 0.6, 0.7]), np.array([0.8, 1.0, 1.25])) == \
+        pytest.approx(0.6)
+    assert np.isnan(crossover(np.array([0.5, 0.9]), np.array([2.0, 3.0])))
+    assert np.isnan(crossover(np.array([0.5, 0.9]), np.array([0.2, 0.3])))
+
+
+def test_perfect_predictions_score_perfectly(data):
+    m = metrics(data, data["median_s"].to_numpy())
+    assert m["mape"] == 0 and m["regret_geomean"] == 1.0
+    assert m["kendall_tau"] == pytest.approx(1.0)
+    assert m["crossover_shapes"] > 0 and m["crossover_mae"] == 0
+
+
+def test_evaluate_held_out(data):
+    report = evaluate(lambda: LearnedModel(max_iter=60), data, n_folds=4)
+    assert set(report) == {"random", "leave-shape-out", "leave-sparsity-out"}
+    shape = report["leave-shape-out"]
+    assert shape["rows"] == len(data)
+    # the synthetic machine is learnable: held-out errors stay small
+    assert shape["mape"] < 0.3 and shape["regret_geomean"] < 1.1
+    assert shape["crossover_mae"] < 0.1
+
+
+def test_fit_and_save(data, tmp_path):
+    model = fit_and_save(data, tmp_path / "model.json", cv_folds=2, max_iter=20)
+    doc = json.loads((tmp_path / "model.json").read_text())
+    assert doc["configs"]["spmm_csr_f32"] and doc["configs"]["gemm_blas_f32"] == [{}]
+    assert 0 < model.log_uncertainty_ < 2

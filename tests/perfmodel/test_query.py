@@ -1,0 +1,155 @@
+"""best_config, advise and the model commands: sources, errors, caching, CLI."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from perfmodel import best_config
+from perfmodel.advise import advise, network_layers
+from perfmodel.cli import main
+from perfmodel.models.learned import fit_and_save
+
+from ._synthetic import make_results
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERFMODEL_HOME", str(tmp_path))
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    """A tiny real store holding the synthetic rows as this machine's measurements."""
+    from perfmodel.store import open_store
+    from perfmodel.store import tables as T
+
+    known = {c.name for c in T.measurements.c} - {"id", "run_id", "machine_id"}
+    path = tmp_path / "results.db"
+    store = open_store(path)
+    mid = store.machine_id()
+    run = store.start_run(mid, "test")
+    df = make_results(seed=2)
+    for i, rec in enumerate(df.to_dict("records")):
+        row = {k: v for k, v in rec.items() if k in known and not (
+            isinstance(v, float) and math.isnan(v))}
+        row["point_key"] = f"p{i}"
+        store.add_measurement(run, mid, row, [rec["median_s"]] * 3)
+    store.finish_run(run)
+    store.close()
+    return path
+
+
+SHAPE = {"m": 512, "n": 128, "k": 512, "sparsity": 0.9}
+
+
+def test_catalog_target_uses_described_roofline():
+    r = best_config("spmm", target="xeon-e5-2697v4", **SHAPE)
+    assert r.source == "roofline" and r.extrapolation
+    assert r.kernel in ("spmm_csr_f32", "gemm_blas_f32") and r.dense_kernel == "gemm_blas_f32"
+    assert r.speedup == pytest.approx(r.dense_seconds / r.seconds)
+    assert any("description" in n for n in r.notes)
+    assert r.threads is None
+    assert "speedup" in str(r)
+
+
+def test_gemm_alias_and_dense_wins_when_dense():
+    r = best_config("gemm", target="xeon-8470", m=1024, n=1024, k=1024, sparsity=0.0)
+    assert r.kernel == "gemm_blas_f32" and r.speedup == 1.0
+
+
+@pytest.mark.parametrize("op,shape,target", [
+    ("conv2d", {"c": 64, "h": 28, "w": 28, "o": 64, "r": 3, "s": 3, "padding": 1,
+                "sparsity": 0.8}, "xeon-phi-7250"),
+    ("qgemm", {"m": 64, "n": 256, "k": 512, "bits": 8}, "nvidia-a100"),
+    ("qgemm", {"m": 64, "n": 256, "k": 512, "bits": 4}, "host"),
+])
+def test_other_ops(op, shape, target):
+    r = best_config(op, target=target, **shape)
+    assert r.seconds > 0 and r.dense_seconds > 0 and r.speedup >= 1.0
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"op": "fft", "m": 1}, "unknown op 'fft'; valid: .*spmm"),
+    ({"op": "spmm", "target": "cray-1", **SHAPE}, "unknown target 'cray-1'; valid"),
+    ({"op": "spmm", "m": 4, "n": 4, "k": 4, "sparsity": 1.0}, r"\[0, 1\)"),
+    ({"op": "spmm", "m": 4, "n": 4, "k": 4, "sparsity": -0.1}, r"\[0, 1\)"),
+    ({"op": "spmm", "m": 4, "n": 4}, "missing \\['k', 'sparsity'\\]"),
+    ({"op": "spmm", "m": 4, "n": 4, "k": 4, "sparsity": 0.5, "q": 1}, "unknown \\['q'\\]"),
+    ({"op": "spmm", "m": 0, "n": 4, "k": 4, "sparsity": 0.5}, "1 <= m <="),
+    ({"op": "spmm", "m": 1 << 30, "n": 4, "k": 4, "sparsity": 0.5}, "out of range"),
+    ({"op": "qgemm", "m": 4, "n": 4, "k": 4, "bits": 2}, "bits must be one of"),
+    ({"op": "spmm", "dtype": "float16", **SHAPE}, "dtype 'float16' not supported"),
+    ({"op": "spmm", "threads": 0, **SHAPE}, "threads must be"),
+])
+def test_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        best_config(**kwargs)
+
+
+def test_non_integer_shape():
+    with pytest.raises(TypeError, match="integer"):
+        best_config("spmm", m=3.5, n=4, k=4, sparsity=0.5)
+
+
+def test_warm_query_is_cached():
+    a = best_config("spmm", target="atom-c2750", **SHAPE)
+    assert best_config("spmm", target="atom-c2750", **SHAPE) is a
+
+
+def test_measured_then_model_then_roofline(store_path, tmp_path):
+    # exact problem in the store -> measured
+    r = best_config("spmm", threads=1, store=store_path, m=512, n=128, k=512, sparsity=0.9)
+    assert r.source == "measured" and not r.extrapolation
+    assert r.kernel == "spmm_csr_f32" and r.params["reg_vectors"] in (1, 2, 4, 8)
+    # a shape not in the store, no model file -> calibrated roofline
+    r = best_config("spmm", threads=1, store=store_path, m=600, n=128, k=512, sparsity=0.9)
+    assert r.source == "roofline" and not r.extrapolation
+    assert any("calibrated" in n for n in r.notes)
+    # with a model file -> model
+    from perfmodel._paths import model_path
+    from perfmodel.store import load_results
+    fit_and_save(load_results(store_path), model_path(), cv_folds=0, max_iter=30)
+    r = best_config("spmm", threads=1, store=store_path, m=600, n=128, k=512, sparsity=0.9)
+    assert r.source == "model" and r.kernel == "spmm_csr_f32"
+    assert r.params.get("reg_vectors") == 4      # the synthetic machine's best
+
+
+def test_tuned_config(store_path):
+    from perfmodel.store import open_store
+    with open_store(store_path) as st:
+        st.record_tuned({"op": "spmm", "m": 640, "n": 128, "k": 512, "sparsity": 0.9,
+                         "threads": 1}, "spmm_csr_f32", {"reg_vectors": 2}, 1e-6, "study-x")
+    r = best_config("spmm", threads=1, store=store_path, m=640, n=128, k=512, sparsity=0.9)
+    assert r.source == "tuned" and r.params == {"reg_vectors": 2} and r.seconds == 1e-6
+
+
+@pytest.mark.parametrize("network", ["alexnet", "resnet50", "bert-base"])
+def test_advise(network):
+    rows = advise(network, target="xeon-e5-2697v4", sparsity=0.9)
+    assert len(rows) == len(network_layers(network)) > 0
+    for r in rows:
+        assert 0 <= r.upper <= 1 and r.speedup > 0 and r.model_speedup >= 1.0
+
+
+def test_advise_unknown_network():
+    with pytest.raises(ValueError, match="alexnet"):
+        advise("lenet", target="xeon-8470")
+
+
+def test_cli(store_path, capsys, tmp_path):
+    assert main(["best", "spmm", "m=512", "n=128", "k=512", "sparsity=0.9", "--target",
+                 "atom-c2750"]) == 0
+    assert "speedup" in capsys.readouterr().out
+    assert main(["best", "spmm", "m=512", "--target", "atom-c2750"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["advise", "--network", "bert-base", "--target", "nvidia-v100"]) == 0
+    assert "sweet spot" in capsys.readouterr().out
+    out = tmp_path / "m.json"
+    assert main(["fit", "--db", str(store_path), "-o", str(out), "--max-iter", "20",
+                 "--cv-folds", "0"]) == 0
+    assert out.exists()
+    assert main(["evaluate", "--db", str(store_path), "--model", "roofline", "--split",
+                 "leave-shape-out", "--folds", "3", "--json", str(tmp_path / "e.json")]) == 0
+    assert "leave-shape-out" in capsys.readouterr().out

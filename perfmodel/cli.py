@@ -14,6 +14,9 @@ import sys
 #: subcommand modules, in the order ``perfmodel --help`` lists them
 COMMANDS: tuple[str, ...] = ("perfmodel._cmd_characterize", "perfmodel._cmd_sweep",
                              "perfmodel._cmd_models",
+                             # the tuner's commands live in tuner/ (it may import perfmodel,
+                             # never the reverse); named here as a string, loaded at start
+                             "tuner._cli",
                              # report / run live in reports/ (data flows kernels_c ->
                              # perfmodel -> tuner -> reports): named here as a string and
                              # loaded when the CLI starts, so perfmodel never imports reports

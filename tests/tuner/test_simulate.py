@@ -1,0 +1,130 @@
+"""Simulation mode: replaying a recorded sweep, warm start, failures, strategy counting."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from tuner import TuneOptions, tune
+from tuner.evaluate import format_table, trials_to_target
+from tuner.objective import config_key
+from tuner.simulate import ReplayObjective, recorded
+from tuner.study import default_config, seed_study
+
+from .conftest import TINY, synthetic_seconds, write_sweep
+
+
+def _sim(store, **kw):
+    opts = dict(store=store, simulate=True, seed=0, model=False)
+    opts.update(kw.pop("options", {}))
+    return tune("spmm", threads=1, storage=optuna.storages.InMemoryStorage(),
+                options=TuneOptions(**opts), **TINY, **kw)
+
+
+def test_replay_finds_the_recorded_optimum(tiny_sweep):
+    store, times = tiny_sweep
+    result = _sim(store, n_trials=120, sampler="random")
+    best = min(times, key=times.get)
+    assert config_key(result.kernel, result.params) == best
+    assert result.seconds == times[best]
+    assert not result.recorded  # a replay writes nothing back
+    # speedup = the recorded time of the default configuration / the best (NaN when the
+    # default lies outside this small space, as it does on wide-vector paths)
+    kernel, params = default_config(_space())
+    if _space().violation(kernel, params) is None:
+        assert result.speedup_over_default >= 1.0
+    else:
+        assert math.isnan(result.speedup_over_default)
+
+
+def test_replay_is_deterministic(tiny_sweep):
+    store, _ = tiny_sweep
+    runs = [_sim(store, n_trials=15, sampler="tpe") for _ in range(2)]
+    params = [[t.params for t in r.study.trials] for r in runs]
+    assert params[0] == params[1]
+
+
+def test_missing_config_fails_the_trial_and_the_study_goes_on(tmp_path, tiny_space):
+    configs = [config_key(k, p) for k, p in tiny_space.configs()]
+    store = tmp_path / "partial.db"
+    write_sweep(tiny_space, store, skip=configs[:10], invalid=configs[10:20])
+    result = _sim(store, n_trials=60, sampler="random")
+    states = {t.state for t in result.study.trials}
+    assert optuna.trial.TrialState.FAIL in states
+    assert optuna.trial.TrialState.COMPLETE in states
+    failed = [t for t in result.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert all("not in the recorded sweep" in t.user_attrs["error"] for t in failed)
+    pruned = [t for t in result.study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned and all("invalid in the recorded sweep" in t.user_attrs["infeasible"]
+                          for t in pruned)
+
+
+def test_no_recorded_sweep_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no recorded sweep"):
+        _sim(tmp_path / "empty.db", n_trials=3)
+
+
+class _PerfectModel:
+    """Predicts the synthetic landscape exactly (a stand-in for a fitted PerfModel)."""
+
+    def predict(self, rows):
+        import json
+
+        return [synthetic_seconds(k, {**json.loads(p), "threads": t})
+                for k, p, t in zip(rows["kernel"], rows["params"], rows["threads"],
+                                   strict=True)]
+
+
+def test_model_warm_start_enqueues_top_k_first(tiny_sweep):
+    store, times = tiny_sweep
+    result = _sim(store, n_trials=5, options={"model": _PerfectModel(), "top_k": 3})
+    first = result.study.trials[:3]
+    assert [t.user_attrs.get("source") for t in first] == ["model"] * 3
+    assert first[0].value == min(times.values())
+    run = trials_to_target(_space(), recorded(_space(), store), "model", 0,
+                           model=_PerfectModel())
+    assert run.evaluations == 1 and run.reached
+
+
+def _space():
+    from tuner.space import search_space
+
+    return search_space("spmm", threads=1, **TINY)
+
+
+def test_store_measurements_become_completed_trials(tiny_sweep, tiny_space):
+    store, times = tiny_sweep
+    study = optuna.create_study()
+    counts = seed_study(study, tiny_space, store=store, model=None)
+    assert counts == {"store": len(times), "model": 0}
+    assert len(study.trials) == len(times)
+    assert all(t.user_attrs["source"] == "store" for t in study.trials)
+    assert study.best_value == min(times.values())
+
+
+def test_strategies_reach_the_target(tiny_sweep, tiny_space):
+    store, _ = tiny_sweep
+    table = recorded(tiny_space, store)
+    assert len(table) == tiny_space.size
+    opt = ReplayObjective(tiny_space, table).optimum[1]
+    for strategy in ("random", "tpe"):
+        run = trials_to_target(tiny_space, table, strategy, seed=3, max_evaluations=100)
+        assert run.reached and 1 <= run.evaluations <= tiny_space.size
+        assert run.trials >= run.evaluations
+    # a tolerance no configuration but the optimum meets still ends at the optimum
+    run = trials_to_target(tiny_space, table, "random", seed=3, tolerance=0.0)
+    assert run.reached
+    assert opt > 0
+
+
+def test_format_table():
+    import pandas as pd
+
+    df = pd.DataFrame([{"problem": "p", "space_size": 300, "optimum_s": 1e-5,
+                        "default_s": 2e-5, "strategy": s, "median_evals": v,
+                        "p25_evals": v - 1, "p75_evals": v + 1, "median_trials": v,
+                        "reached": 1.0} for s, v in (("random", 40), ("model", 3))])
+    text = format_table(df)
+    assert "| p | 300 | 10.0 | 2.00 | 40 [39-41] | 3 [2-4] |" in text

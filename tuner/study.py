@@ -1,0 +1,471 @@
+"""The one entry point: :func:`tune` wraps an Optuna study with an injected, seeded sampler.
+
+Storage: a local SQLite file (``$PERFMODEL_HOME/tuner.db``) by default; with a PostgreSQL
+URL any number of processes, on one machine or on several identical ones, work on one study
+at once (Optuna's RDB storage hands out trial numbers in transactions, so every trial lands
+once; the TPE sampler runs with ``constant_liar`` so concurrent workers do not all propose
+the same configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .objective import (
+    MeasureObjective,
+    Objective,
+    Operands,
+    config_key,
+    make_plan,
+    measure_plan,
+    run_checked,
+)
+from .space import SearchSpace, search_space
+
+__all__ = ["SAMPLERS", "TuneOptions", "TuneResult", "make_sampler", "open_storage", "tune"]
+
+log = logging.getLogger("tuner")
+
+#: sampler names accepted by :func:`tune` / :func:`make_sampler`
+SAMPLERS = ("tpe", "random", "gp")
+#: TPE settings shared by plain and model-guided runs (only the warm start differs)
+TPE_STARTUP_TRIALS = 8
+
+
+@dataclass
+class TuneOptions:
+    """Settings of :func:`tune` beyond the common ones.
+
+    Parameters
+    ----------
+    store : results store (path, URL, Store; None = the default file): warm-start
+        measurements are read from it and the tuned result is written to it.
+    seed : sampler seed (None: random; give each fleet worker its own or none).
+    timing : perfmodel.harness.TimingConfig of one trial (default: 0.2 s, 3 % CI).
+    top_k : model predictions enqueued by the warm start.
+    model : a fitted PerfModel for the warm start; None = the learned model file
+        (``perfmodel fit``) when it exists; False = no model.
+    retime_top : best configurations re-timed interleaved at the end (with the default).
+    retime_rounds : interleaved rounds of the re-timing.
+    simulate : replay the recorded exhaustive sweep of the store instead of timing.
+    record : write the result to the store (``perfmodel.best_config`` answers "tuned").
+    progress : show a tqdm progress bar.
+    operand_seed : seed of the generated operands.
+    """
+
+    store: Any = None
+    seed: int | None = None
+    timing: Any = None
+    top_k: int = 8
+    model: Any = None
+    retime_top: int = 3
+    retime_rounds: int = 5
+    simulate: bool = False
+    record: bool = True
+    progress: bool = False
+    operand_seed: int = 0
+
+
+@dataclass
+class TuneResult:
+    """Outcome of :func:`tune`.
+
+    kernel : str; params : dict (``threads`` included); seconds : float, median time of
+    the winner (re-timed, or replayed in simulation); speedup_over_default : float, time
+    of the kernel's default configuration / ``seconds``; study : optuna.Study.
+    """
+
+    kernel: str
+    params: dict[str, Any]
+    seconds: float
+    speedup_over_default: float
+    study: Any = field(repr=False)
+    default_seconds: float = float("nan")
+    interrupted: bool = False
+    recorded: bool = False
+
+
+# ---- storage and samplers -------------------------------------------------------------
+def _redact(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<storage URL>"
+
+
+def open_storage(storage: Any = None) -> Any:
+    """The Optuna storage for ``storage``: None = the local SQLite file
+    ``$PERFMODEL_HOME/tuner.db``; a URL (``sqlite:///...``, ``postgresql://...``); a path
+    (SQLite file); an Optuna storage object is returned as is.
+
+    Raises
+    ------
+    ValueError when the storage cannot be reached or opened (the message names it, with
+    the password hidden, and the database error).
+    """
+    import optuna
+
+    if storage is not None and not isinstance(storage, str) and not hasattr(storage,
+                                                                           "__fspath__"):
+        return storage
+    if storage is None:
+        from perfmodel._paths import data_dir
+
+        path = data_dir() / "tuner.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    elif "://" not in str(storage):
+        from pathlib import Path
+
+        url = f"sqlite:///{Path(storage).expanduser().resolve()}"
+    else:
+        url = str(storage)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    elif url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            # workers starting together on a fresh database race to create Optuna's
+            # tables; the losers see a unique violation and find the tables on retry
+            if attempt < 4 and any(s in first for s in ("IntegrityError", "UniqueViolation",
+                                                         "already exists", "locked")):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            break
+    raise ValueError(f"cannot open tuning storage {_redact(url)}: {first} (check the "
+                         f"URL, that the server runs and accepts this user)") from None
+
+
+def make_sampler(name: str, seed: int | None = None) -> Any:
+    """An Optuna sampler by name (``SAMPLERS``), seeded."""
+    import optuna
+
+    if name == "tpe":
+        # ``group`` (conditional parameters sampled jointly) is marked experimental
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS,
+                                          multivariate=True, group=True,
+                                          constant_liar=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+    raise ValueError(f"unknown sampler {name!r}; valid: {list(SAMPLERS)}")
+
+
+# ---- warm start -----------------------------------------------------------------------
+def _rows_for_model(space: SearchSpace, configs: list[tuple[str, dict[str, Any]]]) -> Any:
+    import pandas as pd
+
+    p = space.problem
+    nnz = round((1.0 - p["sparsity"]) * p["m"] * p["k"])
+    return pd.DataFrame([{
+        "op": space.op, "kernel": kernel,
+        "params": json.dumps({k: v for k, v in params.items() if k != "threads"},
+                             sort_keys=True),
+        "threads": int(params.get("threads", 1)), "m": p["m"], "n": p["n"], "k": p["k"],
+        "c": np.nan, "h": np.nan, "w": np.nan, "o": np.nan, "r": np.nan, "s": np.nan,
+        "stride": np.nan, "padding": np.nan, "batch": np.nan, "groups": np.nan,
+        "bits": np.nan, "group_size": np.nan, "sparsity": p["sparsity"],
+        "density": nnz / (p["m"] * p["k"]), "nnz": nnz,
+        "pattern": "dense" if kernel.startswith("gemm") else "random",
+    } for kernel, params in configs])
+
+
+def model_top_k(space: SearchSpace, model: Any, k: int) -> list[tuple[str, dict, float]]:
+    """The ``k`` configurations of ``space`` a fitted PerfModel predicts fastest:
+    ``[(kernel, params, predicted_s), ...]``, fastest first."""
+    configs = list(space.configs())
+    pred = np.asarray(model.predict(_rows_for_model(space, configs)), dtype=np.float64)
+    pred = np.where(np.isfinite(pred), pred, np.inf)
+    order = np.argsort(pred, kind="stable")[:k]
+    return [(configs[i][0], configs[i][1], float(pred[i])) for i in order]
+
+
+def _default_model(store: Any) -> Any:
+    from perfmodel._paths import model_path
+
+    path = model_path()
+    if not path.is_file():
+        log.info("no learned model at %s (perfmodel fit): warm start without predictions",
+                 path)
+        return None
+    try:
+        from perfmodel.models.learned import LearnedModel
+
+        return LearnedModel.load(path)
+    except Exception as exc:  # a stale or foreign file must not stop tuning
+        log.warning("learned model %s not usable for the warm start: %s", path, exc)
+        return None
+
+
+def store_trials(space: SearchSpace, store: Any) -> list[tuple[str, dict, float, int]]:
+    """Configurations of ``space`` already measured on this machine for this problem:
+    ``[(kernel, params, median_s, measurement_id)]``."""
+    from perfmodel import _context
+    from perfmodel.store import load_results
+
+    df = load_results(store, op=space.op, fingerprint=_context.machine()[0])
+    p = space.problem
+    df = df[(df["status"] == "ok") & (df["m"] == p["m"]) & (df["n"] == p["n"])
+            & (df["k"] == p["k"]) & np.isfinite(df["median_s"])]
+    # dense baselines are stored once per shape (sparsity 0), sparse kernels per sparsity
+    dense = df["kernel"].str.startswith("gemm")
+    df = df[dense | np.isclose(df["sparsity"], p["sparsity"])]
+    out = []
+    for row in df.itertuples(index=False):
+        if row.kernel not in space.kernels:
+            continue
+        try:
+            params = {**json.loads(row.params), "threads": int(row.threads)}
+        except (TypeError, ValueError):
+            continue
+        if space.violation(row.kernel, params) is None:
+            out.append((row.kernel, params, float(row.median_s), int(row.measurement_id)))
+    return out
+
+
+def seed_study(study: Any, space: SearchSpace, *, store: Any = None, model: Any = None,
+               top_k: int = 8, from_store: bool = True) -> dict[str, int]:
+    """Seed a new study: measured configurations from the store become completed trials
+    and the model's ``top_k`` predictions are enqueued. Returns counts."""
+    import optuna
+
+    counts = {"store": 0, "model": 0}
+    if from_store:
+        seen: set[str] = set()
+        for kernel, params, seconds, mid in sorted(store_trials(space, store),
+                                                   key=lambda t: t[2]):
+            key = config_key(kernel, params)
+            if key in seen:
+                continue
+            seen.add(key)
+            study.add_trial(optuna.trial.create_trial(
+                params=space.optuna_params(kernel, params),
+                distributions=space.distributions(kernel, params), value=seconds,
+                user_attrs={"config": key, "source": "store", "measurement_id": mid}))
+            counts["store"] += 1
+    if model is not None and model is not False and top_k > 0:
+        for kernel, params, predicted in model_top_k(space, model, top_k):
+            study.enqueue_trial(space.optuna_params(kernel, params),
+                                user_attrs={"source": "model", "predicted_s": predicted},
+                                skip_if_exists=True)
+            counts["model"] += 1
+    return counts
+
+
+# ---- the end of a run -----------------------------------------------------------------
+def default_config(space: SearchSpace) -> tuple[str, dict[str, Any]]:
+    """The configuration an untuned call runs: spmm with its default blocking."""
+    from kernels_c.spmm import default_params
+
+    p = space.problem
+    threads = space.values(space.kernels[0]).get("threads", (1,))
+    params = default_params(p["m"], p["k"], p["n"], 1.0 - p["sparsity"])
+    return "spmm_csr_f32", {**params, "threads": 1 if 1 in threads else int(threads[0])}
+
+
+def _best_distinct(study: Any, n: int) -> list[tuple[str, dict[str, Any], float]]:
+    import optuna
+
+    best: dict[str, tuple[float, Any]] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        key = t.user_attrs.get("config")
+        if key and (key not in best or t.value < best[key][0]):
+            best[key] = (float(t.value), t)
+    ranked = sorted(best.items(), key=lambda kv: kv[1][0])[:n]
+    out = []
+    for key, (value, _) in ranked:
+        cfg = json.loads(key)
+        out.append((cfg["kernel"], cfg["params"], value))
+    return out
+
+
+def retime(candidates: list[tuple[str, dict[str, Any]]], operands: Operands, *,
+           timing: Any = None, rounds: int = 5) -> list[float]:
+    """Median seconds of each candidate, timed in interleaved rounds (A B C A B C ...), so
+    a load spike hits every candidate alike and one lucky measurement cannot win."""
+    from perfmodel.harness import TimingConfig
+
+    base = timing or TimingConfig(budget_s=0.2, target_rel_ci=0.03)
+    per_round = TimingConfig(target_rel_ci=base.target_rel_ci,
+                             budget_s=max(base.budget_s / rounds, 0.005), min_samples=5,
+                             warmup_s=base.warmup_s, batch_s=base.batch_s, pin=base.pin)
+    plans = []
+    for kernel, params in candidates:
+        plan = make_plan(kernel, params, operands)
+        run_checked(plan, operands, int(params.get("threads", 1)))
+        plans.append((plan, int(params.get("threads", 1))))
+    samples: list[list[np.ndarray]] = [[] for _ in plans]
+    for _ in range(rounds):
+        for i, (plan, threads) in enumerate(plans):
+            samples[i].append(np.asarray(measure_plan(plan, threads, per_round).samples))
+    return [float(np.median(np.concatenate(s))) for s in samples]
+
+
+def problem_record(op: str, problem: Mapping[str, Any]) -> dict[str, Any]:
+    """The problem dict tuned results are stored under (``Store.record_tuned``)."""
+    return {"op": op, **{k: problem[k] for k in sorted(problem)}}
+
+
+def _default_study_name(space: SearchSpace, simulate: bool) -> str:
+    from perfmodel import _context
+
+    p = space.problem
+    threads = "-".join(str(t) for t in space.values(space.kernels[0]).get("threads", ()))
+    name = (f"{space.op}-m{p['m']}-n{p['n']}-k{p['k']}-s{p['sparsity']:g}-t{threads}-"
+            f"{_context.machine()[0][:8]}")
+    return name + ("-sim" if simulate else "")
+
+
+class _Progress:
+    def __init__(self, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="trial", desc="tuning", dynamic_ncols=True)
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        self.bar.update(1)
+        try:
+            self.bar.set_postfix(best=f"{study.best_value * 1e6:.1f}us", refresh=False)
+        except ValueError:
+            pass
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---- entry point ----------------------------------------------------------------------
+def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any = None,
+         study_name: str | None = None, sampler: str = "tpe", warm_start: bool = True,
+         threads: int | None = None, options: TuneOptions | None = None,
+         **shape: Any) -> TuneResult:
+    """Find the fastest kernel and parameters for one problem on this machine.
+
+    Parameters
+    ----------
+    op : ``"spmm"`` (CSR sparse x dense, dense BLAS baseline among the choices).
+    n_trials : int >= 1, trials this process runs (fleet workers each run theirs).
+    timeout : seconds after which no new trial starts (None = no limit).
+    storage : None (local SQLite file), a database URL (PostgreSQL for a fleet) or a path.
+    study_name : None derives one from op, shape, threads and the machine fingerprint,
+        so every worker of a fleet lands in the same study.
+    sampler : ``"tpe"`` (default), ``"random"`` or ``"gp"``.
+    warm_start : seed a new study with the store's measurements and the model's top-k.
+    threads : fix the thread count (None: tuned over 1 .. the CPUs available).
+    options : TuneOptions (store, seed, timing, model, simulation, progress...).
+    **shape : ``m``, ``n``, ``k`` (ints), ``sparsity`` (fraction of zeros in [0, 1)).
+
+    Returns
+    -------
+    TuneResult. Ctrl-C during the trials stops them and returns the best found so far
+    (``interrupted=True``, not re-timed).
+
+    Raises
+    ------
+    ValueError for an unknown op, sampler or shape key, n_trials <= 0, an empty search
+    space or an unreachable storage; RuntimeError when no trial succeeded.
+    """
+    import optuna
+
+    opts = options or TuneOptions()
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials <= 0:
+        raise ValueError(f"n_trials must be a positive int, got {n_trials!r}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds or None, got {timeout!r}")
+    space = search_space(op, threads=threads, **shape)
+    smp = make_sampler(sampler, opts.seed)
+    objective: Objective
+    if opts.simulate:
+        from .simulate import ReplayObjective, recorded
+
+        objective = ReplayObjective(space, recorded(space, opts.store))
+        operands = None
+    else:
+        from perfmodel.harness import TimingConfig
+
+        operands = Operands.spmm(**space.problem, seed=opts.operand_seed)
+        timing = opts.timing or TimingConfig(budget_s=0.2, target_rel_ci=0.03)
+        objective = MeasureObjective(space, operands, timing)
+    store_obj = opts.store
+    rdb = open_storage(storage)
+    name = study_name or _default_study_name(space, opts.simulate)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
+                                sampler=smp, load_if_exists=True)
+    if warm_start and not study.user_attrs.get("warm_started"):
+        # the first worker seeds the study; a late one finds the attribute and skips
+        study.set_user_attr("warm_started", True)
+        model = _default_model(store_obj) if opts.model is None else opts.model
+        counts = seed_study(study, space, store=store_obj, model=model, top_k=opts.top_k,
+                            from_store=not opts.simulate)
+        log.info("warm start: %s", counts)
+    study.set_user_attr("op", op)
+    study.set_user_attr("problem", space.problem)
+    progress = _Progress(n_trials) if opts.progress else None
+    interrupted = False
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
+                       callbacks=[progress] if progress else None)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if progress:
+            progress.close()
+    ranked = _best_distinct(study, max(1, opts.retime_top))
+    if not ranked:
+        if interrupted:
+            raise KeyboardInterrupt
+        raise RuntimeError(f"no trial of study {name!r} succeeded; see the trials' "
+                           f"'error'/'infeasible' user attributes (optuna-dashboard)")
+    dkernel, dparams = default_config(space)
+    if opts.simulate:
+        kernel, params, seconds = ranked[0]
+        table = objective.table  # type: ignore[attr-defined]
+        drow = table.get(config_key(dkernel, dparams))
+        dsec = float(drow.median_s) if drow is not None and drow.status == "ok" else \
+            float("nan")
+    elif interrupted:
+        kernel, params, seconds = ranked[0]
+        dsec = float("nan")
+    else:
+        cands = [(k, p) for k, p, _ in ranked]
+        if space.violation(dkernel, dparams) is None and (dkernel, dparams) not in cands:
+            cands.append((dkernel, dparams))  # the untuned call may win the re-timing too
+        with_default = cands + ([(dkernel, dparams)] if (dkernel, dparams) not in cands
+                                else [])
+        times = retime(with_default, operands, timing=opts.timing, rounds=opts.retime_rounds)
+        best = int(np.argmin(times[:len(cands)]))
+        kernel, params = cands[best]
+        seconds = times[best]
+        dsec = times[with_default.index((dkernel, dparams))]
+    result = TuneResult(kernel, dict(params), float(seconds),
+                        float(dsec / seconds) if np.isfinite(dsec) else float("nan"), study,
+                        default_seconds=dsec, interrupted=interrupted)
+    if opts.record and not opts.simulate:
+        from perfmodel.store import open_store
+
+        st = open_store(store_obj)
+        try:
+            st.record_tuned(problem_record(op, space.problem), kernel, dict(params),
+                            float(seconds), name)
+            result.recorded = True
+        finally:
+            if st is not store_obj:
+                st.close()
+    return result

@@ -17,7 +17,9 @@ thread counts as strings, ``"1"`` … ``str(cores)``):
   min_bytes_per_s, max_bytes_per_s, n_samples, passes}, ...]`` (bytes = working set of all
   threads together; triad counts 12 B per element, no write-allocate, as STREAM does).
 - ``levels``: ``read | triad: {threads: {L1, L2, L3, DRAM: bytes_per_s or None}}``, plateau
-  values picked from ``bandwidth``; ``level_windows`` gives the working-set window of each.
+  values picked from ``bandwidth`` with each point's best sample (ERT-style);
+  ``levels_median`` the same from the medians; ``level_windows`` gives the working-set
+  window of each level.
 - ``theoretical``: ``clock_hz`` (1 thread), ``clock_hz_all`` (all threads), ``uarch``,
   ``source``, ``fp32_flops_per_cycle`` and ``int8_ops_per_cycle`` (per core, top path),
   ``per_cycle`` (every path), ``peak`` and ``ratio`` (measured / theoretical per thread
@@ -25,15 +27,18 @@ thread counts as strings, ``"1"`` … ``str(cores)``):
 - ``run``: ``quick, duration_s, repeats, threads, isa``.
 
 Method. Peaks: :func:`kernels_c.microbench.peak` with enough independent accumulator
-chains to fill every FMA/dot-product pipe, each sample ~10–20 ms, median and IQR over the
-repeats, a clock sample taken next to every peak sample. Bandwidth: ERT-style sweep of the
-working set from 4 KiB to 4× the last-level cache (capped at 512 MiB), read-only sum and
-triad, 1 … all threads; a cache level's bandwidth is the highest median inside its plateau
-window (working set between 1.5× the level below and 0.75× the level's capacity for the
-threads in use), DRAM's the median of the points at ≥ 4× the last-level cache. Clock: a
-chain of dependent integer adds (1 cycle each). Theoretical peak = threads × clock × per
-cycle rate from a small table of microarchitectures (vendor/family/model; sources in
-``docs/characterize.md``).
+chains to fill every FMA/dot-product pipe, many short samples (~2 ms, below a scheduler
+time slice, so that on a shared machine most samples run undisturbed), median, IQR and
+best, a clock sample taken next to every peak sample, repeats interleaved over all points.
+Bandwidth: ERT-style sweep of the working set from 4 KiB to 4x the last-level cache
+(at least 64 MiB, at most 512 MiB), read-only sum and triad, 1 ... all threads; a cache
+level's bandwidth is the highest value inside its plateau window (working set between 1.5x
+the level below and 0.75x the level's capacity for the threads in use), DRAM's the median
+over the points at >= 4x the last-level cache. Clock: a chain of dependent integer adds
+(1 cycle each). Theoretical peak = threads x clock x per-cycle rate from a small table of
+microarchitectures (vendor/family/model; sources in ``docs/characterize.md``). A time
+budget (quick ~10 s, full ~50 s) cuts the number of repeats (never below a minimum) when
+other processes slow the run down.
 """
 
 from __future__ import annotations
@@ -68,9 +73,13 @@ _REQUIRED_KEYS = ("schema_version", "fingerprint", "created", "cpu", "caches", "
 #: per octave of the bandwidth sweep (quick: one point per level). Samples are short (~2 ms,
 #: below a scheduler time slice) and many: on a machine shared with other processes most
 #: samples then run undisturbed and the median is the machine's rate, not the load's.
+#: ``budget_s`` bounds the run on a busy machine: once a phase has used its share, it stops
+#: after ``min_repeats`` rounds.
 _SETTINGS = {
-    False: {"repeats": 25, "peak_s": 0.002, "stream_s": 0.002, "per_octave": 3},
-    True: {"repeats": 11, "peak_s": 0.002, "stream_s": 0.001, "per_octave": 0},
+    False: {"repeats": 25, "min_repeats": 5, "budget_s": 50.0, "peak_s": 0.002,
+            "stream_s": 0.002, "per_octave": 3},
+    True: {"repeats": 11, "min_repeats": 3, "budget_s": 10.0, "peak_s": 0.002,
+           "stream_s": 0.001, "per_octave": 0},
 }
 
 
@@ -240,7 +249,7 @@ def _thread_counts(threads: int | Sequence[int] | None, cores: int) -> list[int]
 
 # --------------------------------------------------------------------------- peaks
 def _measure_peaks(kind: str, paths: list[str], counts: list[int], cfg: dict,
-                   clocks: dict[int, list[float]]) -> dict[str, Any]:
+                   clocks: dict[int, list[float]], deadline: float) -> dict[str, Any]:
     """Peak of every (path, thread count), repeats interleaved so that a burst of load from
     other processes spreads over all points instead of spoiling one."""
     from kernels_c import microbench as mb
@@ -257,7 +266,9 @@ def _measure_peaks(kind: str, paths: list[str], counts: list[int], cfg: dict,
             plans[(path, t)] = mb.plan_peak(kind, iters=iters, threads=t, isa=path)
     rates: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
     hz: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
-    for _ in range(cfg["repeats"]):
+    for r in range(cfg["repeats"]):
+        if r >= cfg["min_repeats"] and time.perf_counter() > deadline:
+            break
         for key, plan in plans.items():
             hz[key].extend(mb.clock(threads=key[1], iters=20_000).hz)
             rates[key].append(plan.run().rate)
@@ -311,7 +322,7 @@ def _sweep_sizes(max_bytes: int, per_octave: int, wins: dict[str, tuple[float, f
 
 
 def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
-                    bufs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+                    bufs: dict[str, np.ndarray], deadline: float) -> list[dict[str, Any]]:
     """One bandwidth sweep. Each sample is the second of two back-to-back calls (the first
     brings the working set into the caches); repeats are interleaved over the sizes."""
     from kernels_c import microbench as mb
@@ -331,7 +342,9 @@ def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
         passes = max(1, math.ceil(cfg["stream_s"] * guess / size))
         plans.append(mb.plan_stream(kind, passes=passes, threads=t, isa=isa, **arrays))
     rates: list[list[float]] = [[] for _ in plans]
-    for _ in range(cfg["repeats"]):
+    for r in range(cfg["repeats"]):
+        if r >= cfg["min_repeats"] and time.perf_counter() > deadline:
+            break
         for i, plan in enumerate(plans):
             plan.run()
             res = plan.run()
@@ -348,20 +361,21 @@ def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
     return rows
 
 
-def plateau_levels(rows: list[dict[str, Any]], wins: dict[str, tuple[float, float]]
-                   ) -> dict[str, float | None]:
-    """Bandwidth of each level from one sweep: the highest median inside a cache level's
-    window, the median of the medians inside the DRAM window; None for an empty window."""
+def plateau_levels(rows: list[dict[str, Any]], wins: dict[str, tuple[float, float]],
+                   stat: str = "max_bytes_per_s") -> dict[str, float | None]:
+    """Bandwidth of each level from one sweep, ERT-style: the highest ``stat`` (default the
+    best sample of each point) inside a cache level's window, the median of ``stat`` over
+    the points of the DRAM window; None for an empty window."""
     out: dict[str, float | None] = {}
     for lv in LEVEL_NAMES:
         if lv not in wins:
             out[lv] = None
             continue
         lo, hi = wins[lv]
-        inside = [r["median_bytes_per_s"] for r in rows
+        inside = [r[stat] for r in rows
                   if (lo <= r["bytes"] if lv == "DRAM" else lo < r["bytes"]) and r["bytes"] <= hi]
         if lv == "DRAM" and not inside and rows and rows[-1]["bytes"] >= lo / 2:
-            inside = [rows[-1]["median_bytes_per_s"]]  # largest point, >= 2x LLC
+            inside = [rows[-1][stat]]  # largest point, >= 2x LLC
         if not inside:
             out[lv] = None
         else:
@@ -403,7 +417,7 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
     Parameters
     ----------
     quick : bool
-        ~10 s instead of ~40 s on 2 cores: only the top ISA path of each kind, five
+        ~5-10 s instead of ~30-50 s on 2 cores: only the top ISA path of each kind, fewer
         repeats, one bandwidth point per memory level.
     threads : int or sequence of int, optional
         Thread counts to measure: an int N means 1, 2, 4, … and N; default: all usable
@@ -454,7 +468,9 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
             p for p in reversed(mb.IMPLEMENTED[kind]) if p in _isa.supported_levels()
             and _isa.LEVELS.index(p) <= _isa.LEVELS.index(top)]
         say(f"{kind} peak: paths {', '.join(paths)}, threads {counts}")
-        peaks[kind] = _measure_peaks(kind, paths, counts, cfg, clocks)
+        share = cfg["budget_s"] * (0.1 if kind == "fp32" else 0.2)
+        peaks[kind] = _measure_peaks(kind, paths, counts, cfg, clocks,
+                                     time.perf_counter() + share)
 
     stream_isa, _ = _isa.resolve(top, mb.IMPLEMENTED["read"])
     bufs = {"r": np.ones(max_bytes // 4, np.float32)}
@@ -463,6 +479,7 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
                 c=np.ones(n3, np.float32))
     bandwidth: dict[str, list] = {"read": [], "triad": []}
     levels: dict[str, dict[str, Any]] = {"read": {}, "triad": {}}
+    levels_median: dict[str, dict[str, Any]] = {"read": {}, "triad": {}}
     level_windows: dict[str, Any] = {}
     for t in counts:
         wins = _windows(_capacities(caches, t, cores), max_bytes)
@@ -471,9 +488,13 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
         sizes = _sweep_sizes(max_bytes, cfg["per_octave"], wins)
         for kind in ("read", "triad"):
             say(f"{kind} bandwidth: {len(sizes)} sizes, {t} thread(s)")
-            rows = _measure_stream(kind, stream_isa, sizes, t, cfg, bufs)
+            left = max(0.0, start + cfg["budget_s"] - time.perf_counter())
+            phases_left = 2 * (len(counts) - counts.index(t)) - (kind == "triad")
+            rows = _measure_stream(kind, stream_isa, sizes, t, cfg, bufs,
+                                   time.perf_counter() + left / phases_left)
             bandwidth[kind].extend(rows)
             levels[kind][str(t)] = plateau_levels(rows, wins)
+            levels_median[kind][str(t)] = plateau_levels(rows, wins, "median_bytes_per_s")
     del bufs
 
     clock_1 = float(np.median(clocks.get(1) or mb.clock(threads=1).hz))
@@ -491,6 +512,7 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
         "peaks": peaks,
         "bandwidth": bandwidth,
         "levels": levels,
+        "levels_median": levels_median,
         "level_windows": level_windows,
         "theoretical": theoretical,
         "run": {"quick": quick, "duration_s": round(time.perf_counter() - start, 2),

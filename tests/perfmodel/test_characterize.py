@@ -71,9 +71,12 @@ def test_quick_profile_follows_the_contract(profile):
         for r in rows:
             assert r["bytes"] <= 1 << 20 and r["bytes"] % 192 == 0
             assert r["median_bytes_per_s"] > 0 and r["iqr_bytes_per_s"] >= 0
-        assert set(profile["levels"][kind]) == {"1", "2"}
-        for levels in profile["levels"][kind].values():
+        assert set(profile["levels"][kind]) == set(profile["levels_median"][kind]) == {"1", "2"}
+        for t_key, levels in profile["levels"][kind].items():
             assert set(levels) == set(LEVELS)
+            for lv, median in profile["levels_median"][kind][t_key].items():
+                assert (levels[lv] is None) == (median is None)
+                assert median is None or levels[lv] >= median
     theo = profile["theoretical"]
     assert theo["clock_hz"] > 0 and theo["clock_hz_all"] > 0
     assert theo["fp32_path"] == next(iter(profile["peaks"]["fp32"]))
@@ -245,7 +248,9 @@ CAPS = {"L1": 48e3, "L2": 1e6, "L3": 32e6}
 
 
 def _rows(points):
-    return [{"bytes": b, "median_bytes_per_s": bw} for b, bw in points]
+    # best sample 10 % above the median at every point
+    return [{"bytes": b, "median_bytes_per_s": bw, "max_bytes_per_s": 1.1 * bw}
+            for b, bw in points]
 
 
 def test_windows_follow_capacities():
@@ -267,13 +272,15 @@ def test_plateau_levels_pick_max_in_cache_windows_and_median_in_dram():
                   (200e3, 250.0), (500e3, 240.0), (1.2e6, 150.0),               # L2
                   (4e6, 100.0), (16e6, 90.0), (40e6, 60.0),                     # L3
                   (128e6, 40.0), (200e6, 44.0), (256e6, 42.0)])                 # DRAM
-    got = ch.plateau_levels(rows, wins)
+    got = ch.plateau_levels(rows, wins, "median_bytes_per_s")
     assert got == {"L1": 320.0, "L2": 250.0, "L3": 100.0, "DRAM": 42.0}
+    best = ch.plateau_levels(rows, wins)  # default: each point's best sample (ERT)
+    assert best == pytest.approx({"L1": 352.0, "L2": 275.0, "L3": 110.0, "DRAM": 46.2})
 
 
 def test_plateau_levels_empty_windows_are_none():
     wins = ch._windows({"L1": 48e3, "L2": 1e6}, 64 << 20)  # no L3
-    got = ch.plateau_levels(_rows([(16e3, 300.0), (40e6, 50.0)]), wins)
+    got = ch.plateau_levels(_rows([(16e3, 300.0), (40e6, 50.0)]), wins, "median_bytes_per_s")
     assert got["L1"] == 300.0 and got["L2"] is None and got["L3"] is None
     assert got["DRAM"] == 50.0  # last point, >= half the DRAM window start
 

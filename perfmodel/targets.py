@@ -244,12 +244,30 @@ def _load_profile() -> tuple[dict | None, str]:
         return json.load(fh), str(path)
 
 
-def _pick_threads(table: Mapping[str, Any], threads: int | None) -> str:
-    keys = sorted(table, key=lambda s: int(s) if str(s).isdigit() else 10**6)
-    if threads is None:
-        return keys[-1]
-    best = min(keys, key=lambda s: abs((int(s) if str(s).isdigit() else 10**6) - threads))
-    return best
+def _thread_key(key: str) -> int:
+    return int(key) if str(key).isdigit() else 10**6
+
+
+def _best_up_to(table: Mapping[str, Any], threads: int | None, field: str | None
+                ) -> tuple[str, Any]:
+    """(key, value) of the best measurement with at most ``threads`` threads.
+
+    A machine running more threads can always leave some idle, so the ceiling for n threads
+    is the best one measured with n or fewer; this also guards against an all-core run that
+    a busy machine spoiled.
+    """
+    keys = sorted(table, key=_thread_key)
+    if threads is not None:
+        keys = [k for k in keys if _thread_key(k) <= threads] or keys[:1]
+
+    def value(k: str) -> float:
+        entry = table[k]
+        if field is None:
+            return float(entry or 0.0)
+        return float(entry.get(field) or entry.get(field.replace("flops", "ops")) or 0.0)
+
+    best = max(keys, key=value)
+    return best, value(best)
 
 
 def _cache_sizes_from_os() -> dict[str, float]:
@@ -282,13 +300,13 @@ def _host_from_profile(profile: dict, path: str, threads: int | None) -> dict:
     compute = {}
     for dtype in ("fp32", "int8"):
         paths = profile.get("peaks", {}).get(dtype, {})
-        table = paths.get(isa) or (next(iter(paths.values())) if paths else None)
-        if table:
-            key = _pick_threads(table, threads)
-            value = table[key].get("median_flops") or table[key].get("median_ops")
-            if value:
-                compute[dtype] = {"value": float(value), "kind": "measured",
-                                  "source": f"{src}: peaks.{dtype}.{isa}[{key} threads]"}
+        name = isa if isa in paths else (next(iter(paths)) if paths else None)
+        if name is None:
+            continue
+        key, value = _best_up_to(paths[name], threads, "median_flops")
+        if value > 0:
+            compute[dtype] = {"value": value, "kind": "measured",
+                              "source": f"{src}: peaks.{dtype}.{name}[{key} threads] median"}
     theo = profile.get("theoretical", {})
     if "fp32" not in compute:
         per_cycle = theo.get("fp32_flops_per_cycle")
@@ -298,26 +316,27 @@ def _host_from_profile(profile: dict, path: str, threads: int | None) -> dict:
             compute["fp32"] = {"value": float(per_cycle) * float(clock) * n, "kind": "derived",
                                "source": f"{src}: theoretical clock x FLOP/cycle x {n}"}
     caches = profile.get("caches", {})
-    levels_bw = {}
-    for kind in ("triad", "read"):
-        table = profile.get("levels", {}).get(kind)
-        if table:
-            key = _pick_threads(table, threads)
-            levels_bw = {lv: (bw, f"{src}: levels.{kind}[{key} threads].{lv}")
-                         for lv, bw in table[key].items() if bw}
-            break
+    levels = profile.get("levels", {})
+    kind = "triad" if levels.get("triad") else "read"
+    table = levels.get(kind) or {}
     memory = []
     for lv in ("L1", "L2", "L3", "DRAM"):
         entry: dict[str, Any] = {"name": lv}
-        size = caches.get(f"{lv.lower()}d_bytes" if lv == "L1" else f"{lv.lower()}_bytes")
+        stem = "l1d" if lv == "L1" else lv.lower()
+        size = caches.get(f"{stem}_bytes")
         if size and lv != "DRAM":
-            # the profile lists one instance; L1 and L2 are private per core, L3 shared
-            per = cores if lv in ("L1", "L2") else 1
-            entry["size"] = {"value": float(size) * per, "kind": "measured",
-                             "source": f"{src}: caches ({lv} x {per})"}
-        if lv in levels_bw:
-            entry["bandwidth"] = {"value": float(levels_bw[lv][0]), "kind": "measured",
-                                  "source": levels_bw[lv][1]}
+            # the profile lists one instance and how many CPUs share it
+            shared = max(int(caches.get(f"{stem}_shared_cpus") or
+                             (1 if lv in ("L1", "L2") else cores)), 1)
+            count = max(cores // shared, 1)
+            entry["size"] = {"value": float(size) * count, "kind": "measured",
+                             "source": f"{src}: caches ({lv} x {count})"}
+        if table:
+            per_level = {k: (v or {}).get(lv, 0.0) for k, v in table.items()}
+            key, bw = _best_up_to(per_level, threads, None)
+            if bw > 0:
+                entry["bandwidth"] = {"value": bw, "kind": "measured",
+                                      "source": f"{src}: levels.{kind}[{key} threads].{lv}"}
         if len(entry) > 1 or lv == "DRAM":
             memory.append(entry)
     return {"isa": isa, "cores": cores, "compute": compute, "memory": memory, "source": src,

@@ -21,15 +21,17 @@ PARAMS: dict[str, tuple[int, ...]] = {
     #                                          vector width is valid); 0 = all of N
     "k_block": (0, 32, 64, 128, 256),  # rows of B per L1-resident K block; 0 = off
     "row_block": (8, 16, 32, 64, 128),  # rows of C per block when K blocking
+    "prefetch": (0, 8, 16),           # software prefetch distance of B rows, in nonzeros
     "acc_sets": (1, 2),               # compile-time: accumulator sets (variant cache)
-    "prefetch": (0, 8, 16),           # compile-time: software prefetch distance of B rows
 }
 #: values compiled into the installed module; others are built on demand (variant cache)
-COMPILED_DEFAULTS = {"acc_sets": 2, "prefetch": 0}
-_MACROS = {"acc_sets": "SPMM_ACC_SETS", "prefetch": "SPMM_PREFETCH"}
+COMPILED_DEFAULTS = {"acc_sets": 2}
+_MACROS = {"acc_sets": "SPMM_ACC_SETS"}
 _L2_TILE_BYTES = 512 * 1024
 #: target nonzeros per (row, K block) segment: each segment reloads and stores a C tile
 _NNZ_PER_SEGMENT = 16
+#: below this density K blocking loses to streaming B from L2 with software prefetch
+_MIN_K_BLOCK_DENSITY = 0.15
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -38,15 +40,19 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     an AVX-512 machine (benchmarks/bench_spmm.py, docs/spmm.md).
 
     Register tiles of 4 vectors (a narrower N is one masked tile). When B (K x N fp32) fits
-    half of a 1 MiB L2, or N fits one vector, no further blocking. Otherwise K blocks of
-    about 16 / density rows of B (64 ... 1024, so that a row segment holds ~16 nonzeros)
-    are swept by blocks of 32 rows of C, and B's block is reused across those rows.
+    half of a 1 MiB L2, or N fits one vector, no further blocking. Otherwise, down to a
+    density of 0.15, K blocks of about 16 / density rows of B (so that a row segment holds
+    ~16 nonzeros) are swept by blocks of 32 rows of C, reusing B's block across those rows;
+    sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead.
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
-    params = {"reg_vectors": 4, "n_tile": 0, "k_block": 0, "row_block": 32,
+    params = {"reg_vectors": 4, "n_tile": 0, "k_block": 0, "row_block": 32, "prefetch": 0,
               **COMPILED_DEFAULTS}
     if 4 * k * n <= _L2_TILE_BYTES or n <= vw or level == "portable":
+        return params
+    if density < _MIN_K_BLOCK_DENSITY:
+        params["prefetch"] = 16
         return params
     k_block = 64
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
@@ -163,6 +169,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.n_tile = full["n_tile"]
     args.k_block = full["k_block"]
     args.row_block = full["row_block"]
+    args.prefetch = full["prefetch"]
     keep = [indptr, indices, data, b, out]
     if full["k_block"] and level != "portable" and n > 1:
         if not _rows_sorted(indptr, indices):
@@ -195,8 +202,8 @@ def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = No
         ``reg_vectors`` (1, 2, 4, 8), ``n_tile`` (0 or a multiple of the vector width),
         ``k_block`` (0 = off, else rows of B per L1-resident block; needs column indices
         sorted within rows, sorted in a copy at plan time if they are not), ``row_block``
-        (>= 1); compile-time ``acc_sets`` (1, 2) and ``prefetch`` (0, 8, 16 nonzeros ahead),
-        compiled on demand when they differ from the installed build. Defaults:
+        (>= 1), ``prefetch`` (0, 8, 16 nonzeros ahead), and the compile-time ``acc_sets``
+        (1, 2; compiled on demand when it differs from the installed build). Defaults:
         :func:`default_params`.
 
     Returns

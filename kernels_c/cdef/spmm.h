@@ -14,10 +14,11 @@
  *                sorted within each row). A K block of B (k_block x n_tile) stays in L1 while
  *                row_block rows of C accumulate into it; C tiles are reloaded per K block.
  *   row_block    rows of C per block when K blocking (>= 1).
- * The portable path ignores k_block/row_block.
+ *   prefetch     how many nonzeros ahead the B rows of a register tile are prefetched into
+ *                L1 (0 = off); pays off when B streams from L2/L3 (no K blocking).
+ * The portable path ignores k_block/row_block/prefetch.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
- * register tile (2 halves the FMA dependency chain per accumulator); SPMM_PREFETCH = how
- * many nonzeros ahead the rows of B are prefetched into L1 (0 = off).
+ * register tile (2 halves the FMA dependency chain per accumulator).
  */
 typedef struct {
     int64_t m, k, n;
@@ -36,6 +37,7 @@ typedef struct {
     int row_block;
     int n_kblocks;
     const int32_t *kptr;
+    int prefetch;
 } spmm_csr_f32_args;
 
 int spmm_csr_f32(void *args);

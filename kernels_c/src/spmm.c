@@ -13,10 +13,6 @@
 #if SPMM_ACC_SETS != 1 && SPMM_ACC_SETS != 2
 #error "SPMM_ACC_SETS must be 1 or 2"
 #endif
-/* Software prefetch distance in nonzeros for the rows of B (0 = off). */
-#ifndef SPMM_PREFETCH
-#define SPMM_PREFETCH 0
-#endif
 
 int spmm_acc_sets(void) { return SPMM_ACC_SETS; }
 
@@ -62,7 +58,8 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                     MASK_T)                                                                  \
     TARGET static void tile_##P##_##NV(const int32_t *restrict idx, const float *restrict val,\
                                        int32_t len, const float *restrict b, int64_t ldb,    \
-                                       float *restrict c, MASK_T tail, int accumulate) {     \
+                                       float *restrict c, MASK_T tail, int accumulate,       \
+                                       int pf) {                                             \
         VEC acc0[NV], acc1[NV];                                                              \
         for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = ZERO();                             \
         if (accumulate) {                                                                    \
@@ -75,9 +72,9 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                 const float *b0 = b + (int64_t)idx[p] * ldb;                                 \
                 const float *b1 = b + (int64_t)idx[p + 1] * ldb;                             \
                 const VEC w0 = SET1(val[p]), w1 = SET1(val[p + 1]);                          \
-                if (SPMM_PREFETCH && p + SPMM_PREFETCH + 1 < len) {                          \
-                    const float *f0 = b + (int64_t)idx[p + SPMM_PREFETCH] * ldb;             \
-                    const float *f1 = b + (int64_t)idx[p + SPMM_PREFETCH + 1] * ldb;         \
+                if (pf && p + pf + 1 < len) {                                                \
+                    const float *f0 = b + (int64_t)idx[p + pf] * ldb;                        \
+                    const float *f1 = b + (int64_t)idx[p + pf + 1] * ldb;                    \
                     for (int v = 0; v < NV; ++v) {                                           \
                         _mm_prefetch((const char *)(f0 + VW * v), _MM_HINT_T0);              \
                         _mm_prefetch((const char *)(f1 + VW * v), _MM_HINT_T0);              \
@@ -124,7 +121,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 #define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT)                              \
     TARGET static inline void segment_##P(const spmm_csr_f32_args *a, int32_t s, int32_t len,\
                                           float *crow, int64_t j0, int64_t j1, int acc) {    \
-        const int nv = a->reg_vectors;                                                       \
+        const int nv = a->reg_vectors, pf = a->prefetch;                                     \
         const int64_t w = (int64_t)VW * nv;                                                  \
         const int32_t *idx = a->indices + s;                                                 \
         const float *val = a->data + s;                                                      \
@@ -132,9 +129,9 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         for (; j + w <= j1; j += w) {                                                        \
             const float *bj = a->b + j;                                                      \
             switch (nv) {                                                                    \
-                case 8: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
-                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
-                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
+                case 8: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, acc, pf); break; \
+                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, acc, pf); break; \
+                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, acc, pf); break; \
                 default: narrow_##P(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break;  \
             }                                                                                \
         }                                                                                    \
@@ -144,13 +141,13 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             const float *bj = a->b + j;                                                      \
             switch ((rest + VW - 1) / VW) {                                                  \
                 case 1: narrow_##P(idx, val, len, bj, a->ldb, crow + j, m, acc); break;      \
-                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
-                case 3: tile_##P##_3(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
-                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
-                case 5: tile_##P##_5(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
-                case 6: tile_##P##_6(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
-                case 7: tile_##P##_7(idx, val, len, bj, a->ldb, crow + j, m, acc); break;    \
-                default: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, m, acc); break;   \
+                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
+                case 3: tile_##P##_3(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
+                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
+                case 5: tile_##P##_5(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
+                case 6: tile_##P##_6(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
+                case 7: tile_##P##_7(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
+                default: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;   \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \

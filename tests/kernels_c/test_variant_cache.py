@@ -45,7 +45,7 @@ def test_two_processes_build_the_same_variant_at_once(tmp_path):
 
 def test_broken_entry_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("KERNELS_C_CACHE", str(tmp_path))
-    defines = {"SPMM_ACC_SETS": 1, "SPMM_PREFETCH": 4}
+    defines = {"SPMM_ACC_SETS": 1}
     key = _loader.variant_key("spmm", defines, ())
     target = tmp_path / f"_spmm_v{key}{sysconfig.get_config_var('EXT_SUFFIX')}"
     target.write_bytes(b"not an ELF file")

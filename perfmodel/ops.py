@@ -134,6 +134,7 @@ class Prepared:
     params: dict[str, Any]
     flops: float
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    columns: dict[str, Any] = field(default_factory=dict)  # e.g. bits, group_size
 
 
 def _blas_threads(threads: int) -> Callable[[], contextlib.AbstractContextManager]:
@@ -188,7 +189,8 @@ class Op:
     def reference(self, inputs: dict[str, Any]) -> Any:
         raise NotImplementedError
 
-    def check(self, out: np.ndarray, ref: Any, inputs: dict[str, Any]) -> str | None:
+    def check(self, out: np.ndarray, ref: Any, inputs: dict[str, Any],
+              kernel: str = "") -> str | None:
         raise NotImplementedError
 
     def describe(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -302,7 +304,8 @@ class SpmmOp(Op):
         terms = int(np.diff(inputs["a"].indptr).max(initial=1))
         return ref, scale, terms
 
-    def check(self, out: np.ndarray, ref: Any, inputs: dict[str, Any]) -> str | None:
+    def check(self, out: np.ndarray, ref: Any, inputs: dict[str, Any],
+              kernel: str = "") -> str | None:
         value, scale, terms = ref
         # the dense baseline sums all K products (zeros included)
         return _close_enough(np.asarray(out), value, scale, max(terms, inputs["a"].shape[1]))
@@ -402,9 +405,124 @@ class Conv2dOp(Op):
                           d["groups"])
         return ref, scale, int(np.prod(d["weight"].shape[1:]))
 
-    def check(self, out: np.ndarray, ref: Any, inputs: dict[str, Any]) -> str | None:
+    def check(self, out: np.ndarray, ref: Any, inputs: dict[str, Any],
+              kernel: str = "") -> str | None:
         value, scale, terms = ref
         return _close_enough(np.asarray(out), value, scale, terms)
+
+
+class QgemmOp(Op):
+    """Quantized GEMM, FBGEMM's convention: activations (M x K, uint8) times weights
+    (N x K: int8, or int4 per group) -> (M x N, fp32); fp32 BLAS GEMM as the baseline.
+
+    Operands are dense (sparsity does not apply); ``bits`` and ``group_size`` columns say
+    which weight format a kernel used.
+    """
+
+    name = "qgemm"
+    shape_fields = ("m", "n", "k")
+    _BITS: ClassVar[dict[str, int]] = {"gemm_u8s8_acc32": 8, "gemm_s4s8_acc32": 4}
+
+    @classmethod
+    def _kernels(cls) -> dict[str, KernelSpec]:
+        try:
+            from kernels_c.quant import GROUP_SIZES, PARAMS
+        except ImportError:
+            PARAMS, GROUP_SIZES = {}, ()
+        return {"gemm_u8s8_acc32": KernelSpec(False, dict(PARAMS)),
+                "gemm_s4s8_acc32": KernelSpec(False, {**PARAMS, "group_size": GROUP_SIZES}),
+                "gemm_blas_f32": KernelSpec(False)}
+
+    kernels = property(lambda self: self._kernels())  # type: ignore[assignment]
+
+    def available(self, kernel: str) -> str | None:
+        try:
+            import kernels_c.quant  # noqa: F401
+        except ImportError as exc:
+            return f"kernels_c has no quantized GEMM ({exc})"
+        return None
+
+    def shape_from_layer(self, layer: Layer) -> dict[str, int] | None:
+        if layer.kind == "conv" and layer.dims["groups"] != 1:
+            return None
+        out, inp, tokens = layer.gemm
+        return {"m": tokens, "n": out, "k": inp}
+
+    def make_inputs(self, problem: Problem) -> dict[str, Any]:
+        from kernels_c.quant import choose_qparams, quantize
+
+        d = problem.dims
+        rng = np.random.default_rng(problem.seed)
+        # post-ReLU-like activations (non-negative), normal weights
+        x = np.abs(rng.standard_normal((d["m"], d["k"]), dtype=np.float32))
+        w = rng.standard_normal((d["n"], d["k"]), dtype=np.float32)
+        xs, xz = choose_qparams(x)
+        return {"x": x, "w": w, "wt": np.ascontiguousarray(w.T), "xq": quantize(x, xs, xz),
+                "x_scale": xs, "x_zero_point": xz, "weights": {}, "refs": {}}
+
+    def describe(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"nnz": int(inputs["w"].size), "density": 1.0}
+
+    @staticmethod
+    def _weights(inputs: dict[str, Any], bits: int, group_size: int) -> Any:
+        from kernels_c.quant import QuantizedWeight
+
+        key = (bits, group_size)
+        if key not in inputs["weights"]:  # quantize + prepack once, outside the timing
+            inputs["weights"][key] = QuantizedWeight.from_float(
+                inputs["w"], bits=bits, **({"group_size": group_size} if bits == 4 else {}))
+        return inputs["weights"][key]
+
+    def prepare(self, kernel: str, inputs: dict[str, Any], params: dict[str, Any],
+                threads: int, isa: str | None) -> Prepared:
+        m, k = inputs["x"].shape
+        n = inputs["w"].shape[0]
+        flops = 2.0 * m * n * k
+        if kernel == "gemm_blas_f32":
+            from kernels_c import plan_gemm
+
+            plan = plan_gemm(inputs["x"], inputs["wt"], threads=threads)
+            return Prepared(plan, plan.run, _plan_output(plan), "blas", {}, flops,
+                            _blas_threads(threads))
+        if kernel not in self._BITS:
+            raise ValueError(f"qgemm has no kernel {kernel!r}; known: {sorted(self.kernels)}")
+        from kernels_c.quant import plan_qgemm
+
+        bits = self._BITS[kernel]
+        params = dict(params)
+        group = int(params.pop("group_size", 64)) if bits == 4 else 0
+        qw = self._weights(inputs, bits, group)
+        inputs["last_weights"] = (bits, group)
+        plan = plan_qgemm(inputs["xq"], inputs["x_scale"], inputs["x_zero_point"], qw,
+                          threads=threads, isa=isa, **params)
+        full = dict(plan.params)
+        if bits == 4:
+            full["group_size"] = group
+        columns = {"bits": bits, **({"group_size": group} if bits == 4 else {})}
+        return Prepared(plan, plan.run, _plan_output(plan), plan.isa, full, flops,
+                        columns=columns)
+
+    def reference(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return inputs["refs"]  # filled per weight format by check()
+
+    def check(self, out: np.ndarray, ref: Any, inputs: dict[str, Any],
+              kernel: str = "") -> str | None:
+        if kernel == "gemm_blas_f32":
+            a, b = inputs["x"].astype(np.float64), inputs["wt"].astype(np.float64)
+            terms = a.shape[1]
+        else:
+            bits, group = inputs["last_weights"]  # what the checked plan was built from
+            qw = self._weights(inputs, bits, group)
+            a = (inputs["xq"].astype(np.float64) - inputs["x_zero_point"]) * inputs["x_scale"]
+            b = qw.dequantize().astype(np.float64).T
+            # exact int32 sums; rounding only in the fp32 scaling (and int4 group sums)
+            terms = 1 if bits == 8 else -(-a.shape[1] // max(group, 1))
+        key = (kernel, id(out))
+        if key not in ref:
+            ref.clear()  # one entry at a time: large shapes have large references
+            ref[key] = (a @ b, np.abs(a) @ np.abs(b))
+        value, scale = ref[key]
+        return _close_enough(np.asarray(out), value, scale, max(terms, 4))
 
 
 #: op name -> op (``register_op`` adds more)
@@ -425,4 +543,5 @@ def get_op(name: str) -> Op:
 
 register_op(SpmmOp())
 register_op(Conv2dOp())
+register_op(QgemmOp())
 

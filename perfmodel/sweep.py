@@ -424,11 +424,11 @@ def _measure_point(point: Point, inputs: dict[str, Any], reference: Callable[[],
     except Exception as exc:  # a bad parameter combination or a variant that won't build
         return {**row, "status": _classify(exc), "error": f"{type(exc).__name__}: {exc}"}, ()
     row.update(isa=prepared.isa, params=prepared.params or dict(point.params),
-               flops=prepared.flops)
+               flops=prepared.flops, **prepared.columns)
     try:
         with prepared.context():
             prepared.run()
-        reason = op.check(prepared.output(), reference(), inputs)
+        reason = op.check(prepared.output(), reference(), inputs, point.kernel)
     except Exception as exc:
         return {**row, "status": "runtime_failed",
                 "error": f"{type(exc).__name__}: {exc}"}, ()

@@ -332,3 +332,28 @@ def test_sweep_killed_with_sigkill_resumes_without_loss_or_duplicates(store_url,
     assert len(after) == 40 and after.point_key.is_unique
     kept = after.set_index("measurement_id").loc[before.measurement_id]
     assert (kept.median_s.values == before.median_s.values).all()  # untouched on resume
+
+
+def test_conv2d_and_qgemm_points_verify_and_record_their_columns(tmp_path):
+    spec = {"name": "ops", **FAST, "block": [
+        {"op": "conv2d", "shapes": [{"c": 3, "h": 7, "w": 7, "o": 5, "r": 3, "s": 3,
+                                     "padding": 1},
+                                    {"c": 4, "h": 13, "w": 13, "o": 8, "r": 1, "s": 1,
+                                     "stride": 2, "groups": 2, "batch": 2}],
+         "sparsities": [0.5]},
+        {"op": "qgemm", "shapes": [{"m": 3, "n": 7, "k": 13}, {"m": 1, "n": 17, "k": 64}]},
+        {"op": "qgemm", "kernels": ["gemm_s4s8_acc32"], "shapes": [{"m": 7, "n": 16, "k": 40}],
+         "params": {"gemm_s4s8_acc32": {"group_size": [16, 32]}}},
+    ]}
+    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
+    df = load_results(tmp_path / "r.db")
+    assert summary.status == {"ok": len(df)} and len(df) == 4 + 6 + 2, df.error.tolist()
+    conv = df[df.op == "conv2d"]
+    assert set(conv.kernel) == {"conv_direct_sparse_f32", "conv_im2col_blas_f32"}
+    assert conv.m.isna().all() and (conv.c > 0).all() and set(conv.groups) == {1, 2}
+    q = df[df.op == "qgemm"]
+    assert (q[q.kernel == "gemm_u8s8_acc32"].bits == 8).all()
+    s4 = q[q.kernel == "gemm_s4s8_acc32"]
+    assert (s4.bits == 4).all() and set(s4.group_size.dropna()) == {16, 32, 64}
+    assert q[q.kernel == "gemm_blas_f32"].bits.isna().all()
+    assert (q.flops == 2 * q.m * q.n * q.k).all() and (q.pattern == "dense").all()

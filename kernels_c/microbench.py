@@ -37,8 +37,8 @@ from . import _isa
 from ._loader import load
 from ._validate import check_threads
 
-__all__ = ["ClockResult", "PeakResult", "StreamResult", "clock", "cpu_signature", "peak",
-           "plan_peak", "plan_stream", "stream"]
+__all__ = ["ClockResult", "PeakResult", "StreamResult", "clock", "cpu_signature",
+           "cpuid_caches", "peak", "plan_peak", "plan_stream", "stream"]
 
 PEAK_KINDS = ("fp32", "int8")
 STREAM_KINDS = ("read", "triad")
@@ -395,3 +395,18 @@ def cpu_signature() -> tuple[int, int, int] | None:
     if module.lib.bench_cpu_signature(fam, mod, step) != 0:
         return None
     return int(fam[0]), int(mod[0]), int(step[0])
+
+
+def cpuid_caches() -> dict[str, int] | None:
+    """L1d/L2/L3 sizes (bytes, one instance) and sharing CPUs from CPUID (leaf 4 on Intel,
+    0x8000001D on AMD); None where CPUID has no cache leaf (or off x86)."""
+    module = _module()
+    ffi = module.ffi
+    sizes, shared = ffi.new("int64_t[4]"), ffi.new("int[4]")
+    if module.lib.bench_cpuid_caches(sizes, shared, 4) != 0:
+        return None
+    out: dict[str, int] = {}
+    for level, key in ((1, "l1d"), (2, "l2"), (3, "l3")):
+        out[f"{key}_bytes"] = int(sizes[level])
+        out[f"{key}_shared_cpus"] = int(shared[level])
+    return out

@@ -100,9 +100,10 @@ def _count_cpus(cpu_list: str) -> int:
     return total
 
 
-def cache_info(sysfs: Path = _SYSFS_CPU) -> dict[str, Any]:
+def cache_info(sysfs: Path = _SYSFS_CPU, *, cpuid: bool = True) -> dict[str, Any]:
     """Data/unified cache sizes of cpu0 (bytes, one instance each) and how many CPUs share
-    each, from sysfs; zeros where unknown."""
+    each: from sysfs, else (``cpuid=True``) from CPUID's cache leaves; zeros where unknown.
+    ``source`` says which ("sysfs", "cpuid" or "unknown")."""
     out: dict[str, Any] = {"l1d_bytes": 0, "l2_bytes": 0, "l3_bytes": 0,
                            "l1d_shared_cpus": 1, "l2_shared_cpus": 1, "l3_shared_cpus": 0,
                            "source": "sysfs"}
@@ -125,6 +126,13 @@ def cache_info(sysfs: Path = _SYSFS_CPU) -> dict[str, Any]:
         out["source"] = "unknown"
     if not out["l1d_bytes"]:
         out["source"] = "unknown"
+        if cpuid:
+            from kernels_c import microbench
+
+            found = microbench.cpuid_caches()
+            if found and found["l1d_bytes"]:
+                out.update(found, source="cpuid")
+                out["l3_shared_cpus"] = found["l3_shared_cpus"] if found["l3_bytes"] else 0
     return out
 
 

@@ -77,3 +77,6 @@ int bench_read_f32(void *args);
 int bench_triad_f32(void *args);
 int bench_clock(void *args);
 int bench_cpu_signature(int *family, int *model, int *stepping);
+/* Data/unified cache sizes in bytes (index 1, 2, 3 = L1d, L2, L3; 0 = absent) and the
+ * number of logical CPUs sharing each, from CPUID leaf 4 (Intel) or 0x8000001D (AMD). */
+int bench_cpuid_caches(int64_t *bytes, int *shared, int n_levels);

@@ -591,3 +591,39 @@ int bench_cpu_signature(int *family, int *model, int *stepping) {
     return KC_ERR_ISA;
 #endif
 }
+
+int bench_cpuid_caches(int64_t *bytes, int *shared, int n_levels) {
+    for (int i = 0; i < n_levels; ++i) bytes[i] = 0, shared[i] = 0;
+#if KC_X86
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0, leaf = 4, max_leaf = 0;
+    if (!__get_cpuid(0, &max_leaf, &ebx, &ecx, &edx)) return KC_ERR_ISA;
+    char vendor[13];
+    memcpy(vendor, &ebx, 4);
+    memcpy(vendor + 4, &edx, 4);
+    memcpy(vendor + 8, &ecx, 4);
+    vendor[12] = 0;
+    if (strcmp(vendor, "AuthenticAMD") == 0) {
+        unsigned ext = 0;
+        __get_cpuid(0x80000000, &ext, &ebx, &ecx, &edx);
+        if (ext < 0x8000001D) return KC_ERR_ISA;
+        __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx);
+        if (!((ecx >> 22) & 1)) return KC_ERR_ISA; /* TOPOEXT: leaf 0x8000001D valid */
+        leaf = 0x8000001D;
+    } else if (max_leaf < 4) {
+        return KC_ERR_ISA;
+    }
+    for (unsigned sub = 0; sub < 16; ++sub) {
+        __cpuid_count(leaf, sub, eax, ebx, ecx, edx);
+        unsigned type = eax & 0x1f, level = (eax >> 5) & 0x7;
+        if (type == 0) break;
+        if (type == 2 || (int)level >= n_levels) continue; /* instruction cache */
+        int64_t ways = ((ebx >> 22) & 0x3ff) + 1, parts = ((ebx >> 12) & 0x3ff) + 1;
+        int64_t line = (ebx & 0xfff) + 1, sets = (int64_t)ecx + 1;
+        bytes[level] = ways * parts * line * sets;
+        shared[level] = (int)((eax >> 14) & 0xfff) + 1;
+    }
+    return KC_OK;
+#else
+    return KC_ERR_ISA;
+#endif
+}

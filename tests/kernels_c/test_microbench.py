@@ -155,6 +155,16 @@ def test_cpu_signature():
     assert family >= 5 and 0 <= model <= 0xFF and 0 <= stepping <= 0xF
 
 
+@pytest.mark.skipif(not X86, reason="CPUID")
+def test_cpuid_caches_are_whole_and_ordered():
+    caches = mb.cpuid_caches()
+    if caches is None:
+        pytest.skip("no CPUID cache leaves (old CPU or hypervisor)")
+    assert caches["l1d_bytes"] >= 4096 and caches["l1d_bytes"] % 1024 == 0
+    assert caches["l2_bytes"] == 0 or caches["l2_bytes"] > caches["l1d_bytes"]
+    assert all(caches[k] >= 1 for k in ("l1d_shared_cpus", "l2_shared_cpus"))
+
+
 # -------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(("kwargs", "exc", "message"), [
     ({"kind": "fp64", "iters": 1}, ValueError, "kind must be one of"),

@@ -195,7 +195,19 @@ def test_cache_info_from_sysfs(tmp_path):
                                                                        32 << 20)
     assert (info["l1d_shared_cpus"], info["l2_shared_cpus"], info["l3_shared_cpus"]) == (1, 2,
                                                                                        16)
-    assert ch.cache_info(tmp_path / "missing")["source"] == "unknown"
+    assert ch.cache_info(tmp_path / "missing", cpuid=False)["source"] == "unknown"
+
+
+def test_cache_info_falls_back_to_cpuid(tmp_path):
+    found = kernels_c.microbench.cpuid_caches()
+    if found is None:
+        pytest.skip("no CPUID cache leaves on this CPU")
+    info = ch.cache_info(tmp_path / "missing")
+    assert info["source"] == "cpuid" and info["l1d_bytes"] == found["l1d_bytes"] > 0
+    sysfs = ch.cache_info(cpuid=False)
+    if sysfs["source"] == "sysfs":  # both views of this machine agree on the sizes
+        for key in ("l1d_bytes", "l2_bytes", "l3_bytes"):
+            assert info[key] == sysfs[key]
 
 
 @pytest.mark.parametrize(("vendor", "family", "model", "flags", "fp32", "int8"), [

@@ -188,13 +188,16 @@ def main(argv: list[str] | None = None) -> int:
                      for d in blas_info())
     print(f"# CPU {_isa.cpu_brand()}; sparse path {level}; BLAS {blas}; "
           f"torch {'yes' if have_torch else 'not installed'}")
-    print(f"# cells: speedup of direct sparse over im2col+BLAS (dense ms = im2col+BLAS time); "
+    print(f"# cells: speedup of direct sparse over im2col+BLAS (dense ms = im2col+BLAS time; "
+          f"last column: over torch conv2d); "
           f"best of {args.rounds} interleaved rounds of per-round medians; "
           f"loadavg at start {os.getloadavg()[0]:.2f}")
     head = ["layer", "batch", "thr", "pattern", "dense ms"]
     if have_torch:
         head.append("torch ms")
     head += [f"{s:.2f}" for s in sparsities] + ["crossover"]
+    if have_torch:
+        head.append(f"vs torch @{sparsities[-2] if len(sparsities) > 1 else sparsities[0]:.2f}")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
 
@@ -225,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
                     if have_torch:
                         cells.append(f"{t['torch'] * 1e3:.3f}")
                     cells += [f"{v:.2f}" for v in speed] + [crossover(sparsities, speed)]
+                    if have_torch:
+                        ref_s = sparsities[-2] if len(sparsities) > 1 else sparsities[0]
+                        cells.append(f"{t['torch'] / t[ref_s]:.2f}")
                     print("| " + " | ".join(cells) + " |", flush=True)
                     summary.append((layer, batch, threads, pattern, speed,
                                     crossover(sparsities, speed)))

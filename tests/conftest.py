@@ -98,6 +98,9 @@ def store_url(request, tmp_path):
 
 def requires_torch():
     """Import and return torch (a peer, in the optional ``peers`` extra) or skip visibly."""
+    if os.environ.get("KERNELS_C_SANITIZE"):
+        pytest.skip("torch is not run under the ASan/UBSan preload (its own allocator and "
+                    "threads abort there)")
     try:
         import torch
     except ImportError as exc:

@@ -11,10 +11,10 @@ thread counts as strings, ``"1"`` … ``str(cores)``):
 - ``caches``: ``l1d_bytes, l2_bytes, l3_bytes`` (one instance each), ``*_shared_cpus``,
   ``source``.
 - ``peaks``: ``fp32: {path: {"1": {median_flops, iqr_flops, min_flops, max_flops,
-  n_samples, iters, chains, clock_hz}, ...}}``, ``int8`` likewise with ``*_ops``. Paths are
-  listed highest first.
+  n_samples, noisy, iters, chains, clock_hz}, ...}}``, ``int8`` likewise with ``*_ops``.
+  Paths are listed highest first; ``noisy`` = IQR above 10 % of the median (other load).
 - ``bandwidth``: ``read | triad: [{bytes, threads, median_bytes_per_s, iqr_bytes_per_s,
-  min_bytes_per_s, max_bytes_per_s, n_samples, passes}, ...]`` (bytes = working set of all
+  min_bytes_per_s, max_bytes_per_s, n_samples, noisy, passes}, ...]`` (bytes = working set of all
   threads together; triad counts 12 B per element, no write-allocate, as STREAM does).
 - ``levels``: ``read | triad: {threads: {L1, L2, L3, DRAM: bytes_per_s or None}}``, plateau
   values picked from ``bandwidth`` with each point's best sample (ERT-style);
@@ -22,8 +22,9 @@ thread counts as strings, ``"1"`` … ``str(cores)``):
   window of each level.
 - ``theoretical``: ``clock_hz`` (1 thread), ``clock_hz_all`` (all threads), ``uarch``,
   ``source``, ``fp32_flops_per_cycle`` and ``int8_ops_per_cycle`` (per core, top path),
-  ``per_cycle`` (every path), ``peak`` and ``ratio`` (measured / theoretical per thread
-  count) for fp32 and int8.
+  ``per_cycle`` (every path), ``peak``, ``ratio`` (median / theoretical) and ``ratio_best``
+  (best sample / theoretical) per thread count for fp32 and int8 (top path), ``by_path``
+  the same for every path.
 - ``run``: ``quick, duration_s, repeats, threads, isa``.
 
 Method. Peaks: :func:`kernels_c.microbench.peak` with enough independent accumulator
@@ -227,12 +228,16 @@ def uarch_rates(cpu: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- statistics
+#: a point whose IQR exceeds this fraction of its median is flagged ``noisy``
+NOISY_IQR = 0.1
+
+
 def _stats(values: Sequence[float], unit: str) -> dict[str, Any]:
     v = np.asarray(values, dtype=float)
     q25, q50, q75 = np.percentile(v, [25, 50, 75])
     return {f"median_{unit}": float(q50), f"iqr_{unit}": float(q75 - q25),
             f"min_{unit}": float(v.min()), f"max_{unit}": float(v.max()),
-            "n_samples": int(v.size)}
+            "n_samples": int(v.size), "noisy": bool(q75 - q25 > NOISY_IQR * q50)}
 
 
 def _thread_counts(threads: int | Sequence[int] | None, cores: int) -> list[int]:
@@ -535,24 +540,31 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
 
 def _theoretical(peaks: dict[str, Any], rates: dict[str, Any],
                  clocks: dict[int, list[float]]) -> dict[str, Any]:
+    """Theoretical peaks (threads x clock measured at that thread count x per-cycle rate)
+    and measured/theoretical ratios: ``peak``/``ratio``/``ratio_best`` for the top path,
+    ``by_path`` for every measured path the table knows."""
     out: dict[str, Any] = {"uarch": rates["uarch"], "source": rates["source"],
                            "per_cycle": {"fp32": rates["fp32"], "int8": rates["int8"]},
-                           "peak": {}, "ratio": {}, "ratio_best": {}}
+                           "peak": {}, "ratio": {}, "ratio_best": {}, "by_path": {}}
     for kind, key in (("fp32", "fp32_flops_per_cycle"), ("int8", "int8_ops_per_cycle")):
         unit = "flops" if kind == "fp32" else "ops"
         top_path = next(iter(peaks[kind]), None)
-        per_cycle = rates[kind].get(top_path) if top_path else None
-        out[key] = per_cycle
+        out[key] = rates[kind].get(top_path) if top_path else None
         out[f"{kind}_path"] = top_path
-        out["peak"][kind], out["ratio"][kind], out["ratio_best"][kind] = {}, {}, {}
-        if not per_cycle:
-            continue
-        for t_key, entry in peaks[kind][top_path].items():
-            t = int(t_key)
-            theo = t * float(np.median(clocks[t])) * per_cycle
-            out["peak"][kind][t_key] = theo
-            out["ratio"][kind][t_key] = entry[f"median_{unit}"] / theo
-            out["ratio_best"][kind][t_key] = entry[f"max_{unit}"] / theo
+        out["by_path"][kind] = {}
+        for path, table in peaks[kind].items():
+            per_cycle = rates[kind].get(path)
+            if not per_cycle:
+                continue
+            rows = {}
+            for t_key, entry in table.items():
+                theo = int(t_key) * float(np.median(clocks[int(t_key)])) * per_cycle
+                rows[t_key] = {"peak": theo, "ratio": entry[f"median_{unit}"] / theo,
+                               "ratio_best": entry[f"max_{unit}"] / theo}
+            out["by_path"][kind][path] = rows
+        top = out["by_path"][kind].get(top_path, {})
+        for name in ("peak", "ratio", "ratio_best"):
+            out[name][kind] = {t_key: row[name] for t_key, row in top.items()}
     return out
 
 
@@ -684,13 +696,14 @@ def host_target_dict(profile: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- summary
-def _g(x: float | None, scale: float = 1e9, fmt: str = "{:8.1f}") -> str:
-    return fmt.format(x / scale) if x else "       -"
+def _cell(x: float | None, width: int, scale: float = 1e9, digits: int = 1) -> str:
+    return f"{x / scale:{width}.{digits}f}" if x else f"{'-':>{width}}"
 
 
 def format_summary(profile: dict[str, Any]) -> str:
-    """Plain-text, aligned summary of a host profile."""
+    """Plain-text, aligned summary of a host profile (``*`` marks noisy points)."""
     cpu, caches, theo = profile["cpu"], profile["caches"], profile["theoretical"]
+    run = profile.get("run", {})
     lines = [
         f"host      {cpu.get('brand')}  ({cpu.get('uarch')}, {cpu['cores']} cores, "
         f"ISA path {cpu['isa_path']})",
@@ -699,28 +712,26 @@ def format_summary(profile: dict[str, Any]) -> str:
         f"clock     {theo['clock_hz'] / 1e9:.2f} GHz (1 thread), "
         f"{theo['clock_hz_all'] / 1e9:.2f} GHz (all threads); dependent-add chain",
         f"profile   fingerprint {profile['fingerprint']}, {profile['created']}, "
-        f"{profile.get('run', {}).get('duration_s', '?')} s",
+        f"{run.get('duration_s', '?')} s, load average {run.get('loadavg_before', '?')} -> "
+        f"{run.get('loadavg_after', '?')}",
         "",
-        "peaks     path          threads   median    IQR   theoretical  ratio",
+        "peaks (G/s)   path         threads    median     IQR    best  theoretical  ratio",
     ]
-    for kind, unit, human in (("fp32", "flops", "GFLOP/s"), ("int8", "ops", "GOP/s")):
+    for kind, unit in (("fp32", "flops"), ("int8", "ops")):
         for path, table in profile["peaks"].get(kind, {}).items():
+            by_path = theo.get("by_path", {}).get(kind, {}).get(path, {})
             for t_key, e in table.items():
-                theo_v = theo.get("peak", {}).get(kind, {}).get(t_key) \
-                    if path == theo.get(f"{kind}_path") else None
-                ratio = theo.get("ratio", {}).get(kind, {}).get(t_key) \
-                    if path == theo.get(f"{kind}_path") else None
+                theo_v = by_path.get(t_key, {}).get("peak")
+                ratio = by_path.get(t_key, {}).get("ratio")
+                mark = "*" if e.get("noisy") else " "
                 lines.append(
-                    f"  {kind:<6}  {path:<12}  {t_key:>7}  {_g(e[f'median_{unit}'])} "
-                    f"{_g(e[f'iqr_{unit}'], fmt='{:6.1f}')}  {_g(theo_v, fmt='{:11.1f}')}"
-                    f"  {ratio:5.2f}  {human}" if ratio else
-                    f"  {kind:<6}  {path:<12}  {t_key:>7}  {_g(e[f'median_{unit}'])} "
-                    f"{_g(e[f'iqr_{unit}'], fmt='{:6.1f}')}            -      -  {human}")
-    lines += ["", "bandwidth (GB/s, plateau per level)"]
-    lines.append("  kernel  threads        L1        L2        L3      DRAM")
+                    f"  {kind:<11} {path:<12} {t_key:>7}  {_cell(e[f'median_{unit}'], 8)}{mark}"
+                    f"{_cell(e[f'iqr_{unit}'], 7)} {_cell(e[f'max_{unit}'], 7)}"
+                    f"  {_cell(theo_v, 11)}  {_cell(ratio, 5, 1.0, 2)}")
+    lines += ["", "bandwidth (GB/s, plateau per level, best samples)",
+              "  kernel  threads        L1        L2        L3      DRAM"]
     for kind in ("read", "triad"):
         for t_key, lv in profile["levels"].get(kind, {}).items():
-            vals = "".join(f"{_g(lv.get(n), fmt='{:10.1f}') if lv.get(n) else '         -'}"
-                           for n in LEVEL_NAMES)
+            vals = "".join(_cell(lv.get(n), 10) for n in LEVEL_NAMES)
             lines.append(f"  {kind:<6}  {t_key:>7}{vals}")
     return "\n".join(lines)

@@ -106,6 +106,13 @@ def test_ratio_is_measured_over_threads_clock_rate(profile):
 def test_full_mode_measures_every_path_highest_first(fast):
     prof = ch.characterize(threads=1, max_bytes=256 << 10, write=False)
     assert not ch.host_profile_path().exists()
+    by_path = prof["theoretical"]["by_path"]
+    for kind in ("fp32", "int8"):
+        for path, rows in by_path[kind].items():
+            assert path in prof["peaks"][kind]
+            unit = "flops" if kind == "fp32" else "ops"
+            median = prof["peaks"][kind][path]["1"][f"median_{unit}"]
+            assert rows["1"]["ratio"] == pytest.approx(median / rows["1"]["peak"])
     levels = kernels_c._isa.LEVELS
     for kind in ("fp32", "int8"):
         paths = list(prof["peaks"][kind])

@@ -170,7 +170,7 @@ def roofline_plot(ceilings_mem: Sequence[Mapping[str, Any]],
         memory level (hierarchical roofline: a kernel's dots share one y), one colour per
         group (kernel family).
     """
-    fig = new_figure(6.4, 4.2)
+    fig = new_figure(7.2, 4.2, right=0.76)
     ax = fig.add_subplot()
     xs = [d["intensity"] for d in dots if d["intensity"] > 0]
     peak = max((c["ops_per_s"] for c in ceilings_comp), default=1e12)
@@ -204,7 +204,6 @@ def roofline_plot(ceilings_mem: Sequence[Mapping[str, Any]],
             ax.scatter([d["intensity"] for d in pts], [d["ops_per_s"] / 1e9 for d in pts],
                        s=14, marker=_LEVEL_MARKERS[li % len(_LEVEL_MARKERS)],
                        color=color(gi), alpha=0.7, linewidths=0,
-                       label=f"{label(g, 24)} @{label(lv, 8)}",
                        rasterized=len(pts) > RASTER_ABOVE)
     _log(ax)
     ax.set_xlim(x_lo, x_hi)
@@ -213,10 +212,21 @@ def roofline_plot(ceilings_mem: Sequence[Mapping[str, Any]],
     ax.set_ylim(ymin, peak / 1e9 * 2.5)
     ax.set_xlabel("arithmetic intensity [FLOP/byte; ops/byte for int]")
     ax.set_ylabel("performance [GFLOP/s; GOP/s for int]")
-    ax.set_title(f"{label(title, 80)} ({dot_kind} kernels)")
+    ax.set_title(f"{label(title, 70)} ({dot_kind})")
     ax.grid(True, which="major", alpha=0.3)
     if dots:
-        ax.legend(loc="lower right", ncols=2, fontsize=6.5, markerscale=1.2)
+        # two legends: colour = kernel family, marker = memory level of the dot
+        from matplotlib.lines import Line2D
+
+        fam = [Line2D([], [], ls="", marker="o", color=color(i), label=label(g, 18))
+               for i, g in enumerate(groups)]
+        lev = [Line2D([], [], ls="", marker=_LEVEL_MARKERS[i % len(_LEVEL_MARKERS)],
+                      color="#555", label=label(lv, 10)) for i, lv in enumerate(levels)]
+        first = ax.legend(handles=fam, title="kernel family", loc="upper left",
+                          bbox_to_anchor=(1.01, 1.0), fontsize=7, title_fontsize=7)
+        ax.add_artist(first)
+        ax.legend(handles=lev, title="memory level", loc="lower left",
+                  bbox_to_anchor=(1.01, 0.0), fontsize=7, title_fontsize=7)
     return to_data_uri(fig)
 
 
@@ -243,7 +253,11 @@ def sweet_spot_plot(curves: Sequence[Mapping[str, Any]], title: str) -> str:
         lo, hi = c.get("lower"), c.get("upper")
         if lo is not None and math.isfinite(lo):
             hi_v = hi if hi is not None and math.isfinite(hi) and hi > lo else 1.0
-            ax.axvspan(lo, hi_v, color=col, alpha=0.08, lw=0)
+            if len(curves) == 1:
+                ax.axvspan(lo, hi_v, color=col, alpha=0.12, lw=0)
+            # one strip per curve along the bottom: the sweet-spot range of that shape
+            ax.axvspan(lo, hi_v, ymin=0.01 + 0.03 * i, ymax=0.035 + 0.03 * i, color=col,
+                       alpha=0.55, lw=0)
             ax.axvline(lo, color=col, lw=0.8, ls=":")
     ax.axhline(1.0, color="#333", lw=0.9)
     _log(ax, x=False)
@@ -269,8 +283,8 @@ def choice_map_plot(shapes: Sequence[str], sparsities: Sequence[float],
                      {k for row in predicted for k in row if k})
     index = {k: i for i, k in enumerate(kernels)}
     height = max(2.6, 0.32 * len(shapes) + 1.6)
-    fig = new_figure(6.8, height)
-    fig.subplots_adjust(left=0.24, right=0.72, bottom=0.8 / height + 0.1, top=1 - 0.35 / height)
+    fig = new_figure(7.2, height)
+    fig.subplots_adjust(left=0.3, right=0.74, bottom=0.8 / height + 0.1, top=1 - 0.35 / height)
     ax = fig.add_subplot()
     for yi, row in enumerate(measured):
         for xi, kern in enumerate(row):
@@ -287,7 +301,7 @@ def choice_map_plot(shapes: Sequence[str], sparsities: Sequence[float],
     ax.set_xlim(-0.5, len(sparsities) - 0.5)
     ax.set_ylim(-0.5, len(shapes) - 0.5)
     ax.set_xticks(range(len(sparsities)), [f"{s:.2f}" for s in sparsities], rotation=45)
-    ax.set_yticks(range(len(shapes)), [label(s, 28) for s in shapes])
+    ax.set_yticks(range(len(shapes)), [label(s, 34) for s in shapes], fontsize=7)
     ax.set_xlabel("sparsity")
     ax.set_ylabel("shape (by size)")
     ax.set_title(label(title, 90))

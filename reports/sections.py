@@ -506,11 +506,14 @@ def roofline_data(inputs: Inputs, target_name: str) -> dict[str, Any]:
     dict ``{target, title, mem: [{name, bytes_per_s, empirical, kind, source}],
     comp: [{name, ops_per_s, empirical, kind, source}], dots: [{intensity, ops_per_s, group,
     level, kernel}], kind: "measured" | "predicted"}``; dots for ``host`` are measured runs,
-    for other targets the same problems as predicted by the target's roofline.
+    for other targets the same problems as predicted by the target's roofline. A dot is drawn
+    once per memory level its traffic crosses; a problem whose working set stays in a cache
+    level without a bandwidth figure is drawn once at its compulsory traffic ("in cache").
     """
     load_target = api("perfmodel.targets", "load_target")
     work = api("perfmodel.models.roofline", "work")
     from_row = api("perfmodel.models._problem", "from_row")
+    footprint = api("perfmodel.models.roofline", "footprint")
     if load_target is None:
         raise RuntimeError("perfmodel.targets.load_target is not available")
     t = load_target(target_name)
@@ -544,10 +547,19 @@ def roofline_data(inputs: Inputs, target_name: str) -> dict[str, Any]:
         if not (seconds > 0 and w.ops > 0):
             continue
         y = w.ops / seconds
+        placed = False
         for lv, b in w.bytes.items():
             if b > 0:
+                placed = True
                 dots.append({"intensity": w.ops / b, "ops_per_s": y, "group": w.family,
                              "level": lv, "kernel": rec["kernel"]})
+        if not placed and footprint is not None:
+            # the working set stays in a cache level with no bandwidth figure: place the
+            # dot at its compulsory traffic (every operand once)
+            b = footprint(w.family, p)
+            if b > 0:
+                dots.append({"intensity": w.ops / b, "ops_per_s": y, "group": w.family,
+                             "level": "in cache", "kernel": rec["kernel"]})
     return {"target": target_name, "title": t.title, "mem": mem, "comp": comp, "dots": dots,
             "kind": "measured" if measured else "predicted"}
 
@@ -667,15 +679,20 @@ def main_variant(points: pd.DataFrame) -> pd.DataFrame:
     return p[p["threads"] == threads]
 
 
-def measured_crossover(points: pd.DataFrame) -> float | None:
-    """Smallest measured sparsity from which sparse stays faster than dense (None: never)."""
+def measured_crossover(points: pd.DataFrame) -> float | str | None:
+    """Smallest measured sparsity from which sparse stays faster than dense.
+
+    None when sparse never stays ahead; the text ``"≤ s"`` when it already wins at the
+    smallest measured sparsity s (the crossover lies below the measured range).
+    """
     if points.empty:
         return None
     pts = points.sort_values("sparsity")
     wins = (pts["speedup"] >= 1.0).to_numpy()
     for i in range(len(wins)):
         if wins[i:].all():
-            return float(pts["sparsity"].iloc[i])
+            value = float(pts["sparsity"].iloc[i])
+            return f"≤ {value:g}" if i == 0 else value
     return None
 
 
@@ -798,8 +815,9 @@ def section_sweet_spots(inputs: Inputs) -> Section:
         sec.figures.append(Figure(
             F.sweet_spot_plot(curves, f"{target}: speedup over dense vs sparsity"),
             f"{target}: speedup over dense, {what}. Read where each curve crosses 1× "
-            "(the lower bound of the sweet spot) and where it flattens (upper bound); the "
-            "shaded band is the sparsity range worth pruning to on this target.",
+            "(the lower bound of the sweet spot, dotted line) and where it flattens (upper "
+            "bound); the coloured strips along the bottom are each shape's sweet-spot range, "
+            "the sparsities worth pruning to on this target.",
             f"sweet spot chart of {target}"))
     if summary:
         sec.tables.append(Table.from_frame(

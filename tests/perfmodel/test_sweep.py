@@ -357,3 +357,43 @@ def test_conv2d_and_qgemm_points_verify_and_record_their_columns(tmp_path):
     assert (s4.bits == 4).all() and set(s4.group_size.dropna()) == {16, 32, 64}
     assert q[q.kernel == "gemm_blas_f32"].bits.isna().all()
     assert (q.flops == 2 * q.m * q.n * q.k).all() and (q.pattern == "dense").all()
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(textwrap.dedent("""
+        name = "interrupted"
+        budget_s = 0.05
+        min_samples = 50
+        target_rel_ci = 0.001
+        [[block]]
+        op = "spmm"
+        kernels = ["spmm_csr_f32", "scipy_csr"]
+        shapes = [{m = 64, k = 64, n = 16}]
+        sparsities = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    """))
+    db = tmp_path / "r.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "PERFMODEL_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen([sys.executable, "-m", "perfmodel", "sweep", str(spec_file),
+                             "--db", str(db), "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            if len(load_results(db)) >= 3:
+                break
+        except Exception:
+            continue
+    assert proc.poll() is None, "the sweep finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err
+    done = len(load_results(db))
+    with open_store(db) as st, st.engine.connect() as conn:
+        statuses = [r[0] for r in conn.exec_driver_sql("SELECT status FROM runs")]
+    assert statuses == ["interrupted"]
+    assert cli.main(["sweep", str(spec_file), "--db", str(db), "--no-progress"]) == 0
+    df = load_results(db)
+    assert len(df) == 20 and df.point_key.is_unique and done < 20

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import traceback
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -95,9 +96,11 @@ def api(module: str, name: str) -> Callable[..., Any] | None:
     """``module.name`` if that part of the suite is installed, else None."""
     try:
         mod = importlib.import_module(module)
-        return getattr(mod, name)
+        value = getattr(mod, name)
     except (ImportError, AttributeError):
         return None
+    # a submodule of the same name (perfmodel.advise) is not the function
+    return None if isinstance(value, types.ModuleType) else value
 
 
 def _fmt_exc(exc: BaseException) -> str:
@@ -1193,8 +1196,7 @@ def section_tuning(inputs: Inputs) -> Section:
 # ------------------------------------------------------------------------- 8. pruning
 def advise_data(network: str, target: str = "host", store: Any = None) -> pd.DataFrame:
     """The guided-pruning table of ``perfmodel advise`` as a DataFrame."""
-    fn = api("perfmodel", "advise") or api("perfmodel.query", "advise") or api(
-        "perfmodel.advise", "advise")
+    fn = api("perfmodel.advise", "advise") or api("perfmodel", "advise")
     if fn is None:
         raise LookupError("perfmodel.advise is not available (issue 6)")
     try:

@@ -40,7 +40,7 @@ IMPLEMENTED = ("portable", "avx2", "avx512_vnni")
 LAYOUT: dict[str, tuple[int, int]] = {"avx512_vnni": (64, 4), "avx2": (16, 2),
                                       "portable": (16, 1)}
 #: register tile rows (mr) per path for int8 / int4 (see src/qgemm.c)
-MR: dict[str, dict[int, int]] = {"avx512_vnni": {8: 6, 4: 3}, "avx2": {8: 6, 4: 2},
+MR: dict[str, dict[int, int]] = {"avx512_vnni": {8: 6, 4: 6}, "avx2": {8: 6, 4: 2},
                                  "portable": {8: 4, 4: 4}}
 GROUP_SIZES = (16, 32, 64, 128)
 #: Tunable cache blocking (the tuner's search space): rows of A per block (rounded up to a
@@ -48,7 +48,10 @@ GROUP_SIZES = (16, 32, 64, 128)
 PARAMS: dict[str, tuple[int, ...]] = {
     "mc": (24, 48, 96, 192, 384, 768),
     "nc": (0, 64, 128, 256, 512, 1024),
+    # compile-time (variant cache): software prefetch distance into packed B, bytes; 0 = off
+    "pf_dist": (0, 1024, 2048, 4096, 8192),
 }
+DEFAULT_PF_DIST = 4096
 _L2_A_BYTES = 256 * 1024
 INT32_MAX = 2**31 - 1
 _OUT_INT32, _OUT_F32, _OUT_U8 = 0, 1, 2
@@ -302,7 +305,7 @@ def default_params(m: int, n: int, k: int, isa: str | None = None) -> dict[str, 
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     mr = MR[level][8]
     mc = max(mr, (_L2_A_BYTES // max(k, 1)) // mr * mr)
-    return {"mc": int(min(mc, _pad_to(max(m, 1), mr))), "nc": 0}
+    return {"mc": int(min(mc, _pad_to(max(m, 1), mr))), "nc": 0, "pf_dist": DEFAULT_PF_DIST}
 
 
 def plan_qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWeight, *,
@@ -361,6 +364,8 @@ def plan_qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWe
             raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if name == "mc" and value < 1:
             raise ValueError("mc must be >= 1")
+        if name == "pf_dist" and value not in PARAMS["pf_dist"]:
+            raise ValueError(f"pf_dist must be one of {PARAMS['pf_dist']}, got {value}")
         if name == "nc" and value % nr:
             raise ValueError(f"nc must be 0 or a multiple of the {level} panel width {nr}, "
                              f"got {value}")
@@ -414,7 +419,8 @@ def plan_qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWe
             cols["col_mult"] = col(np.full(n, f32(1) / f32(sc)), f32)
     zc = 0 if out_zero_point is None else _as_int(out_zero_point, "out_zero_point", 0, 255)
 
-    module = load("qgemm")
+    pf = full["pf_dist"]
+    module = load("qgemm") if pf == DEFAULT_PF_DIST else load("qgemm", (("QG_PF_DIST", pf),))
     ffi = module.ffi
     args = ffi.new("qgemm_args *")
     args.m, args.n, args.k = m, n, k
@@ -472,7 +478,8 @@ def qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWeight,
     relu : bool — clamp at zero (u8: at out_zero_point).
     threads : int, OpenMP threads. out : optional output array of the result's shape/dtype.
     isa : str, optional — a path at or below :func:`kernels_c.isa`.
-    **params : cache blocking ``mc``, ``nc`` (see ``PARAMS`` and cdef/qgemm.h).
+    **params : cache blocking ``mc``, ``nc`` and the B prefetch distance ``pf_dist``
+        (compiled on demand) — see ``PARAMS`` and cdef/qgemm.h.
 
     Returns
     -------

@@ -18,10 +18,25 @@
 #define QG_MR_MAX 6
 #define QG_NR_MAX 64
 #define QG_G_MAX 128
+/* Software prefetch distance into the packed B stream, in bytes (0 = off). B is one
+ * contiguous stream per thread; at small M it arrives from DRAM, where the hardware
+ * prefetcher stops at every 4 KiB page and page walks are not overlapped. */
+#ifndef QG_PF_DIST
+#define QG_PF_DIST 4096
+#endif
+#define QG_PF_B(P)                                                                           \
+    do {                                                                                     \
+        if (QG_PF_DIST) {                                                                    \
+            _mm_prefetch((const char *)(P) + QG_PF_DIST, _MM_HINT_T0);                       \
+            _mm_prefetch((const char *)(P) + QG_PF_DIST + 64, _MM_HINT_T0);                  \
+            _mm_prefetch((const char *)(P) + QG_PF_DIST + 128, _MM_HINT_T0);                 \
+            _mm_prefetch((const char *)(P) + QG_PF_DIST + 192, _MM_HINT_T0);                 \
+        }                                                                                    \
+    } while (0)
 
 /* Register tiles per path: (mr, nr) for int8 and int4. */
 #define VNNI8_MR 6
-#define VNNI4_MR 3
+#define VNNI4_MR 6
 #define VNNI_NR 64
 #define AVX2_8_MR 6
 #define AVX2_4_MR 2
@@ -213,6 +228,8 @@ vnni8_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
 #define SRC_Q1(r) load_u32(a + (r) * lda + 4 * q + 4)
     if (MR <= 2) {
         for (; q + 1 < nq; q += 2) {
+            QG_PF_B(b + q * 256);
+            QG_PF_B(b + q * 256 + 256);
             V8_LOADB(b + q * 256);
             V8_FMA(c0, SRC_Q(0));
             if (MR > 1) V8_FMA(c1, SRC_Q(1));
@@ -229,6 +246,7 @@ vnni8_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
             for (int r = 0; r < MR; ++r)
                 _mm_prefetch((const char *)(a + (MR + r) * lda + 4 * q), _MM_HINT_T0);
         }
+        QG_PF_B(b + q * 256);
         V8_LOADB(b + q * 256);
         V8_ALL_ROWS(SRC_Q);
     }
@@ -316,6 +334,7 @@ vnni4_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
         V8_DECL(l0); V8_DECL(l1); V8_DECL(l2); V8_DECL(l3); V8_DECL(h0);
         const int8_t *bp = b + (k0 / 2) * VNNI_NR;
         for (int p = 0; p < group / 8; ++p, bp += 256) {
+            QG_PF_B(bp);
             V4_UNPACK(0); V4_UNPACK(1); V4_UNPACK(2); V4_UNPACK(3);
             V4_ROW(0);
             if (MR > 1) V4_ROW(1);
@@ -344,7 +363,69 @@ vnni4_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
 DEFINE_VNNI4(1)
 DEFINE_VNNI4(2)
 DEFINE_VNNI4(3)
-static const qg_ukr vnni4[] = {NULL, ukr_vnni4_1, ukr_vnni4_2, ukr_vnni4_3};
+
+/* int4, 4 to 6 rows: half a panel (2 vectors = 32 columns) at a time, so that 6 rows x 2
+ * vectors of accumulators, the unpacked weights and two broadcasts fit the 32 registers;
+ * each unpacked weight vector then feeds 2*MR vpdpbusd (vs 6 with 3 rows x 4 vectors). */
+#define V4H_ROW(r)                                                                           \
+    do {                                                                                     \
+        const __m512i x_ = _mm512_set1_epi32((int32_t)load_u32(ap + (r) * lda + 8 * p));    \
+        const __m512i y_ = _mm512_set1_epi32((int32_t)load_u32(ap + (r) * lda + 8 * p + 4)); \
+        l##r##0 = _mm512_dpbusd_epi32(l##r##0, x_, wl0);                                     \
+        l##r##1 = _mm512_dpbusd_epi32(l##r##1, x_, wl1);                                     \
+        l##r##0 = _mm512_dpbusd_epi32(l##r##0, y_, wh0);                                     \
+        l##r##1 = _mm512_dpbusd_epi32(l##r##1, y_, wh1);                                     \
+    } while (0)
+#define V4H_SCALE(r)                                                                         \
+    do {                                                                                     \
+        V4_SCALE1(r, h2, l##r##0);                                                           \
+        V4_SCALE1(r, h2 + 1, l##r##1);                                                       \
+    } while (0)
+
+KC_TARGET_AVX512_VNNI static inline __attribute__((always_inline)) void
+vnni4h_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t *b,
+            const float *gs, int64_t gss, int group, float *tile) {
+    const __m512i mask = _mm512_set1_epi8((char)0xF0);
+    for (int r = 0; r < MR; ++r)
+        for (int v = 0; v < 4; ++v) _mm512_storeu_ps(tile + r * VNNI_NR + 16 * v, _mm512_setzero_ps());
+    for (int h2 = 0; h2 < 4; h2 += 2) {
+        for (int64_t k0 = 0, g = 0; k0 < k; k0 += group, ++g) {
+            const uint8_t *ap = a + k0;
+            __m512i l00 = _mm512_setzero_si512(), l01 = l00, l10 = l00, l11 = l00, l20 = l00,
+                    l21 = l00, l30 = l00, l31 = l00, l40 = l00, l41 = l00, l50 = l00, l51 = l00;
+            const int8_t *bp = b + (k0 / 2) * VNNI_NR + 64 * h2;
+            for (int p = 0; p < group / 8; ++p, bp += 256) {
+                QG_PF_B(bp - 64 * h2);
+                const __m512i raw0 = _mm512_loadu_si512(bp);
+                const __m512i raw1 = _mm512_loadu_si512(bp + 64);
+                const __m512i wl0 = _mm512_and_si512(_mm512_slli_epi16(raw0, 4), mask);
+                const __m512i wh0 = _mm512_and_si512(raw0, mask);
+                const __m512i wl1 = _mm512_and_si512(_mm512_slli_epi16(raw1, 4), mask);
+                const __m512i wh1 = _mm512_and_si512(raw1, mask);
+                V4H_ROW(0); V4H_ROW(1); V4H_ROW(2); V4H_ROW(3);
+                if (MR > 4) V4H_ROW(4);
+                if (MR > 5) V4H_ROW(5);
+            }
+            const float *s = gs + g * gss;
+            V4H_SCALE(0); V4H_SCALE(1); V4H_SCALE(2); V4H_SCALE(3);
+            if (MR > 4) V4H_SCALE(4);
+            if (MR > 5) V4H_SCALE(5);
+        }
+    }
+}
+
+#define DEFINE_VNNI4H(MR)                                                                    \
+    KC_TARGET_AVX512_VNNI static void ukr_vnni4_##MR(const uint8_t *a, int64_t lda,          \
+                                                     int64_t k, const int8_t *b,             \
+                                                     const float *gs, int64_t gss,           \
+                                                     int group, void *tile) {                \
+        vnni4h_body(MR, a, lda, k, b, gs, gss, group, (float *)tile);                        \
+    }
+DEFINE_VNNI4H(4)
+DEFINE_VNNI4H(5)
+DEFINE_VNNI4H(6)
+static const qg_ukr vnni4[] = {NULL, ukr_vnni4_1, ukr_vnni4_2, ukr_vnni4_3,
+                               ukr_vnni4_4, ukr_vnni4_5, ukr_vnni4_6};
 
 /* Vectorized output pipelines, 16 columns at a time (masked tail). Same arithmetic as the
  * scalar pipeline (explicit FMA), so every path gives identical results. */

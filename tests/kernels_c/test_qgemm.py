@@ -337,3 +337,19 @@ def test_dynamic_close_to_torch_linear_dynamic():
     exact = x @ w.T + bias
     # both quantize x to 8 bits per tensor: they agree far better than either with fp32
     assert np.abs(got - ref).max() < 0.25 * np.abs(got - exact).max() + 1e-3
+
+
+def test_prefetch_variant_compiled_on_demand(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELS_C_CACHE", str(tmp_path))
+    kernels_c._loader.load.cache_clear()
+    try:
+        rng = np.random.default_rng(50)
+        x = rng.integers(0, 256, (7, 300), dtype=np.uint8)
+        w = rng.integers(-128, 128, (70, 300), dtype=np.int8)
+        qw = QuantizedWeight.from_quantized(w, 0.1)
+        np.testing.assert_array_equal(_int32(x, qw, 5, pf_dist=0), _raw_ref(x, w, 5))
+        assert list(tmp_path.glob("_qgemm_v*")), "variant was not cached"
+        with pytest.raises(ValueError, match="pf_dist"):
+            qgemm(x, 0.1, 0, qw, pf_dist=100)
+    finally:
+        kernels_c._loader.load.cache_clear()

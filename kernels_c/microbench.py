@@ -111,6 +111,7 @@ class PeakResult:
     ops : int, counted operations (FLOP for fp32; OP for int8, 1 MAC = 2 OP), all threads.
     seconds : float, wall time between the start and end barriers.
     checksum : float, sum of every accumulator lane (verified against ``expected``).
+    thread_seconds : tuple of float, each thread's own loop time (same start barrier).
     """
 
     kind: str
@@ -122,11 +123,21 @@ class PeakResult:
     ops: int
     seconds: float
     checksum: float
+    thread_seconds: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
-        """Operations per second (FLOP/s or OP/s)."""
+        """Operations per second (FLOP/s or OP/s) over the barrier-to-barrier wall time."""
         return self.ops / self.seconds if self.seconds > 0 else math.inf
+
+    @property
+    def thread_rate(self) -> float:
+        """Sum over threads of each thread's own rate. The threads start together, so this
+        is the all-core rate when none was preempted; unlike :attr:`rate` one thread
+        descheduled by another process lowers only its own share (compute pipes are per
+        core, so the sum is not inflated when one thread briefly runs alone)."""
+        per = self.ops / max(len(self.thread_seconds), 1)
+        return sum(per / s if s > 0 else math.inf for s in self.thread_seconds)
 
 
 def expected_peak(kind: str, isa: str, threads: int, iters: int) -> tuple[int, float]:
@@ -145,6 +156,7 @@ class PeakPlan:
     isa: str
     params: dict[str, Any]
     out: PeakResult | None = None
+    _thread_seconds: Any = field(default=None, repr=False)
 
     @property
     def function(self) -> Any:
@@ -166,7 +178,8 @@ class PeakPlan:
                 f"checksum={a.checksum}, expected {chains}, {lanes}, {ops}, {checksum}"
             )
         self.out = PeakResult(kind, self.isa, threads, iters, chains, lanes, int(a.ops),
-                              float(a.seconds), float(a.checksum))
+                              float(a.seconds), float(a.checksum),
+                              tuple(float(self._thread_seconds[t]) for t in range(threads)))
         return self.out
 
 
@@ -180,7 +193,10 @@ def plan_peak(kind: str, *, iters: int, threads: int = 1, isa: str | None = None
     module = _module()
     args = module.ffi.new("bench_peak_args *")
     args.isa, args.threads, args.iters, args.pin = isa_id, threads, iters, _check_pin(pin)
-    return PeakPlan(args, module, level, {"kind": kind, "threads": threads, "iters": iters})
+    per_thread = module.ffi.new("double[]", threads)
+    args.thread_seconds = per_thread
+    return PeakPlan(args, module, level, {"kind": kind, "threads": threads, "iters": iters},
+                    _thread_seconds=per_thread)
 
 
 def peak(kind: str, *, iters: int, threads: int = 1, isa: str | None = None,

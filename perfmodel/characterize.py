@@ -31,6 +31,9 @@ Method. Peaks: :func:`kernels_c.microbench.peak` with enough independent accumul
 chains to fill every FMA/dot-product pipe, many short samples (~2 ms, below a scheduler
 time slice, so that on a shared machine most samples run undisturbed), median, IQR and
 best, a clock sample taken next to every peak sample, repeats interleaved over all points.
+A sample's rate is the sum of the threads' own rates (``PeakResult.thread_rate``): the
+threads start together at a barrier, and a thread preempted by another process lowers only
+its own share instead of stalling the whole team at the closing barrier.
 Bandwidth: ERT-style sweep of the working set from 4 KiB to 4x the last-level cache
 (at least 64 MiB, at most 512 MiB), read-only sum and triad, 1 ... all threads; a cache
 level's bandwidth is the highest value inside its plateau window (working set between 1.5x
@@ -270,13 +273,14 @@ def _measure_peaks(kind: str, paths: list[str], counts: list[int], cfg: dict,
     unit = "flops" if kind == "fp32" else "ops"
     plans = {}
     for path in paths:
+        # every thread runs the same loop, so one calibration on 1 thread serves all counts;
+        # the fastest of a few probes, so that one preempted probe cannot shrink the samples
+        fastest = min(mb.peak(kind, iters=20_000, threads=1, isa=path).seconds
+                      for _ in range(5))
+        iters = int(min(mb.MAX_ITERS, max(1000, cfg["peak_s"] * 20_000 / max(fastest, 1e-7))))
         for t in counts:
-            # fastest of a few probes: one preempted probe must not shrink the samples
-            fastest = min(mb.peak(kind, iters=20_000, threads=t, isa=path).seconds
-                          for _ in range(5))
-            per_iter = max(fastest, 1e-7) / 20_000
-            iters = int(min(mb.MAX_ITERS, max(1000, cfg["peak_s"] / per_iter)))
             plans[(path, t)] = mb.plan_peak(kind, iters=iters, threads=t, isa=path)
+            plans[(path, t)].run()  # warm-up
     rates: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
     hz: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
     for r in range(cfg["repeats"]):
@@ -284,7 +288,7 @@ def _measure_peaks(kind: str, paths: list[str], counts: list[int], cfg: dict,
             break
         for key, plan in plans.items():
             hz[key].extend(mb.clock(threads=key[1], iters=20_000).hz)
-            rates[key].append(plan.run().rate)
+            rates[key].append(plan.run().thread_rate)
     out: dict[str, Any] = {}
     for (path, t), plan in plans.items():
         clocks.setdefault(t, []).extend(hz[(path, t)])

@@ -43,6 +43,7 @@ typedef struct {
     int64_t ops;      /* out: counted FLOP (fp32) or OP (int8; 1 MAC = 2 OP) */
     double checksum;  /* out: sum of every accumulator lane over all threads */
     double seconds;   /* out: wall time between start and end barriers */
+    double *thread_seconds; /* out (optional, length threads): each thread's own loop time */
 } bench_peak_args;
 
 typedef struct {

@@ -210,7 +210,10 @@ int bench_peak_f32(void *args) {
         kc_mask saved;
         int pinned = pin_begin(a->pin, thread_id(), &saved);
         TIMED_REGION_BEGIN(t0)
+        const double own0 = now_s();
         sum += loop(iters);
+        const double own = now_s() - own0;
+        if (a->thread_seconds && thread_id() < a->threads) a->thread_seconds[thread_id()] = own;
         TIMED_REGION_END(t1)
         pin_end(pinned, &saved);
     }
@@ -335,7 +338,10 @@ int bench_peak_u8s8(void *args) {
         kc_mask saved;
         int pinned = pin_begin(a->pin, thread_id(), &saved);
         TIMED_REGION_BEGIN(t0)
+        const double own0 = now_s();
         sum += loop(iters);
+        const double own = now_s() - own0;
+        if (a->thread_seconds && thread_id() < a->threads) a->thread_seconds[thread_id()] = own;
         TIMED_REGION_END(t1)
         pin_end(pinned, &saved);
     }

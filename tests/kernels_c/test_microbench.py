@@ -42,6 +42,9 @@ def test_fp32_peak_counts_every_fma(isa_path, iters, threads):
     # every lane of every chain advanced exactly `iters` times, on every thread
     assert res.checksum == threads * chains * lanes * step * iters
     assert res.seconds > 0 and res.rate > 0
+    assert len(res.thread_seconds) == threads and all(s > 0 for s in res.thread_seconds)
+    per_thread = res.ops / threads
+    assert res.thread_rate == pytest.approx(sum(per_thread / s for s in res.thread_seconds))
 
 
 @pytest.mark.parametrize("threads", [1, 2])

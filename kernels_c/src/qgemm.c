@@ -761,11 +761,15 @@ static int qgemm_run(qgemm_args *a) {
             const int ncols = (int)KC_MIN((int64_t)nr, a->n - j0);
             const int8_t *bp = a->b_packed + p * panel_bytes;
             const float *gs = a->b_group_scale ? a->b_group_scale + j0 : NULL;
-            for (int64_t i = i0; i < i1; i += mr) {
-                const int rows = (int)KC_MIN((int64_t)mr, i1 - i);
+            /* rows split evenly over the fewest tiles (20 rows = 5+5+5+5, not 6+6+6+2) */
+            const int64_t ntile = (i1 - i0 + mr - 1) / mr;
+            const int64_t base = (i1 - i0) / ntile, extra = (i1 - i0) % ntile;
+            for (int64_t ti = 0, i = i0; ti < ntile; ++ti) {
+                const int rows = (int)(base + (ti < extra));
                 path.ukr[rows](ablk + (i - i0) * lda, lda, kp, bp, gs, a->n_pad,
                                a->group_size, tile);
                 path.pipe(a, tile, nr, i, rows, j0, ncols, rowoff);
+                i += rows;
             }
         }
         free(abuf);

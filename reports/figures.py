@@ -69,7 +69,7 @@ def _plain(v: float, _pos: Any = None) -> str:
 
 def _log(ax: Any, x: bool = True, y: bool = True) -> None:
     """Log axes with at most ~8 labelled decades and unlabelled minor ticks only."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     for on, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
         if not on:
@@ -78,7 +78,8 @@ def _log(ax: Any, x: bool = True, y: bool = True) -> None:
         axis.set_major_locator(LogLocator(base=10, numticks=9))
         # plain text labels: mathtext ($10^{3}$) parsing costs most of a figure's time
         axis.set_major_formatter(FuncFormatter(_plain))
-        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0), numticks=9))
+        # no minor ticks: each tick is an artist and they dominate the drawing time
+        axis.set_minor_locator(NullLocator())
         axis.set_minor_formatter(NullFormatter())
 
 

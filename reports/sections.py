@@ -41,6 +41,8 @@ DENSE_FAMILIES = ("gemm", "im2col_conv")
 #: dots per roofline chart (a deterministic sample beyond this keeps figures light)
 MAX_ROOFLINE_PROBLEMS = 400
 MAX_SWEET_SHAPES = 6
+#: rows predicted for the accuracy section (a deterministic sample beyond this)
+ACCURACY_SAMPLE = 3000
 DEFAULT_NETWORK = "resnet50"
 
 
@@ -135,6 +137,8 @@ class Inputs:
     evaluation_file: Path | None = None
     generated: str = ""
     problems: dict[str, str] = field(default_factory=dict)
+    #: measurement_id -> (roofline, learned) predicted seconds
+    _pred: dict[int, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def host_rows(self) -> pd.DataFrame:
@@ -157,6 +161,11 @@ class Inputs:
             self.problems["roofline"] = "perfmodel.models.RooflineModel is not available"
             return None
         try:
+            shared = api("perfmodel.models._calibrate", "roofline_for")
+            if shared is not None and self.store is not None and len(self.host_rows) and \
+                    self.host_fingerprint == _this_machine():
+                # the same cached calibration perfmodel.sweet_spot uses: fitted once
+                return shared("host", self.store)
             model = model_cls(target="host")
             rows = self.host_rows
             return model.fit(rows) if len(rows) else model.defaults()
@@ -182,25 +191,53 @@ class Inputs:
             self.problems["learned"] = f"loading {path} failed: {_fmt_exc(exc)}"
             return None
 
+    def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """``rows`` (host rows) with ``pred_roofline_s`` and ``pred_learned_s`` added (NaN
+        where a model is missing or failed); predictions are cached per measurement."""
+        out = rows.copy()
+        if out.empty:
+            out["pred_roofline_s"] = pd.Series(dtype=float)
+            out["pred_learned_s"] = pd.Series(dtype=float)
+            return out
+        ids = out["measurement_id"].to_numpy()
+        todo = ~np.isin(ids, np.fromiter(self._pred, dtype=np.int64, count=len(self._pred)))
+        if todo.any():
+            sub = out.loc[todo].drop_duplicates("measurement_id")
+            rf = np.full(len(sub), np.nan)
+            lf = np.full(len(sub), np.nan)
+            if self.roofline is not None:
+                try:
+                    rf = np.asarray(self.roofline.predict(sub), dtype=float)
+                except Exception as exc:
+                    self.problems["roofline_predict"] = (f"roofline predict failed: "
+                                                         f"{_fmt_exc(exc)}")
+            if self.learned is not None:
+                try:
+                    lf = np.asarray(self.learned.predict(sub), dtype=float)
+                except Exception as exc:
+                    self.problems["learned_predict"] = (f"learned predict failed: "
+                                                        f"{_fmt_exc(exc)}")
+            for mid, a, b in zip(sub["measurement_id"].to_numpy(), rf, lf, strict=True):
+                self._pred[int(mid)] = (float(a), float(b))
+        out["pred_roofline_s"] = [self._pred[int(i)][0] for i in ids]
+        out["pred_learned_s"] = [self._pred[int(i)][1] for i in ids]
+        return out
+
     @functools.cached_property
     def predictions(self) -> pd.DataFrame:
-        """Host rows with ``pred_roofline_s`` and ``pred_learned_s`` (NaN where absent)."""
-        rows = self.host_rows.copy()
-        rows["pred_roofline_s"] = np.nan
-        rows["pred_learned_s"] = np.nan
-        if rows.empty:
-            return rows
-        if self.roofline is not None:
-            try:
-                rows["pred_roofline_s"] = self.roofline.predict(rows)
-            except Exception as exc:
-                self.problems["roofline_predict"] = f"roofline predict failed: {_fmt_exc(exc)}"
-        if self.learned is not None:
-            try:
-                rows["pred_learned_s"] = self.learned.predict(rows)
-            except Exception as exc:
-                self.problems["learned_predict"] = f"learned predict failed: {_fmt_exc(exc)}"
-        return rows
+        """A deterministic sample of at most ``ACCURACY_SAMPLE`` host rows, predicted."""
+        rows = self.host_rows
+        if len(rows) > ACCURACY_SAMPLE:
+            rows = rows.sample(ACCURACY_SAMPLE, random_state=0).sort_index()
+        return self.predict(rows)
+
+
+def _this_machine() -> str:
+    try:
+        from perfmodel._context import machine
+        return str(machine()[0])
+    except Exception:
+        return ""
 
 
 def _family(kernel: str, op: str) -> str:
@@ -300,12 +337,7 @@ def evaluation_path() -> Path:
 def _host_identity(results: pd.DataFrame, profile: dict | None) -> tuple[str, str]:
     """This machine's fingerprint; when the store has no rows of it, the machine with
     the most rows (a report made elsewhere from a fleet store)."""
-    fp = ""
-    try:
-        from perfmodel._context import machine
-        fp = machine()[0]
-    except Exception:
-        fp = str((profile or {}).get("fingerprint", ""))
+    fp = _this_machine() or str((profile or {}).get("fingerprint", ""))
     if len(results):
         counts = results["fingerprint"].value_counts()
         if fp not in counts.index:
@@ -622,9 +654,21 @@ def _variant(pattern: Any, threads: Any, cache: Any) -> str:
     return " ".join(parts)
 
 
+def shape_labels(df: pd.DataFrame, op: str) -> pd.Series:
+    """:func:`_shape_label` of every row, vectorized."""
+    def col(k: str) -> pd.Series:
+        v = df[k] if k in df.columns else pd.Series(0, index=df.index)
+        return v.fillna(0).astype("int64").astype(str)
+    if op == "conv2d":
+        stride = df["stride"].fillna(1).astype("int64") if "stride" in df.columns else 1
+        tail = np.where(stride == 1, "", " s" + col("stride"))
+        return (col("c") + "x" + col("h") + "x" + col("w") + "→" + col("o") + " " + col("r")
+                + "x" + col("s") + tail)
+    return col("m") + "x" + col("k") + "·" + col("k") + "x" + col("n")
+
+
 def _with_keys(df: pd.DataFrame, op: str) -> pd.DataFrame:
-    df = df.assign(shape=[_shape_label(r, op) for r in df.to_dict("records")],
-                   dense=df["family"].isin(DENSE_FAMILIES))
+    df = df.assign(shape=shape_labels(df, op), dense=df["family"].isin(DENSE_FAMILIES))
     for col, default in (("cache", "warm"), ("pattern", "random")):
         if col not in df.columns:
             df[col] = default
@@ -731,7 +775,7 @@ def sweet_spot_data(inputs: Inputs) -> dict[str, Any]:
         rows = inputs.host_rows
         for (op, label), _g in meas.groupby(["op", "shape"], sort=False):
             sub = rows[rows["op"] == op]
-            rec = next(r for r in sub.to_dict("records") if _shape_label(r, op) == label)
+            rec = sub[shape_labels(sub, op) == label].iloc[0].to_dict()
             shapes.append((label, op, _shape_dict(rec, op)))
         shapes.sort(key=lambda s: -len(meas[meas["shape"] == s[0]]))
         shapes = shapes[:MAX_SWEET_SHAPES]
@@ -852,12 +896,10 @@ def choice_data(inputs: Inputs) -> pd.DataFrame:
     """
     cols = ["op", "shape", "size", "threads", "sparsity", "measured_best", "measured_s",
             "predicted", "predicted_measured_s", "regret", "model", "agree"]
-    rows = inputs.predictions
+    rows = inputs.host_rows
     if rows.empty:
         return pd.DataFrame(columns=cols)
-    use = "pred_learned_s" if rows["pred_learned_s"].notna().any() else "pred_roofline_s"
-    model = "learned" if use == "pred_learned_s" else "roofline"
-    out = []
+    cells = []
     for op in ("spmm", "conv2d", "qgemm"):
         df = rows[rows["op"] == op]
         if df.empty:
@@ -868,28 +910,38 @@ def choice_data(inputs: Inputs) -> pd.DataFrame:
             dense = g[g["dense"]]
             sparse = g[~g["dense"]]
             if op == "qgemm":
-                cells = [("dense", 0.0, g)]
+                groups = [("dense", 0.0, g)]
             else:
-                cells = [(pat, sp, pd.concat([dense, gs])) for (pat, sp), gs in
-                         sparse[sparse["sparsity"].notna()].groupby(["pattern", "sparsity"])]
-            for pattern, sp, cand in cells:
+                groups = [(pat, sp, pd.concat([dense, gs])) for (pat, sp), gs in
+                          sparse[sparse["sparsity"].notna()].groupby(["pattern", "sparsity"])]
+            for pattern, sp, cand in groups:
                 # one row per kernel: its best measured configuration
                 cand = cand.sort_values("median_s").drop_duplicates("kernel")
-                if cand["kernel"].nunique() < 2:
-                    continue
-                best = cand.iloc[0]
-                if cand[use].notna().all():
-                    pred = cand.loc[cand[use].idxmin()]
-                    pk, ps = pred["kernel"], float(pred["median_s"])
-                else:
-                    pk, ps = None, math.nan
-                out.append({"op": op, "shape": f"{shape} {_variant(pattern, threads, cache)}",
-                            "size": _problem_size(best, op), "threads": int(threads),
-                            "sparsity": float(sp), "measured_best": best["kernel"],
-                            "measured_s": float(best["median_s"]), "predicted": pk,
-                            "predicted_measured_s": ps,
-                            "regret": ps / float(best["median_s"]) if pk else math.nan,
-                            "model": model, "agree": pk == best["kernel"] if pk else None})
+                if cand["kernel"].nunique() >= 2:
+                    cells.append((op, shape, threads, cache, pattern, sp, cand))
+    if not cells:
+        return pd.DataFrame(columns=cols)
+    # predict only the candidate rows (one per kernel and point), all at once
+    pred = inputs.predict(pd.concat([c[-1] for c in cells]))
+    pred = pred.drop_duplicates("measurement_id").set_index("measurement_id")
+    use = "pred_learned_s" if pred["pred_learned_s"].notna().any() else "pred_roofline_s"
+    model = "learned" if use == "pred_learned_s" else "roofline"
+    out = []
+    for op, shape, threads, cache, pattern, sp, cand in cells:
+        best = cand.iloc[0]
+        p = pred.loc[cand["measurement_id"], use].to_numpy()
+        if np.isfinite(p).all():
+            chosen = cand.iloc[int(np.argmin(p))]
+            pk, ps = chosen["kernel"], float(chosen["median_s"])
+        else:
+            pk, ps = None, math.nan
+        out.append({"op": op, "shape": f"{shape} {_variant(pattern, threads, cache)}",
+                    "size": _problem_size(best, op), "threads": int(threads),
+                    "sparsity": float(sp), "measured_best": best["kernel"],
+                    "measured_s": float(best["median_s"]), "predicted": pk,
+                    "predicted_measured_s": ps,
+                    "regret": ps / float(best["median_s"]) if pk else math.nan,
+                    "model": model, "agree": pk == best["kernel"] if pk else None})
     return pd.DataFrame(out, columns=cols)
 
 
@@ -1075,7 +1127,10 @@ def section_accuracy(inputs: Inputs) -> Section:
         "grey band ±25 %. Read the spread around the diagonal as the model's error and any "
         "tilt as a systematic bias at small or large problems. In-sample: these rows also "
         "trained the models.", "predicted versus measured scatter"))
-    sec.tables.append(Table.from_frame(data["errors"], "In-sample error per kernel family."))
+    n_all, n_used = len(inputs.host_rows), len(inputs.predictions)
+    sample = "" if n_used == n_all else f" (a fixed random sample of {n_used} of {n_all} rows)"
+    sec.tables.append(Table.from_frame(data["errors"], f"In-sample error per kernel "
+                                                       f"family{sample}."))
     if data["splits"] is not None:
         sec.tables.append(Table.from_frame(
             data["splits"], f"Held-out evaluation per split ({inputs.evaluation_file}): "

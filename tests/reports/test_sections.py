@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -130,11 +129,12 @@ def test_sweet_spot_data(inputs):
 
 # ---- 4. choice map
 def _inject(inputs, pred_col: str, fn) -> None:
-    rows = inputs.host_rows.copy()
-    rows["pred_roofline_s"] = np.nan
-    rows["pred_learned_s"] = np.nan
-    rows[pred_col] = [fn(r) for r in rows.to_dict("records")]
-    inputs.__dict__["predictions"] = rows
+    """Pretend a model predicted ``fn(row)`` for every host row."""
+    for r in inputs.host_rows.to_dict("records"):
+        v = float(fn(r))
+        inputs._pred[int(r["measurement_id"])] = (
+            (v, math.nan) if pred_col == "pred_roofline_s" else (math.nan, v))
+    inputs.__dict__.pop("predictions", None)
 
 
 def test_choice_data_agrees_with_a_perfect_model(inputs):
@@ -246,6 +246,20 @@ def test_provenance_data(inputs):
     assert m["noisy"] == int(inputs.results["noisy"].sum())
     assert d["failed"]["status"].tolist() == ["runtime_failed"]
     assert d["versions"]["points"].sum() == len(inputs.results)
+
+
+def test_shape_labels_vectorized_match(inputs):
+    rows = inputs.host_rows
+    for op in ("spmm", "conv2d", "qgemm"):
+        sub = rows[rows["op"] == op]
+        assert list(S.shape_labels(sub, op)) == [S._shape_label(r, op)
+                                                 for r in sub.to_dict("records")]
+
+
+def test_accuracy_sample_is_bounded(inputs, monkeypatch):
+    monkeypatch.setattr(S, "ACCURACY_SAMPLE", 10)
+    inputs.__dict__.pop("predictions", None)
+    assert len(inputs.predictions) == 10
 
 
 def test_label_disables_mathtext():

@@ -41,7 +41,7 @@ the level below and 0.75x the level's capacity for the threads in use), DRAM's t
 over the points at >= 4x the last-level cache. Clock: a chain of dependent integer adds
 (1 cycle each). Theoretical peak = threads x clock x per-cycle rate from a small table of
 microarchitectures (vendor/family/model; sources in ``docs/characterize.md``). A time
-budget (quick ~10 s, full ~50 s) cuts the number of repeats (never below a minimum) when
+budget (quick ~8 s, full ~40 s) cuts the number of repeats (never below a minimum) when
 other processes slow the run down.
 """
 
@@ -80,9 +80,9 @@ _REQUIRED_KEYS = ("schema_version", "fingerprint", "created", "cpu", "caches", "
 #: ``budget_s`` bounds the run on a busy machine: once a phase has used its share, it stops
 #: after ``min_repeats`` rounds.
 _SETTINGS = {
-    False: {"repeats": 25, "min_repeats": 5, "budget_s": 50.0, "peak_s": 0.002,
-            "stream_s": 0.002, "per_octave": 3},
-    True: {"repeats": 11, "min_repeats": 3, "budget_s": 10.0, "peak_s": 0.002,
+    False: {"repeats": 21, "min_repeats": 3, "budget_s": 40.0, "peak_s": 0.002,
+            "stream_s": 0.002, "per_octave": 2},
+    True: {"repeats": 11, "min_repeats": 3, "budget_s": 8.0, "peak_s": 0.002,
            "stream_s": 0.001, "per_octave": 0},
 }
 
@@ -340,8 +340,9 @@ def _sweep_sizes(max_bytes: int, per_octave: int, wins: dict[str, tuple[float, f
 
 def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
                     bufs: dict[str, np.ndarray], deadline: float) -> list[dict[str, Any]]:
-    """One bandwidth sweep. Each sample is the second of two back-to-back calls (the first
-    brings the working set into the caches); repeats are interleaved over the sizes."""
+    """One bandwidth sweep. A sample with fewer than 8 passes is the second of two
+    back-to-back calls (the first brings the working set into the caches); repeats are
+    interleaved over the sizes."""
     from kernels_c import microbench as mb
 
     plans = []
@@ -355,7 +356,7 @@ def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
             arrays = {"a": bufs["a"][:n], "b": bufs["b"][:n], "c": bufs["c"][:n]}
         passes = max(1, math.ceil(cfg["stream_s"] * guess / size))
         guess = max(mb.stream(kind, passes=passes, threads=t, isa=isa, **arrays).bandwidth
-                    for _ in range(3))
+                    for _ in range(2))
         passes = max(1, math.ceil(cfg["stream_s"] * guess / size))
         plans.append(mb.plan_stream(kind, passes=passes, threads=t, isa=isa, **arrays))
     rates: list[list[float]] = [[] for _ in plans]
@@ -363,7 +364,8 @@ def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
         if r >= cfg["min_repeats"] and time.perf_counter() > deadline:
             break
         for i, plan in enumerate(plans):
-            plan.run()
+            if plan.params["passes"] < 8:  # else the first pass's misses are noise
+                plan.run()
             res = plan.run()
             n, passes = plan.params["n"], plan.params["passes"]
             if kind == "read" and not math.isclose(res.checksum, n * passes, rel_tol=1e-6):

@@ -50,7 +50,7 @@ class TimingConfig:
     cold : flush the caches before every timed call (``cache = "cold"``).
     flush_bytes : bytes written per flush; 0 = twice the last-level cache (>= 8 MiB).
     noisy_rel_iqr : IQR / median above which a point is flagged noisy.
-    pin : pin the process to ``threads`` CPUs while measuring (Linux).
+    pin : pin single-threaded measurements to one CPU (Linux; see :func:`pinned`).
     """
 
     target_rel_ci: float = 0.02
@@ -188,12 +188,15 @@ def summarize(samples: np.ndarray, config: TimingConfig, wall_s: float = 0.0) ->
 
 @contextlib.contextmanager
 def pinned(threads: int, enabled: bool = True) -> Iterator[None]:
-    """Restrict this process to ``threads`` of its allowed CPUs while inside the block.
+    """Pin the calling thread to one of its allowed CPUs while inside the block, when the
+    kernel runs on ``threads == 1`` thread.
 
-    Pinning keeps the scheduler from migrating the timed thread(s); the CPUs chosen are the
-    last ones allowed (CPU 0 takes most interrupts). No-op where unsupported.
+    Pinning keeps the scheduler from migrating the timed thread; the CPU chosen is the last
+    one allowed (CPU 0 takes most interrupts). Multi-threaded kernels are not pinned: a
+    thread pool (OpenMP, BLAS, torch) started while the caller is pinned inherits the
+    caller's mask and would keep it afterwards. No-op where unsupported.
     """
-    if not enabled or not hasattr(os, "sched_setaffinity"):
+    if not enabled or threads != 1 or not hasattr(os, "sched_setaffinity"):
         yield
         return
     before = os.sched_getaffinity(0)

@@ -26,8 +26,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -143,6 +145,53 @@ def _blas_threads(threads: int) -> Callable[[], contextlib.AbstractContextManage
     return lambda: threadpool_limits(limits=threads, user_api="blas")
 
 
+def _torch_threads(threads: int) -> Callable[[], contextlib.AbstractContextManager]:
+    @contextlib.contextmanager
+    def limit() -> Any:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+    return limit
+
+
+def _mkl_threads(threads: int) -> Callable[[], contextlib.AbstractContextManager]:
+    @contextlib.contextmanager
+    def limit() -> Any:
+        import sparse_dot_mkl
+
+        before = sparse_dot_mkl.mkl_set_num_threads_local(threads)
+        try:
+            yield
+        finally:
+            sparse_dot_mkl.mkl_set_num_threads_local(before)
+    return limit
+
+
+def _peer_missing(module: str) -> str | None:
+    """None when peer library ``module`` imports, else why not (peers are optional:
+    ``pip install -e '.[peers]'``)."""
+    import importlib
+    import os
+    import sys
+
+    if module == "sparse_dot_mkl" and not os.environ.get("MKL_RT"):
+        # pip's mkl puts libmkl_rt.so.N in the environment's lib/, which the loader does
+        # not search: point sparse_dot_mkl at it (as shared/reference/peers.md notes)
+        found = sorted(Path(sys.prefix, "lib").glob("libmkl_rt.so*"))
+        if found:
+            os.environ["MKL_RT"] = str(found[0])
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, or OSError from a missing shared library
+        return f"peer {module} unavailable ({type(exc).__name__}: {str(exc)[:120]})"
+    return None
+
+
 def _close_enough(out: np.ndarray, ref: np.ndarray, scale: np.ndarray, terms: int,
                   eps: float = float(np.finfo(np.float32).eps)) -> str | None:
     """None when |out - ref| <= tol * scale elementwise; else a short reason.
@@ -235,9 +284,15 @@ class SpmmOp(Op):
             "spmm_csr_f32": KernelSpec(True, dict(PARAMS)),
             "gemm_blas_f32": KernelSpec(False),
             "scipy_csr": KernelSpec(True, peer=True),
+            "torch_csr": KernelSpec(True, peer=True),
+            "mkl_csr": KernelSpec(True, peer=True),
         }
 
     kernels = property(lambda self: self._kernels())  # type: ignore[assignment]
+
+    def available(self, kernel: str) -> str | None:
+        return {"torch_csr": "torch", "mkl_csr": "sparse_dot_mkl"}.get(kernel) and \
+            _peer_missing({"torch_csr": "torch", "mkl_csr": "sparse_dot_mkl"}[kernel])
 
     def shape_from_layer(self, layer: Layer) -> dict[str, int] | None:
         if layer.kind == "conv" and layer.dims["groups"] != 1:
@@ -294,6 +349,31 @@ class SpmmOp(Op):
                 result[:] = [a @ b]
             return Prepared(run_scipy, run_scipy, lambda: result[0], "scipy", {},
                             2.0 * a.nnz * n)
+        if kernel == "torch_csr":
+            import torch
+
+            with warnings.catch_warnings():  # "beta state" / invariant-check notices
+                warnings.simplefilter("ignore", UserWarning)
+                ta = torch.sparse_csr_tensor(torch.from_numpy(a.indptr.astype(np.int64)),
+                                             torch.from_numpy(a.indices.astype(np.int64)),
+                                             torch.from_numpy(a.data), size=(m, k))
+            tb = torch.from_numpy(b)
+            held: list[Any] = []
+
+            def run_torch() -> None:
+                held[:] = [ta @ tb]
+            return Prepared(run_torch, run_torch, lambda: held[0].numpy(), "torch", {},
+                            2.0 * a.nnz * n, _torch_threads(threads))
+        if kernel == "mkl_csr":
+            from sparse_dot_mkl import dot_product_mkl
+
+            a_mat = sp.csr_matrix(a)
+            got: list[np.ndarray] = []
+
+            def run_mkl() -> None:
+                got[:] = [dot_product_mkl(a_mat, b)]
+            return Prepared(run_mkl, run_mkl, lambda: got[0], "mkl", {}, 2.0 * a.nnz * n,
+                            _mkl_threads(threads))
         raise ValueError(f"spmm has no kernel {kernel!r}; known: {sorted(self.kernels)}")
 
     def reference(self, inputs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:

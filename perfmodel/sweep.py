@@ -562,6 +562,9 @@ def run_sweep(spec: str | Path | dict[str, Any] | Spec,
         summary.wall_s = time.perf_counter() - started
         try:
             st.finish_run(run_id, status)
+        except Exception:  # never mask the interrupt / error that got us here
+            if status == "done":
+                raise
         finally:
             if st is not store:
                 st.close()

@@ -145,5 +145,5 @@ def test_pinned_restores_affinity():
         inside = os.sched_getaffinity(0)
         assert len(inside) == 1 and inside <= before
     assert os.sched_getaffinity(0) == before
-    with pinned(len(before) + 5):
+    with pinned(2):  # multi-threaded kernels are left to the scheduler
         assert os.sched_getaffinity(0) == before

@@ -30,7 +30,8 @@ def _home(tmp_path, monkeypatch):
 
 
 def tiny_spec(**block) -> dict:
-    base = {"op": "spmm", "shapes": [{"m": 7, "k": 13, "n": 3}, {"m": 1, "k": 17, "n": 16}],
+    base = {"op": "spmm", "kernels": ["spmm_csr_f32", "gemm_blas_f32", "scipy_csr"],
+            "shapes": [{"m": 7, "k": 13, "n": 3}, {"m": 1, "k": 17, "n": 16}],
             "sparsities": [0.5, 0.9], "patterns": ["random"]}
     base.update(block)
     return {"name": "tiny", **FAST, "block": [base]}
@@ -188,7 +189,7 @@ def test_spec_files_and_presets(tmp_path):
     yml = tmp_path / "s.yaml"
     yml.write_text("block:\n  - op: spmm\n    shapes: [{m: 3, k: 3, n: 3}]\n")
     spec = load_spec(yml)
-    assert spec.name == "s" and len(spec.points) == 3  # ours, scipy at sparsity 0; dense
+    assert spec.name == "s" and len(spec.points) == len(ops.get_op("spmm").kernels)
     sizes = {name: len(load_spec(name).points) for name in PRESETS}
     assert 50 <= sizes["quick"] < sizes["standard"] < sizes["full"]
     quick = load_spec("quick")
@@ -285,7 +286,7 @@ def test_cli_sweep_import_export(tmp_path, capsys):
 _KILL_SCRIPT = textwrap.dedent("""
     import sys
     import perfmodel
-    spec = {"name": "victim", "budget_s": 0.05, "min_samples": 50, "target_rel_ci": 0.001,
+    spec = {"name": "victim", "budget_s": 0.1, "min_samples": 50, "target_rel_ci": 0.001,
             "block": [{"op": "spmm", "kernels": ["spmm_csr_f32", "scipy_csr"],
                        "shapes": [{"m": 64, "k": 64, "n": 16}, {"m": 31, "k": 64, "n": 8}],
                        "sparsities": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]}]}
@@ -363,7 +364,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     spec_file = tmp_path / "s.toml"
     spec_file.write_text(textwrap.dedent("""
         name = "interrupted"
-        budget_s = 0.05
+        budget_s = 0.2
         min_samples = 50
         target_rel_ci = 0.001
         [[block]]
@@ -397,3 +398,14 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     assert cli.main(["sweep", str(spec_file), "--db", str(db), "--no-progress"]) == 0
     df = load_results(db)
     assert len(df) == 20 and df.point_key.is_unique and done < 20
+
+
+def test_optional_peers_run_or_are_counted_unavailable(tmp_path):
+    op = ops.get_op("spmm")
+    peers = ["torch_csr", "mkl_csr"]
+    missing = {k for k in peers if op.available(k) is not None}
+    summary = run_sweep(tiny_spec(kernels=peers), tmp_path / "r.db", progress=False)
+    df = load_results(tmp_path / "r.db")
+    assert summary.unavailable == 4 * len(missing)
+    assert set(df.kernel) == set(peers) - missing
+    assert (df.status == "ok").all(), df.error.tolist()

@@ -41,7 +41,8 @@ PARAMS: dict[str, tuple[int, ...]] = {
 #: aligning rounds the plane width up to the vector width; skip it beyond this waste
 _MAX_ALIGN_WASTE = 1.15
 _MAX_SHIFTED_COPIES = 8
-_L1_BUDGET_BYTES = 40 * 1024
+_L1_BUDGET_BYTES = 24 * 1024
+_MIN_NNZ_PER_BLOCK = 16
 _DEFAULT_TILE = {"portable": 8, "avx2": 12, "avx512": 24}
 _INT32_MAX = 2**31 - 1
 
@@ -172,15 +173,19 @@ def _n_shift(geo: ConvGeometry, align: int) -> int:
     return -(-geo.s // geo.stride) if align else 1
 
 
-def default_params(geo: ConvGeometry, isa: str | None = None) -> dict[str, int]:
+def default_params(geo: ConvGeometry, isa: str | None = None,
+                   density: float = 1.0) -> dict[str, int]:
     """Default blocking for a convolution.
 
     Register tile: the flattened output plane (Ho rows of the phase-plane width, V vectors)
     is covered by tiles of nv <= 24 (avx512) / 12 (avx2) / 8 (portable) vectors minimizing
     ceil(V / nv) * (nv + 3), the per-nonzero cost of FMAs plus loop overhead. Channel
     block: as many input channels as keep the input one register tile reads (all kernel
-    rows, phases and shifted copies) within 40 KiB of L1.
-    Output channels per task: 8.
+    rows, phases and shifted copies) within 24 KiB (half of a 48 KiB L1, leaving room for
+    the accumulator tiles and weights), but at least enough that an output channel has ~16
+    expected nonzeros per block (``density`` = nnz / weight size): each block reloads and
+    stores the register tile, which very sparse weights do not amortize. Output channels per
+    task: 32 (at most O / 4), so each L1-resident input block is reused by many filters.
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
@@ -197,9 +202,10 @@ def default_params(geo: ConvGeometry, isa: str | None = None) -> dict[str, int]:
     per_channel = 4 * st * st * (nv * vw + ((geo.r - 1) // st) * wq + (geo.s - 1) // st + 1)
     per_channel *= _n_shift(geo, align)
     cg = geo.c // geo.groups
-    c_block = max(1, _L1_BUDGET_BYTES // per_channel)
-    return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block), "o_block": 8,
-            "align": align}
+    c_block = max(1, _L1_BUDGET_BYTES // per_channel,
+                  math.ceil(_MIN_NNZ_PER_BLOCK / max(density * geo.r * geo.s, 1e-9)))
+    return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block),
+            "o_block": max(1, min(32, geo.o // 4)), "align": align}
 
 
 def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
@@ -295,7 +301,7 @@ class SparseConv2d:
         self.relu = bool(relu)
         level, self._isa_id = _isa.resolve(isa, IMPLEMENTED)
         self.isa = level
-        full = default_params(geo, level)
+        full = default_params(geo, level, csr.nnz / max(1, csr.shape[0] * csr.shape[1]))
         full.update(_check_params(params, level))
         cb = full["c_block"] if 0 < full["c_block"] < cg else cg
         full["o_block"] = min(full["o_block"], o)

@@ -68,3 +68,64 @@ def test_report_with_missing_store_still_written(home, tmp_path, bad, capsys):
     out = tmp_path / "r.html"
     assert main(["report", "--db", bad, "-o", str(out), "--targets", "host"]) == 0
     assert "no results store" in out.read_text()
+
+
+class _Summary:
+    measured, skipped, unavailable, noisy = 0, 151, 0, 0
+
+
+@pytest.mark.slow
+def test_run_main_job_and_rerun_reuse(filled_home, monkeypatch, capsys):
+    """``perfmodel run`` with characterize and the sweep replaced (they measure this CPU);
+    fit, evaluate and report are real, on the fixture store. The rerun reuses them."""
+    import perfmodel
+    import perfmodel.characterize as C
+
+    from .fixture_store import FINGERPRINT
+
+    calls: list[str] = []
+    monkeypatch.setattr(C, "characterize", lambda **kw: calls.append("characterize"))
+    monkeypatch.setattr(perfmodel, "sweep",
+                        lambda preset, **kw: calls.append(f"sweep {preset}") or _Summary())
+    args = ["run", "--targets", "host"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(filled_home / "report.html")
+    assert calls == ["characterize", "sweep quick"]
+    assert "model fitted on" in err and "held-out evaluation" in err
+    for name in ("model.json", "evaluation.json", "report.html"):
+        assert (filled_home / name).is_file(), name
+    html = (filled_home / "report.html").read_text()
+    body = html.split('<section id="accuracy"')[1].split("</section>")[0]
+    assert "leave-shape-out" in body and 'data-status="ok"' in body
+
+    # rerun: the profile describes this CPU now, nothing new was measured
+    monkeypatch.setattr(C, "fingerprint", lambda cpu, caches: FINGERPRINT)
+    calls.clear()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert calls == ["sweep quick"]
+    assert "host profile reused" in err and "model reused" in err
+    assert "evaluation reused" in err
+
+
+def test_run_failing_step_still_writes_the_report(filled_home, monkeypatch, capsys):
+    import perfmodel
+    import perfmodel.characterize as C
+
+    from .fixture_store import FINGERPRINT
+
+    monkeypatch.setattr(C, "fingerprint", lambda cpu, caches: FINGERPRINT)
+
+    def broken(*a, **k):
+        raise RuntimeError("sweep exploded")
+
+    monkeypatch.setattr(perfmodel, "sweep", broken)
+    import reports._cli as cli
+    monkeypatch.setattr(cli, "_step_fit", lambda db: "skipped in this test")
+    monkeypatch.setattr(cli, "_step_evaluate", lambda db: "skipped in this test")
+    assert main(["run", "--targets", "host"]) == 1
+    out, err = capsys.readouterr()
+    assert "[sweep] FAILED: RuntimeError: sweep exploded" in err
+    assert "failed steps: sweep" in err
+    assert out.strip() == str(filled_home / "report.html")

@@ -160,12 +160,20 @@ static void conv_task(const conv_direct_sparse_f32_args *a, tile_fn tile, int vw
         const float *pl = scr + (o - o0) * pa;
         float *dst = a->out + (n * a->o + o) * ho * wo;
         const float b = a->bias ? a->bias[o] : 0.0f;
-        for (int64_t y = 0; y < ho; ++y)
-            for (int64_t x = 0; x < wo; ++x) {
-                float v = pl[y * wq + x] + b;
-                if (a->relu && v < 0.0f) v = 0.0f;
-                dst[y * wo + x] = v;
-            }
+        /* branch-free inner loops so that the compiler vectorizes them */
+        if (a->relu) {
+            for (int64_t y = 0; y < ho; ++y)
+                for (int64_t x = 0; x < wo; ++x) {
+                    const float v = pl[y * wq + x] + b;
+                    dst[y * wo + x] = v < 0.0f ? 0.0f : v;
+                }
+        } else if (a->bias) {
+            for (int64_t y = 0; y < ho; ++y)
+                for (int64_t x = 0; x < wo; ++x) dst[y * wo + x] = pl[y * wq + x] + b;
+        } else {
+            for (int64_t y = 0; y < ho; ++y)
+                memcpy(dst + y * wo, pl + y * wq, (size_t)wo * sizeof(float));
+        }
     }
 }
 

@@ -511,11 +511,21 @@ class QgemmOp(Op):
             PARAMS, GROUP_SIZES = {}, ()
         return {"gemm_u8s8_acc32": KernelSpec(False, dict(PARAMS)),
                 "gemm_s4s8_acc32": KernelSpec(False, {**PARAMS, "group_size": GROUP_SIZES}),
-                "gemm_blas_f32": KernelSpec(False)}
+                "gemm_blas_f32": KernelSpec(False),
+                "torch_fbgemm_u8s8": KernelSpec(False, peer=True)}
 
     kernels = property(lambda self: self._kernels())  # type: ignore[assignment]
 
     def available(self, kernel: str) -> str | None:
+        if kernel == "torch_fbgemm_u8s8":
+            missing = _peer_missing("torch")
+            if missing:
+                return missing
+            import torch
+
+            if "fbgemm" not in torch.backends.quantized.supported_engines:
+                return "torch was built without the fbgemm quantized engine"
+            return None
         try:
             import kernels_c.quant  # noqa: F401
         except ImportError as exc:
@@ -564,6 +574,8 @@ class QgemmOp(Op):
             plan = plan_gemm(inputs["x"], inputs["wt"], threads=threads)
             return Prepared(plan, plan.run, _plan_output(plan), "blas", {}, flops,
                             _blas_threads(threads))
+        if kernel == "torch_fbgemm_u8s8":
+            return self._prepare_torch(inputs, threads, flops)
         if kernel not in self._BITS:
             raise ValueError(f"qgemm has no kernel {kernel!r}; known: {sorted(self.kernels)}")
         from kernels_c.quant import plan_qgemm
@@ -582,6 +594,35 @@ class QgemmOp(Op):
         return Prepared(plan, plan.run, _plan_output(plan), plan.isa, full, flops,
                         columns=columns)
 
+    def _prepare_torch(self, inputs: dict[str, Any], threads: int, flops: float) -> Prepared:
+        """FBGEMM through PyTorch, static quantization, weights prepacked once, uint8 out
+        (``torch.ops.quantized.linear``, as in shared/reference/peers.md)."""
+        import torch
+
+        torch.backends.quantized.engine = "fbgemm"
+        qw = self._weights(inputs, 8, 0)  # same int8 per-channel weights as ours
+        inputs["last_weights"] = (8, 0)
+        with warnings.catch_warnings():  # quantized tensor creation is deprecated in torch
+            warnings.simplefilter("ignore", UserWarning)
+            xq = torch.quantize_per_tensor(torch.from_numpy(inputs["x"]), inputs["x_scale"],
+                                           inputs["x_zero_point"], torch.quint8)
+            wq = torch.quantize_per_channel(
+                torch.from_numpy(inputs["w"]), torch.from_numpy(qw.scales.astype(np.float64)),
+                torch.zeros(qw.shape[0], dtype=torch.long), 0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(wq, None)
+        # output range from the float product: the uint8 output keeps 8 bits of it
+        y = inputs["x"] @ inputs["wt"]
+        lo, hi = min(float(y.min(initial=0.0)), 0.0), max(float(y.max(initial=0.0)), 0.0)
+        out_scale = max((hi - lo) / 255.0, 1e-8)
+        out_zp = int(min(max(round(-lo / out_scale), 0), 255))
+        inputs["out_scale"] = out_scale
+        held: list[Any] = []
+
+        def run() -> None:
+            held[:] = [torch.ops.quantized.linear(xq, packed, out_scale, out_zp)]
+        return Prepared(run, run, lambda: held[0].dequantize().numpy(), "fbgemm", {}, flops,
+                        _torch_threads(threads), {"bits": 8})
+
     def reference(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return inputs["refs"]  # filled per weight format by check()
 
@@ -597,11 +638,20 @@ class QgemmOp(Op):
             b = qw.dequantize().astype(np.float64).T
             # exact int32 sums; rounding only in the fp32 scaling (and int4 group sums)
             terms = 1 if bits == 8 else -(-a.shape[1] // max(group, 1))
-        key = (kernel, id(out))
+        key = (kernel == "gemm_blas_f32", inputs.get("last_weights"))
         if key not in ref:
             ref.clear()  # one entry at a time: large shapes have large references
             ref[key] = (a @ b, np.abs(a) @ np.abs(b))
         value, scale = ref[key]
+        if kernel == "torch_fbgemm_u8s8":
+            # uint8 output: rounding to the step, ties and the range's clamp at the edges
+            # (the range comes from the float product) move a value by at most one step
+            out = np.asarray(out, dtype=np.float64)
+            step = inputs["out_scale"]
+            bad = np.abs(out - value) > step * (1 + 1e-6) + 1e-4 * scale
+            if bad.any():
+                return f"{int(bad.sum())} of {bad.size} uint8 outputs off by more than a step"
+            return None
         return _close_enough(np.asarray(out), value, scale, max(terms, 4))
 
 

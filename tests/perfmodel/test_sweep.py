@@ -409,3 +409,12 @@ def test_optional_peers_run_or_are_counted_unavailable(tmp_path):
     assert summary.unavailable == 4 * len(missing)
     assert set(df.kernel) == set(peers) - missing
     assert (df.status == "ok").all(), df.error.tolist()
+    q = {"name": "q", **FAST, "block": [{"op": "qgemm", "kernels": ["torch_fbgemm_u8s8"],
+                                          "shapes": [{"m": 3, "n": 7, "k": 13},
+                                                     {"m": 16, "n": 64, "k": 100}]}]}
+    summary = run_sweep(q, tmp_path / "q.db", progress=False)
+    if ops.get_op("qgemm").available("torch_fbgemm_u8s8") is None:
+        assert summary.status == {"ok": 2}
+        assert (load_results(tmp_path / "q.db").bits == 8).all()
+    else:
+        assert summary.unavailable == 2

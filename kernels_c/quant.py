@@ -49,9 +49,9 @@ PARAMS: dict[str, tuple[int, ...]] = {
     "mc": (24, 48, 96, 192, 384, 768),
     "nc": (0, 64, 128, 256, 512, 1024),
     # compile-time (variant cache): software prefetch distance into packed B, bytes; 0 = off
-    "pf_dist": (0, 1024, 2048, 4096, 8192),
+    "pf_dist": (0, 2048, 4096, 8192, 16384),
 }
-DEFAULT_PF_DIST = 4096
+DEFAULT_PF_DIST = 8192
 _L2_A_BYTES = 256 * 1024
 INT32_MAX = 2**31 - 1
 _OUT_INT32, _OUT_F32, _OUT_U8 = 0, 1, 2

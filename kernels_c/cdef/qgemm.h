@@ -39,12 +39,15 @@
  *                clamp to [relu ? out_zp : 0, 255]. Round half to even.
  *
  * Blocking (qgemm_blocking): mr x nr is the register tile (fixed per path and bits; the
- * kernel writes the values it used back into blk), mc rows of A and nc columns of B per
+ * kernel writes the values it used back into blk): avx512_vnni int8 6 x 64, int4 6 x 64
+ * (tiles of 4-6 rows run as two 32-column halves), avx2 6 x 16 (int4 2 x 16), portable
+ * 4 x 16. The rows of a block are split evenly over tiles. mc rows of A and nc columns of B per
  * cache block; the full K is one block (kc must be 0), so a B panel (K x nr bytes) is
  * reused from L1/L2 across the mc rows and an A block (mc x K) from L2 across the panels.
  * Invariants: mc >= 1 (rounded up to a multiple of mr), nc = 0 (all) or a multiple of nr.
  * Threads split the (M blocks x N blocks) grid; N blocks are narrowed when there are fewer
- * blocks than threads.
+ * blocks than threads. Compile-time: QG_PF_DIST, bytes of software prefetch ahead in the
+ * packed B stream (0 = off; default 8192; kernels_c.quant PARAMS["pf_dist"]).
  */
 typedef struct {
     int mr;

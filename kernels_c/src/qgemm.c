@@ -22,7 +22,7 @@
  * contiguous stream per thread; at small M it arrives from DRAM, where the hardware
  * prefetcher stops at every 4 KiB page and page walks are not overlapped. */
 #ifndef QG_PF_DIST
-#define QG_PF_DIST 4096
+#define QG_PF_DIST 8192
 #endif
 #define QG_PF_B(P)                                                                           \
     do {                                                                                     \

@@ -38,7 +38,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = write_report(args.output, args.db, targets=_targets(args.targets),
                        network=args.network, tuning_storage=args.tuning_storage,
-                       model_file=args.model, evaluation_file=args.evaluation)
+                       model_file=args.model, evaluation_file=args.evaluation,
+                       tune_eval_file=args.tune_eval)
     _say(f"report written in {time.perf_counter() - start:.1f} s")
     print(out)
     return 0
@@ -182,6 +183,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "$PERFMODEL_HOME/evaluation.json)")
     p.add_argument("--tuning-storage", help="Optuna storage URL of the tuner studies "
                                             "(default: $PERFMODEL_HOME/tuner.db if present)")
+    p.add_argument("--tune-eval", type=Path,
+                   help="strategy comparison CSV (`perfmodel tune-eval --csv FILE`; default: "
+                        "$PERFMODEL_HOME/tune-eval.csv if present)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("run", help="the main job: characterize, quick sweep, fit, report",

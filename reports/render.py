@@ -82,6 +82,7 @@ def build_report(store: Any = None, *, targets: Sequence[str] | None = None,
                  host_profile: Any = None, model_file: str | os.PathLike | None = None,
                  network: str = "resnet50", tuning_storage: str | None = None,
                  evaluation_file: str | os.PathLike | None = None,
+                 tune_eval_file: str | os.PathLike | None = None,
                  title: str | None = None) -> str:
     """Collect, build every section and render: the report as an HTML string.
 
@@ -90,7 +91,7 @@ def build_report(store: Any = None, *, targets: Sequence[str] | None = None,
     """
     inputs = collect(store, targets=targets, host_profile=host_profile,
                      model_file=model_file, network=network, tuning_storage=tuning_storage,
-                     evaluation_file=evaluation_file)
+                     evaluation_file=evaluation_file, tune_eval_file=tune_eval_file)
     try:
         return render_html(build_sections(inputs), inputs, title=title)
     finally:

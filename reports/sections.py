@@ -135,6 +135,7 @@ class Inputs:
     tuning_storage: str | None = None
     model_file: Path | None = None
     evaluation_file: Path | None = None
+    tune_eval_file: Path | None = None
     generated: str = ""
     problems: dict[str, str] = field(default_factory=dict)
     #: measurement_id -> (roofline, learned) predicted seconds
@@ -264,7 +265,8 @@ def collect(store: Any = None, *, targets: Sequence[str] | None = None,
             host_profile: dict[str, Any] | str | os.PathLike | None = None,
             model_file: str | os.PathLike | None = None, network: str = DEFAULT_NETWORK,
             tuning_storage: str | None = None,
-            evaluation_file: str | os.PathLike | None = None) -> Inputs:
+            evaluation_file: str | os.PathLike | None = None,
+            tune_eval_file: str | os.PathLike | None = None) -> Inputs:
     """Gather the report's inputs; never raises for missing parts (see ``problems``).
 
     Parameters
@@ -277,6 +279,8 @@ def collect(store: Any = None, *, targets: Sequence[str] | None = None,
     tuning_storage : Optuna storage URL of the tuner's studies (default: the tuner's
         SQLite file ``tuner.db`` in the data folder, when it exists).
     evaluation_file : held-out evaluation JSON (default :func:`evaluation_path`).
+    tune_eval_file : strategy comparison CSV of ``perfmodel tune-eval --csv`` (default
+        ``tune-eval.csv`` in the data folder).
     """
     from perfmodel import _paths
 
@@ -322,6 +326,8 @@ def collect(store: Any = None, *, targets: Sequence[str] | None = None,
                   model_file=Path(model_file) if model_file else _paths.model_path(),
                   evaluation_file=Path(evaluation_file) if evaluation_file
                   else evaluation_path(),
+                  tune_eval_file=Path(tune_eval_file) if tune_eval_file
+                  else _paths.data_dir() / "tune-eval.csv",
                   generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                   problems=problems)
 
@@ -1199,6 +1205,19 @@ def study_curves(storage: str) -> dict[str, Any]:
     return out
 
 
+def tune_eval_table(path: Path | None) -> pd.DataFrame | None:
+    """The strategy comparison of ``perfmodel tune-eval --csv FILE`` (one row per problem
+    and strategy: median evaluations to within 5 % of the exhaustive optimum), or None."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except Exception:
+        return None
+    need = {"problem", "strategy", "median_evals"}
+    return df if need <= set(df.columns) and len(df) else None
+
+
 def section_tuning(inputs: Inputs) -> Section:
     sec = Section("tuning", "7. Tuning",
                   "Tuner studies: the best time found so far against the trial number, and "
@@ -1238,8 +1257,28 @@ def section_tuning(inputs: Inputs) -> Section:
                   float(np.median(v))} for k, v in strat.items()]),
                 "Strategies compared: trials each needed to get within 5 % of its final "
                 "best (median over studies)."))
-        else:
-            sec.missing.append("strategy comparison: studies carry no strategy attribute")
+    ev = tune_eval_table(inputs.tune_eval_file)
+    sec.data["tune_eval"] = ev
+    if ev is not None:
+        problems = list(dict.fromkeys(ev["problem"].astype(str)))
+        series = {}
+        for strat, g in ev.groupby("strategy", sort=False):
+            by = dict(zip(g["problem"].astype(str), g["median_evals"], strict=True))
+            series[str(strat)] = [float(by.get(p, math.nan)) for p in problems]
+        sec.figures.append(Figure(
+            F.bar_plot(problems, series, "trials to within 5 % of the optimum",
+                       "median evaluations", ref_line=None),
+            "Simulated tuning (replayed exhaustive sweeps, `perfmodel tune-eval`): median "
+            "number of evaluations each strategy needs to get within 5 % of the exhaustive "
+            "optimum, per problem. Lower is better; read whether the model-guided strategy "
+            "beats random and plain TPE on every problem.", "tuning strategies compared"))
+        sec.tables.append(Table.from_frame(ev, f"Strategy comparison ({inputs.tune_eval_file})"
+                                               ": evaluations over seeds (median, quartiles)"
+                                               ", fraction of seeds that reached the target."))
+    elif not any(c["strategy"] for c in curves.values()):
+        sec.missing.append(f"strategy comparison: no `perfmodel tune-eval --csv "
+                           f"{inputs.tune_eval_file}` results and no studies with a strategy "
+                           f"attribute")
     if len(tuned):
         sec.tables.append(Table.from_frame(tuned, "Tuned configurations in the store (what "
                                                   "best_config answers as “tuned”)."))

@@ -265,3 +265,36 @@ def test_accuracy_sample_is_bounded(inputs, monkeypatch):
 def test_label_disables_mathtext():
     assert F.label("a$b$c") == r"a\$b\$c"
     assert len(F.label("x" * 100, 20)) == 20
+
+
+def test_tuning_section_with_studies_and_tune_eval(filled_home):
+    import optuna
+
+    url = f"sqlite:///{filled_home / 'tuner.db'}"
+    for name, strategy, values in (("a", "random", [4.0, 3.0, 2.0, 1.0]),
+                                   ("b", "model", [1.04, 1.0, 1.0])):
+        study = optuna.create_study(study_name=name, storage=url)
+        study.set_user_attr("strategy", strategy)
+        for v in values:
+            study.add_trial(optuna.trial.create_trial(value=v, params={}, distributions={}))
+    pd.DataFrame({"problem": ["m1 n1 k1 s0.9"] * 2, "strategy": ["random", "model"],
+                  "median_evals": [30.0, 9.0], "reached": [1.0, 1.0]}
+                 ).to_csv(filled_home / "tune-eval.csv", index=False)
+    inp = S.collect(targets=["host"])
+    try:
+        sec = S.section_tuning(inp)
+    finally:
+        inp.store.close()
+    assert sec.status == "ok", sec.missing
+    assert set(sec.data["studies"]) == {"a", "b"}
+    assert len(sec.figures) == 2     # best-so-far curves, tune-eval bars
+    strat = next(t for t in sec.tables if t.columns[0] == "strategy")
+    rows = {r[0]: r[2] for r in strat.rows}
+    assert rows == {"random": 4.0, "model": 1.0}     # trials to within 5 % of final best
+    assert any("tune-eval" in t.caption for t in sec.tables)
+
+
+def test_tuning_section_without_studies(home):
+    sec = S.section_tuning(S.collect(targets=["host"]))
+    assert sec.status == "no data"
+    assert any("perfmodel tune" in m for m in sec.missing)

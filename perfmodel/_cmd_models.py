@@ -137,7 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train the learned model on this machine's measurements")
     p.add_argument("--db", help="results store (path or URL; default: the default store)")
     p.add_argument("-o", "--output", help="model file (default: $PERFMODEL_HOME/model.json)")
-    p.add_argument("--max-iter", type=int, default=400, help="boosting iterations")
+    p.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
     p.add_argument("--cv-folds", type=int, default=3,
                    help="leave-shape-out folds for the uncertainty estimate (0: in-sample)")
     p.add_argument("--all-machines", action="store_true",
@@ -152,7 +152,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    choices=("random", "leave-shape-out", "leave-sparsity-out"),
                    help="repeatable; default: all three")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--max-iter", type=int, default=400, help="boosting iterations")
+    p.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
     p.add_argument("--json", help="also write the metrics as JSON to this file")
     p.add_argument("--all-machines", action="store_true")
     p.set_defaults(func=_cmd_evaluate)

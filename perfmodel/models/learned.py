@@ -26,7 +26,7 @@ import pandas as pd
 from ..targets import Target
 from ._problem import from_row
 from .base import PerfModel, check_is_fitted, ok_rows
-from .roofline import FAMILIES, RooflineModel
+from .roofline import FAMILIES, RooflineModel, footprint
 
 __all__ = ["FEATURE_SCHEMA_VERSION", "LearnedModel", "load_calibration"]
 
@@ -41,12 +41,13 @@ BASE_FEATURES: tuple[str, ...] = (
     *(f"family_{f}" for f in FAMILIES),
     "machine_log10_fp32", "machine_log10_int8", "machine_log10_bw", "machine_log2_llc",
     "roof_log10_bound", "roof_log2_comp_over_mem", "roof_log2_intensity",
+    "ws_log2_over_l2", "ws_log2_over_llc", "cache_cold",
 )
 #: problem features checked for extrapolation
 RANGE_FEATURES = ("log2_m", "log2_n", "log2_k", "density", "threads")
 _PROBLEM_COLS = ("op", "kernel", "params", "threads", "m", "n", "k", "c", "h", "w", "o", "r",
                  "s", "stride", "padding", "batch", "bits", "sparsity", "density", "nnz",
-                 "pattern")
+                 "pattern", "cache")
 
 
 def _schema_hash(kernels: list[str], params: list[str]) -> str:
@@ -94,6 +95,14 @@ class _Featurizer:
                    math.log10(t.main_memory().bandwidth.value),
                    math.log2(max(sizes)) if sizes else 0.0]
 
+    def _sizes(self, threads: int | None) -> tuple[float, float]:
+        """(L2 per core, last-level cache) bytes of the target (1 MiB / 32 MiB if unknown)."""
+        t = self._roof._target(threads)
+        named = {lv.name: lv.size_bytes for lv in t.memory if lv.size is not None}
+        l2 = named.get("L2", 2.0**21) / (max(t.cores.value, 1.0) if t.device == "cpu" else 1)
+        llc = max(named.values()) if named else 2.0**25
+        return max(l2, 1.0), max(llc, 1.0)
+
     def row(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
         """Feature vector and the roofline bound (seconds) of one row."""
         p = from_row(rec)
@@ -119,6 +128,10 @@ class _Featurizer:
              math.log10(bound), math.log2(max(t_comp, 1e-30) / max(t_m, 1e-30)),
              math.log2(ops / max(sum(1.0 for _ in t_mem), 1.0) / max(t_m, 1e-30) / 1e9
                        if t_m > 0 else 1.0)]
+        ws = max(footprint(fam, p), 1.0)
+        sizes = self._sizes(threads)
+        x += [math.log2(ws / sizes[0]), math.log2(ws / sizes[1]),
+              float(str(rec.get("cache") or "warm") == "cold")]
         x += [float(kernel == k) for k in self.kernels]
         params = rec.get("params") or {}
         if isinstance(params, str):
@@ -209,23 +222,25 @@ class LearnedModel(PerfModel):
 
     Parameters
     ----------
-    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization :
-        passed to ``sklearn.ensemble.HistGradientBoostingRegressor``.
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization, loss :
+        passed to ``sklearn.ensemble.HistGradientBoostingRegressor`` (``loss`` on
+        log(time / bound): ``"absolute_error"`` fits the median, robust to noisy points).
     random_state : int, seed of the regressor.
     target : str, the machine the training rows come from (``"host"``).
     """
 
     name = "learned"
 
-    def __init__(self, *, max_iter: int = 400, learning_rate: float = 0.08,
-                 max_leaf_nodes: int = 31, min_samples_leaf: int = 4,
-                 l2_regularization: float = 1e-3, random_state: int = 0,
-                 target: str = "host") -> None:
+    def __init__(self, *, max_iter: int = 300, learning_rate: float = 0.05,
+                 max_leaf_nodes: int = 15, min_samples_leaf: int = 8,
+                 l2_regularization: float = 1e-3, loss: str = "absolute_error",
+                 random_state: int = 0, target: str = "host") -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
+        self.loss = loss
         self.random_state = random_state
         self.target = target
 
@@ -252,12 +267,16 @@ class LearnedModel(PerfModel):
         est = HistGradientBoostingRegressor(
             max_iter=self.max_iter, learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
-            l2_regularization=self.l2_regularization, random_state=self.random_state,
-            early_stopping=False)
+            l2_regularization=self.l2_regularization, loss=self.loss,
+            random_state=self.random_state, early_stopping=False)
         # one thread: the sets are small, and OpenMP on a loaded machine costs ~20x
         from threadpoolctl import threadpool_limits
+        # every kernel weighs the same in total: dense baselines are measured once per
+        # shape, sparse kernels at every sparsity and parameter set
+        counts = rows["kernel"].astype(str).map(rows["kernel"].astype(str).value_counts())
+        weight = (len(rows) / counts.nunique() / counts).to_numpy(dtype=np.float64)
         with threadpool_limits(1):
-            est.fit(x, y)
+            est.fit(x, y, sample_weight=weight)
         self.forest_ = _Forest.from_sklearn(est)
         with threadpool_limits(1):
             reference = est.predict(x)
@@ -318,7 +337,7 @@ class LearnedModel(PerfModel):
             "target": self.target,
             "hyperparameters": {k: getattr(self, k) for k in (
                 "max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf",
-                "l2_regularization", "random_state")},
+                "l2_regularization", "loss", "random_state")},
             "forest": self.forest_.to_json(),
             "roofline": {"factors": self.roofline_.factors_,
                          "source": self.roofline_.calibration_source_},

@@ -108,8 +108,13 @@ def test_perfect_predictions_score_perfectly(data):
 
 
 def test_evaluate_held_out(data):
-    report = evaluate(lambda: LearnedModel(max_iter=60), data, n_folds=4)
-    assert set(report) == {"random", "leave-shape-out", "leave-sparsity-out"}
+    data = data.copy()
+    data.loc[::7, "noisy"] = True
+    report = evaluate(lambda: LearnedModel(max_iter=120, learning_rate=0.1), data, n_folds=4)
+    assert set(report) == {"random", "leave-shape-out", "leave-sparsity-out",
+                           "random/converged", "leave-shape-out/converged",
+                           "leave-sparsity-out/converged"}
+    assert report["random/converged"]["rows"] == int((~data["noisy"]).sum())
     shape = report["leave-shape-out"]
     assert shape["rows"] == len(data)
     # the synthetic machine is learnable: held-out errors stay small

@@ -28,7 +28,7 @@ thread counts as strings, ``"1"`` … ``str(cores)``):
 - ``run``: ``quick, duration_s, repeats, threads, isa``.
 
 Method. Peaks: :func:`kernels_c.microbench.peak` with enough independent accumulator
-chains to fill every FMA/dot-product pipe, many short samples (~2 ms, below a scheduler
+chains to fill every FMA/dot-product pipe, many short samples (0.5-2 ms, below a scheduler
 time slice, so that on a shared machine most samples run undisturbed), median, IQR and
 best, a clock sample taken next to every peak sample, repeats interleaved over all points.
 A sample's rate is the sum of the threads' own rates (``PeakResult.thread_rate``): the
@@ -74,16 +74,16 @@ _REQUIRED_KEYS = ("schema_version", "fingerprint", "created", "cpu", "caches", "
                   "bandwidth", "levels", "theoretical")
 
 #: per-mode settings: repeats per point, seconds per peak sample / stream sample, and points
-#: per octave of the bandwidth sweep (quick: one point per level). Samples are short (~2 ms,
-#: below a scheduler time slice) and many: on a machine shared with other processes most
+#: per octave of the bandwidth sweep (quick: one point per level). Samples are short (0.5-2
+#: ms, below a scheduler time slice) and many: on a machine shared with other processes most
 #: samples then run undisturbed and the median is the machine's rate, not the load's.
 #: ``budget_s`` bounds the run on a busy machine: once a phase has used its share, it stops
 #: after ``min_repeats`` rounds.
 _SETTINGS = {
-    False: {"repeats": 21, "min_repeats": 3, "budget_s": 40.0, "peak_s": 0.002,
-            "stream_s": 0.002, "per_octave": 2},
-    True: {"repeats": 11, "min_repeats": 3, "budget_s": 8.0, "peak_s": 0.002,
-           "stream_s": 0.001, "per_octave": 0},
+    False: {"repeats": 21, "peak_repeats": 41, "min_repeats": 3, "budget_s": 40.0,
+            "peak_s": 0.0005, "stream_s": 0.0015, "per_octave": 2},
+    True: {"repeats": 11, "peak_repeats": 21, "min_repeats": 3, "budget_s": 8.0,
+           "peak_s": 0.0005, "stream_s": 0.001, "per_octave": 0},
 }
 
 
@@ -283,7 +283,7 @@ def _measure_peaks(kind: str, paths: list[str], counts: list[int], cfg: dict,
             plans[(path, t)].run()  # warm-up
     rates: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
     hz: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
-    for r in range(cfg["repeats"]):
+    for r in range(cfg["peak_repeats"]):
         if r >= cfg["min_repeats"] and time.perf_counter() > deadline:
             break
         for key, plan in plans.items():
@@ -535,7 +535,8 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
         "level_windows": level_windows,
         "theoretical": theoretical,
         "run": {"quick": quick, "duration_s": round(time.perf_counter() - start, 2),
-                "repeats": cfg["repeats"], "threads": counts, "isa": top,
+                "repeats": cfg["repeats"], "peak_repeats": cfg["peak_repeats"],
+                "threads": counts, "isa": top,
                 "stream_isa": stream_isa, "max_bytes": max_bytes,
                 "loadavg_before": load_before, "loadavg_after": _loadavg()},
     }

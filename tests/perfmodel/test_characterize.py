@@ -19,7 +19,8 @@ def _shrink(mp, home):
     """Few repeats and short samples; the profile goes to a temporary PERFMODEL_HOME."""
     mp.setenv("PERFMODEL_HOME", str(home))
     for quick in (False, True):
-        small = dict(ch._SETTINGS[quick], repeats=3, peak_s=0.0005, stream_s=0.0002)
+        small = dict(ch._SETTINGS[quick], repeats=3, peak_repeats=3, peak_s=0.0002,
+                     stream_s=0.0002)
         mp.setitem(ch._SETTINGS, quick, small)
 
 

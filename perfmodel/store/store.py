@@ -46,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from .. import _context
 from .._paths import default_store_path
@@ -214,7 +215,12 @@ class Store:
             yield conn
 
     def _prepare(self, create: bool) -> None:
-        names = set(inspect(self.engine).get_table_names())
+        try:
+            names = set(inspect(self.engine).get_table_names())
+        except OperationalError as exc:
+            reason = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+            raise StoreError(f"cannot open store {self.url}: "
+                             f"{reason[0] if reason else type(exc).__name__}") from exc
         if "schema_version" not in names:
             ours = {t.name for t in T.metadata.sorted_tables}
             if names & ours:

@@ -247,6 +247,8 @@ def test_open_store_normalizes_every_form(tmp_path):
         open_store(tmp_path / "missing.db", create=False)
     with pytest.raises(StoreError, match="unsupported store URL"):
         open_store("mysql://u@h/db")
+    with pytest.raises(StoreError, match="cannot open store postgresql"):
+        open_store("postgresql+psycopg2://nobody@127.0.0.1:1/none?connect_timeout=2")
     with pytest.raises(StoreError, match="is a directory"):
         open_store(tmp_path)
 

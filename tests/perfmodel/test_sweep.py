@@ -252,7 +252,7 @@ def test_dlmc_folder_gives_real_points():
     assert p.dims["n"] == 3136  # from rn50_batchsizes.txt
 
 
-def test_cli_sweep_import_export(tmp_path, capsys):
+def test_cli_sweep_import_export(tmp_path, capsys, store_url):
     spec_file = tmp_path / "tiny.toml"
     spec_file.write_text(textwrap.dedent("""
         name = "cli"
@@ -264,7 +264,7 @@ def test_cli_sweep_import_export(tmp_path, capsys):
         shapes = [{m = 3, k = 7, n = 13}]
         sparsities = [0.5]
     """))
-    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    a, b = tmp_path / "a.db", store_url  # merge a file into every backend
     assert cli.main(["sweep", str(spec_file), "--db", str(a), "--no-progress"]) == 0
     assert "1 measured" in capsys.readouterr().out
     assert cli.main(["sweep", str(spec_file), "--db", str(a), "--no-progress"]) == 0

@@ -135,6 +135,12 @@ def test_explicit_path_and_bad_arguments(fast):
         ch.characterize(quick=True, threads=0)
 
 
+def test_stream_buffers_are_page_aligned():
+    for n in (1, 7, 1000):
+        x = ch._aligned(n, 2.0)
+        assert x.ctypes.data % 4096 == 0 and x.shape == (n,) and (x == 2.0).all()
+
+
 # -------------------------------------------------------------------------- loading
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="perfmodel characterize"):

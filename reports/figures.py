@@ -188,12 +188,29 @@ def roofline_plot(ceilings_mem: Sequence[Mapping[str, Any]],
         ax.text(x_lo * 1.15, bw * x_lo * 1.15 / 1e9,
                 f"{label(c['name'])} {bw / 1e9:,.0f} GB/s", rotation=0, fontsize=7,
                 color=color(i + 5), va="bottom")
-    for c in ceilings_comp:
+    # equal ceilings (within 1 %) share one line and one label; labels of close ceilings
+    # are stacked upwards so they never overlap
+    merged: list[dict[str, Any]] = []
+    for c in sorted(ceilings_comp, key=lambda c: c["ops_per_s"]):
+        if merged and c["ops_per_s"] <= merged[-1]["ops_per_s"] * 1.01:
+            merged[-1]["name"] += f" / {c['name']}"
+            merged[-1]["empirical"] = bool(merged[-1].get("empirical") or c.get("empirical"))
+        else:
+            merged.append(dict(c))
+    y_min = min([d["ops_per_s"] for d in dots if d["ops_per_s"] > 0]
+                + [bw_min * x_lo]) / 1e9 / 2
+    y_max = peak / 1e9 * 2.5
+    step = 10 ** (math.log10(y_max / y_min) / 20)    # one label height, as a factor
+    last = 0.0
+    for c in merged:
         y = c["ops_per_s"] / 1e9
         ax.plot([min(c["ops_per_s"] / bw_max, x_hi), x_hi], [y, y], color="#333", lw=1.4,
                 ls="-" if c.get("empirical") else "--")
-        ax.text(x_hi / 1.1, y * 1.03, f"{label(c['name'])} {y:,.0f} G/s", ha="right",
+        ly = max(y * 1.03, last * step)
+        ax.text(x_hi / 1.1, ly, f"{label(c['name'])} {y:,.0f} G/s", ha="right",
                 va="bottom", fontsize=7, color="#333")
+        last = ly
+    y_max = max(y_max, last * step * 1.2)
     groups = sorted({str(d["group"]) for d in dots})
     levels = list(dict.fromkeys(str(d["level"]) for d in dots))
     for gi, g in enumerate(groups):
@@ -208,9 +225,7 @@ def roofline_plot(ceilings_mem: Sequence[Mapping[str, Any]],
                        rasterized=len(pts) > RASTER_ABOVE)
     _log(ax)
     ax.set_xlim(x_lo, x_hi)
-    ymin = min([d["ops_per_s"] for d in dots if d["ops_per_s"] > 0]
-               + [bw_min * x_lo]) / 1e9 / 2
-    ax.set_ylim(ymin, peak / 1e9 * 2.5)
+    ax.set_ylim(y_min, y_max)
     ax.set_xlabel("arithmetic intensity [FLOP/byte; ops/byte for int]")
     ax.set_ylabel("performance [GFLOP/s; GOP/s for int]")
     ax.set_title(f"{label(title, 70)} ({dot_kind})")

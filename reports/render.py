@@ -52,8 +52,10 @@ def format_cell(value: Any) -> str:
             return str(value)
         if math.isnan(v):
             return ""
-        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e15):
             return f"{v:.3e}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
         return f"{v:,.4g}"
     return str(value)
 

@@ -440,9 +440,12 @@ def machine_data(profile: dict[str, Any] | None) -> dict[str, Any]:
     cache_sizes = {}
     for lv, key in (("L1d", "l1d_bytes"), ("L2", "l2_bytes"), ("L3", "l3_bytes")):
         if caches.get(key):
-            cache_sizes[lv] = float(caches[key])
+            size = float(caches[key])
+            cache_sizes[lv] = size
+            mib = size >= 2**20
             rows.append({"quantity": f"{lv} size (per instance)", "measured":
-                         caches[key] / 1024, "spec": "", "ratio": None, "unit": "KiB"})
+                         size / (2**20 if mib else 2**10), "spec": "", "ratio": None,
+                         "unit": "MiB" if mib else "KiB"})
     levels = profile.get("levels", {}) or {}
     plateaus: dict[str, float] = {}
     for kind in ("read", "triad"):

@@ -151,7 +151,8 @@ def test_failing_section_is_reported_not_raised(filled_home, monkeypatch):
 @pytest.mark.parametrize(("value", "text", "key"), [
     (None, "", ""), (float("nan"), "", ""), (True, "yes", "1"), (3, "3", "3.0"),
     (1234567, "1,234,567", "1234567.0"), (0.000123, "1.230e-04", "0.000123"),
-    (2.5, "2.5", "2.5"), ("<x>", "<x>", "<x>")])
+    (2.5, "2.5", "2.5"), (32768.0, "32,768", "32768.0"), (1234.5678, "1,235", "1234.5678"),
+    ("<x>", "<x>", "<x>")])
 def test_cell_format_and_sort_key(value, text, key):
     assert format_cell(value) == text
     assert sort_key(value) == key

@@ -342,7 +342,8 @@ def test_conv2d_and_qgemm_points_verify_and_record_their_columns(tmp_path):
                                     {"c": 4, "h": 13, "w": 13, "o": 8, "r": 1, "s": 1,
                                      "stride": 2, "groups": 2, "batch": 2}],
          "sparsities": [0.5]},
-        {"op": "qgemm", "shapes": [{"m": 3, "n": 7, "k": 13}, {"m": 1, "n": 17, "k": 64}]},
+        {"op": "qgemm", "kernels": ["gemm_u8s8_acc32", "gemm_s4s8_acc32", "gemm_blas_f32"],
+         "shapes": [{"m": 3, "n": 7, "k": 13}, {"m": 1, "n": 17, "k": 64}]},
         {"op": "qgemm", "kernels": ["gemm_s4s8_acc32"], "shapes": [{"m": 7, "n": 16, "k": 40}],
          "params": {"gemm_s4s8_acc32": {"group_size": [16, 32]}}},
     ]}

@@ -56,7 +56,7 @@ class TimingConfig:
     target_rel_ci: float = 0.02
     budget_s: float = 0.5
     min_samples: int = 10
-    max_samples: int = 100_000
+    max_samples: int = 20_000
     warmup_s: float = 0.005
     batch_s: float = 0.02
     cold: bool = False

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
 import time
 import types
@@ -117,6 +118,7 @@ class SweepSummary:
     unavailable: int = 0
     interrupted: bool = False
     wall_s: float = 0.0
+    max_loadavg: float = 0.0  # highest 1-minute load average seen while measuring
 
     @property
     def converged_fraction(self) -> float:
@@ -135,6 +137,10 @@ class SweepSummary:
         if self.unavailable:
             parts.append(f"{self.unavailable} points skipped: kernel not available here")
         parts.append(f"{self.wall_s:.1f} s")
+        cpus = os.cpu_count() or 1
+        if self.max_loadavg > cpus:
+            parts.append(f"machine busy (load average up to {self.max_loadavg:.1f} on {cpus} "
+                         f"CPUs): expect noisier timings")
         if self.interrupted:
             parts.append("INTERRUPTED: rerun the same command to resume")
         return "; ".join(parts)
@@ -545,6 +551,7 @@ def run_sweep(spec: str | Path | dict[str, Any] | Spec,
                                                        parsed.timing, parsed.isa)
                     row.update(measured)
                 row["loadavg"] = _context.loadavg()
+                summary.max_loadavg = max(summary.max_loadavg, row["loadavg"] or 0.0)
                 row["timestamp"] = _context.utc_now()
                 st.add_measurement(run_id, mid, row, samples, replace=remeasure)
                 summary.measured += 1

@@ -40,6 +40,14 @@ PROBLEMS: tuple[dict[str, Any], ...] = (
     {"m": 256, "n": 512, "k": 256, "sparsity": 0.7},
     {"m": 1024, "n": 64, "k": 512, "sparsity": 0.8},
 )
+#: extra problems whose sweeps only train the warm-start model (never evaluated): the
+#: learned model normally comes from the store's broad sweeps, not from three problems
+TRAINING_PROBLEMS: tuple[dict[str, Any], ...] = (
+    {"m": 512, "n": 256, "k": 256, "sparsity": 0.8},
+    {"m": 256, "n": 128, "k": 512, "sparsity": 0.6},
+    {"m": 128, "n": 512, "k": 512, "sparsity": 0.9},
+    {"m": 512, "n": 512, "k": 128, "sparsity": 0.5},
+)
 STRATEGIES = ("random", "tpe", "model", "gp")
 
 
@@ -87,7 +95,8 @@ def _fit_model(results: pd.DataFrame) -> Any:
 def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
              strategies: Sequence[str] = STRATEGIES, seeds: int = 20, store: Any = None,
              timing: Any = None, tolerance: float = 0.05, max_evaluations: int = 200,
-             top_k: int = 8, fit_model: Callable[[pd.DataFrame], Any] = _fit_model,
+             top_k: int = 8, training: Sequence[dict[str, Any]] = TRAINING_PROBLEMS,
+             fit_model: Callable[[pd.DataFrame], Any] = _fit_model,
              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Median evaluations to within ``tolerance`` of the exhaustive optimum.
 
@@ -98,6 +107,7 @@ def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
     seeds : runs per strategy and problem (seeds 0 .. seeds - 1).
     store : results store holding (or receiving) the exhaustive sweeps.
     timing : perfmodel.harness.TimingConfig of each sweep point (default 20 ms budget).
+    training : problems swept only to train the model (with the other evaluated ones).
     fit_model : fits the warm-start model on results rows (leave one problem out).
 
     Returns
@@ -114,17 +124,20 @@ def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
         raise ValueError(f"unknown strategies {sorted(unknown)}; valid: {list(STRATEGIES)}")
     timing = timing or TimingConfig(budget_s=0.02, target_rel_ci=0.02, min_samples=5)
     spaces = [search_space("spmm", threads=1, **p) for p in problems]
-    tables = []
-    for space in spaces:
+    extra = [search_space("spmm", threads=1, **p) for p in training] \
+        if "model" in strategies else []
+    for space in spaces + extra:
         say(f"sweep {space.problem}: {space.size} configurations")
         record_sweep(space, store, timing=timing)
-        tables.append(recorded(space, store))
+    tables = [recorded(space, store) for space in spaces]
+    base = [_as_results(space, store) for space in extra]
     rows = []
-    for i, (space, table) in enumerate(zip(spaces, tables, strict=False)):
+    for i, (space, table) in enumerate(zip(spaces, tables, strict=True)):
         model = None
         if "model" in strategies:
-            others = pd.concat([_as_results(spaces[j], tables[j], store)
-                                for j in range(len(spaces)) if j != i], ignore_index=True)
+            others = pd.concat(base + [_as_results(spaces[j], store)
+                                       for j in range(len(spaces)) if j != i],
+                               ignore_index=True)
             model = fit_model(others)
         objective = ReplayObjective(space, table)
         _opt_cfg, opt_s = objective.optimum
@@ -148,7 +161,7 @@ def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
     return pd.DataFrame(rows)
 
 
-def _as_results(space: SearchSpace, table: pd.DataFrame, store: Any) -> pd.DataFrame:
+def _as_results(space: SearchSpace, store: Any) -> pd.DataFrame:
     """The store rows of one recorded sweep (what a model is fitted on)."""
     from perfmodel import _context
     from perfmodel.store import load_results

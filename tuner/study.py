@@ -164,7 +164,10 @@ def make_sampler(name: str, seed: int | None = None) -> Any:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
+        # GPSampler has no conditional (dynamic) spaces: the parameters under the kernel
+        # choice are sampled at random by it (docs/tuner.md)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS,
+                                         warn_independent_sampling=False)
     raise ValueError(f"unknown sampler {name!r}; valid: {list(SAMPLERS)}")
 
 
@@ -187,14 +190,37 @@ def _rows_for_model(space: SearchSpace, configs: list[tuple[str, dict[str, Any]]
     } for kernel, params in configs])
 
 
-def model_top_k(space: SearchSpace, model: Any, k: int) -> list[tuple[str, dict, float]]:
+def model_top_k(space: SearchSpace, model: Any, k: int, *,
+                diverse: bool = False) -> list[tuple[str, dict, float]]:
     """The ``k`` configurations of ``space`` a fitted PerfModel predicts fastest:
-    ``[(kernel, params, predicted_s), ...]``, fastest first."""
+    ``[(kernel, params, predicted_s), ...]``, fastest first.
+
+    ``diverse``: no value of any parameter fills more than half of the picks (the next
+    best prediction with another value is taken instead), a hedge against a model that is
+    wrong about one parameter. Off by default: in the evaluation (docs/tuner.md) it helped
+    no problem and cost one (15.5 instead of 6 median evaluations).
+    """
     configs = list(space.configs())
     pred = np.asarray(model.predict(_rows_for_model(space, configs)), dtype=np.float64)
     pred = np.where(np.isfinite(pred), pred, np.inf)
-    order = np.argsort(pred, kind="stable")[:k]
-    return [(configs[i][0], configs[i][1], float(pred[i])) for i in order]
+    order = np.argsort(pred, kind="stable")
+    cap = max(1, -(-k // 2))
+    picked: list[int] = []
+    counts: dict[tuple[str, Any], int] = {}
+    for i in order:
+        if len(picked) == k:
+            break
+        kernel, params = configs[i]
+        keys = [(name, value) for name, value in params.items()
+                if len(space.values(kernel)[name]) > 1]
+        if diverse and any(counts.get(key, 0) >= cap for key in keys):
+            continue
+        picked.append(int(i))
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+    if len(picked) < k:  # a small space: fill up in predicted order
+        picked += [int(i) for i in order if int(i) not in picked][:k - len(picked)]
+    return [(configs[i][0], configs[i][1], float(pred[i])) for i in picked]
 
 
 def _default_model(store: Any) -> Any:
@@ -318,9 +344,11 @@ def retime(candidates: list[tuple[str, dict[str, Any]]], operands: Operands, *,
     return [float(np.median(np.concatenate(s))) for s in samples]
 
 
-def problem_record(op: str, problem: Mapping[str, Any]) -> dict[str, Any]:
-    """The problem dict tuned results are stored under (``Store.record_tuned``)."""
-    return {"op": op, **{k: problem[k] for k in sorted(problem)}}
+def problem_record(op: str, problem: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """The problem dict tuned results are stored under (``Store.record_tuned``): the one
+    ``perfmodel.best_config(op, threads=threads, **shape)`` looks up, where ``threads`` is
+    the most threads the tuned configuration may use."""
+    return {"op": op, **{k: problem[k] for k in sorted(problem)}, "threads": int(threads)}
 
 
 def _default_study_name(space: SearchSpace, simulate: bool) -> str:
@@ -462,7 +490,9 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
 
         st = open_store(store_obj)
         try:
-            st.record_tuned(problem_record(op, space.problem), kernel, dict(params),
+            max_threads = max(space.values(space.kernels[0]).get("threads", (1,)))
+            st.record_tuned(problem_record(op, space.problem, max_threads), kernel,
+                            dict(params),
                             float(seconds), name)
             result.recorded = True
         finally:

@@ -128,3 +128,26 @@ def test_format_table():
                         "reached": 1.0} for s, v in (("random", 40), ("model", 3))])
     text = format_table(df)
     assert "| p | 300 | 10.0 | 2.00 | 40 [39-41] | 3 [2-4] |" in text
+
+
+class _KBlockModel:
+    """Prefers k_block = 32 above all (a model that is sure about one parameter)."""
+
+    def predict(self, rows):
+        import json
+
+        return [1.0 if json.loads(p).get("k_block") == 32 else 2.0 + i * 1e-3
+                for i, p in enumerate(rows["params"])]
+
+
+def test_model_top_k_spreads_parameter_values(tiny_space):
+    from tuner.study import model_top_k
+
+    plain = model_top_k(tiny_space, _KBlockModel(), 6, diverse=False)
+    assert all(p["k_block"] == 32 for _, p, _ in plain)
+    spread = model_top_k(tiny_space, _KBlockModel(), 6, diverse=True)
+    assert len(spread) == 6
+    assert sum(p["k_block"] == 32 for _, p, _ in spread) == 3
+    assert spread[0][2] == 1.0  # still the best prediction first
+    keys = {config_key(k, p) for k, p, _ in spread}
+    assert len(keys) == 6

@@ -40,9 +40,14 @@ def test_small_real_tuning_run_records_the_result(tmp_path):
     assert result.study.study_name in optuna.get_all_study_names(
         f"sqlite:///{data_dir() / 'tuner.db'}")
     with open_store(store) as st:
-        tuned = st.tuned_config(problem_record("spmm", space.problem))
+        tuned = st.tuned_config(problem_record("spmm", space.problem, 1))
     assert tuned["kernel"] == result.kernel and tuned["params"] == result.params
     assert tuned["seconds"] == pytest.approx(result.seconds)
+    # from now on perfmodel.best_config answers "tuned" for this problem
+    from perfmodel.query import best_config
+
+    answer = best_config("spmm", threads=1, store=store, **SMALL)
+    assert answer.source == "tuned"
 
 
 def test_wrong_answer_is_an_infeasible_trial():

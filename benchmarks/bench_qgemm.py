@@ -72,7 +72,7 @@ def _flush() -> None:
 
 
 def time_all(fns: dict[str, Callable[[], object]], rounds: int = 5, min_round_s: float = 0.05,
-             cold: bool = False) -> dict[str, float]:
+             cold: bool = False, min_reps: int = 3) -> dict[str, float]:
     """Seconds per call of each contender (see the module docstring)."""
     reps = {}
     for name, fn in fns.items():
@@ -81,7 +81,7 @@ def time_all(fns: dict[str, Callable[[], object]], rounds: int = 5, min_round_s:
         t0 = time.perf_counter()
         fn()
         one = max(time.perf_counter() - t0, 1e-7)
-        reps[name] = int(min(100, max(3, min_round_s / one)))
+        reps[name] = int(min(100, max(min_reps, min_round_s / one)))
     best: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
@@ -148,8 +148,8 @@ def bench(shapes, threads_list, peak_ops, with_torch=True):
             with threadpool_limits(limits=t):  # OpenBLAS (and OpenMP) pools: t threads
                 r.update({key: ops / sec for key, sec in time_all(fns).items()})
             if qw4 is not None:
-                cold = time_all({"ours": fns["ours"], "int4": fns["int4"]}, rounds=3,
-                                min_round_s=0.0, cold=True)
+                cold = time_all({"ours": fns["ours"], "int4": fns["int4"]}, rounds=7,
+                                min_round_s=0.0, cold=True, min_reps=5)
                 r.update({f"{key}_cold": ops / sec for key, sec in cold.items()})
             rows.append(r)
             print(fmt(r, peak_ops), flush=True)

@@ -91,6 +91,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .models.roofline import RooflineModel
 
     rows = _host_rows(args.db, args.all_machines)
+    if args.threads:
+        rows = rows[rows["threads"].isin(args.threads)].reset_index(drop=True)
     makers = {"learned": lambda: LearnedModel(max_iter=args.max_iter),
               "roofline": lambda: RooflineModel()}
     names = list(makers) if args.model == "all" else [args.model]
@@ -153,6 +155,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="repeatable; default: all three")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
+    p.add_argument("--threads", type=int, action="append",
+                   help="only rows measured with this many threads (repeatable)")
     p.add_argument("--json", help="also write the metrics as JSON to this file")
     p.add_argument("--all-machines", action="store_true")
     p.set_defaults(func=_cmd_evaluate)

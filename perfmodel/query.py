@@ -2,7 +2,8 @@
 
 Sources, in order of preference (only ``host`` has measurements):
 
-1. ``measured`` - the store holds this machine's timings of this exact problem;
+1. ``measured`` - the store holds this machine's timings of this exact problem (warm cache,
+   unstructured sparsity: ``pattern`` random, dense baselines);
 2. ``tuned``    - the tuner recorded a best configuration for it (``Store.tuned_config``);
 3. ``model``    - the learned model (``perfmodel fit`` → ``model_path()``) ranks candidates;
 4. ``roofline`` - the roofline model, calibrated on the store's measurements when there are
@@ -122,6 +123,11 @@ def _measured_index(store: Any) -> dict[tuple, list[tuple[str, dict, float, floa
     rows = host_results(store) if key[0] != "missing" else None
     if rows is not None:
         ok = rows[(rows["status"] == "ok") & (rows["median_s"] > 0)]
+        # best_config's problems are warm-cache, unstructured sparsity (random or dense)
+        if "cache" in ok:
+            ok = ok[ok["cache"].fillna("warm") == "warm"]
+        if "pattern" in ok:
+            ok = ok[ok["pattern"].fillna("random").isin(("random", "dense"))]
         for rec in ok.to_dict("records"):
             p = from_row(rec)
             kernel = str(rec["kernel"])

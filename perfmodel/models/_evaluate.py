@@ -5,7 +5,8 @@ metrics are computed on the full table of out-of-fold predictions:
 
 - MAPE of the run time;
 - Kendall tau between predicted and measured times over the configurations (kernel +
-  parameters) of each problem (shape, sparsity, threads), averaged over problems;
+  parameters) of each problem (shape, sparsity, sparsity pattern, threads, cache state;
+  the dense baselines of that shape join every problem), averaged over problems;
 - top-1 regret: measured time of the configuration the model ranks first / the measured
   best, geometric mean over problems (1.0 = always right);
 - crossover sparsity: per shape, where the best sparse time meets the best dense time
@@ -84,10 +85,24 @@ def out_of_fold(make_model: Callable[[], PerfModel], rows: pd.DataFrame, split: 
     return pred
 
 
+def _col(rows: pd.DataFrame, name: str, default: str) -> pd.Series:
+    if name in rows.columns:
+        return rows[name].fillna(default).astype(str)
+    return pd.Series(default, index=rows.index, dtype=object)
+
+
+def _context_id(rows: pd.DataFrame) -> pd.Series:
+    """Shape, threads and cache state: what a dense baseline shares with sparse rows."""
+    return pd.Series([f"{a}|{b}|{c}" for a, b, c in zip(
+        _shape_id(rows), rows["threads"], _col(rows, "cache", "warm"), strict=True)],
+        index=rows.index, dtype=object)
+
+
 def _problem_id(rows: pd.DataFrame) -> pd.Series:
+    """One problem = context + sparsity + sparsity pattern (the configurations differ)."""
     return pd.Series([f"{a}|{b:.4f}|{c}" for a, b, c in zip(
-        _shape_id(rows), rows["sparsity"], rows["threads"], strict=True)], index=rows.index,
-        dtype=object)
+        _context_id(rows), rows["sparsity"], _col(rows, "pattern", "random"), strict=True)],
+        index=rows.index, dtype=object)
 
 
 def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
@@ -105,19 +120,18 @@ def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
 
 def _crossovers(rows: pd.DataFrame, seconds: np.ndarray) -> dict[str, float]:
     dense = _dense_mask(rows)
-    shape = _shape_id(rows).to_numpy()
-    df = pd.DataFrame({"shape": shape, "threads": rows["threads"].to_numpy(),
+    df = pd.DataFrame({"ctx": _context_id(rows).to_numpy(),
+                       "pattern": _col(rows, "pattern", "random").to_numpy(),
                        "sparsity": rows["sparsity"].round(4).to_numpy(), "dense": dense,
                        "t": seconds})
+    best_dense = df[df.dense].groupby("ctx")["t"].min()
     out = {}
-    for (sh, thr), g in df.groupby(["shape", "threads"]):
-        d = g[g.dense]
-        sp = g[~g.dense]
-        if d.empty or sp["sparsity"].nunique() < 2:
+    for (ctx, pattern), g in df[~df.dense].groupby(["ctx", "pattern"]):
+        if ctx not in best_dense.index or g["sparsity"].nunique() < 2:
             continue
-        best_dense = d["t"].min()
-        best = sp.groupby("sparsity")["t"].min()
-        out[f"{sh}|{thr}"] = crossover(best.index.to_numpy(), best_dense / best.to_numpy())
+        best = g.groupby("sparsity")["t"].min()
+        out[f"{ctx}|{pattern}"] = crossover(best.index.to_numpy(),
+                                            best_dense[ctx] / best.to_numpy())
     return out
 
 
@@ -131,16 +145,17 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     ape = np.abs(pred[valid] - meas[valid]) / meas[valid]
     out: dict[str, Any] = {"rows": int(valid.sum()), "mape": float(np.mean(ape)),
                            "median_ape": float(np.median(ape))}
-    # rank configurations within each problem; dense rows join every sparsity of their shape
+    # rank configurations within each problem; dense rows join every sparsity and pattern
+    # of their shape, thread count and cache state
     dense = _dense_mask(rows)
-    shape = _shape_id(rows)
+    ctx = _context_id(rows)
+    dense_by_ctx = {c: g.index.to_numpy() for c, g in rows.loc[dense & valid].groupby(
+        ctx[dense & valid])}
     taus, regrets = [], []
     sparse_rows = rows.loc[~dense & valid]
     for _pid, g in sparse_rows.groupby(_problem_id(sparse_rows)):
-        first = g.iloc[0]
-        extra = rows.loc[dense & valid & (shape == shape[g.index[0]]) & (
-            rows["threads"] == first["threads"])]
-        idx = np.concatenate([g.index.to_numpy(), extra.index.to_numpy()])
+        extra = dense_by_ctx.get(ctx[g.index[0]], np.empty(0, dtype=np.int64))
+        idx = np.concatenate([g.index.to_numpy(), extra])
         if len(idx) < 2:
             continue
         p, m = pred[idx], meas[idx]

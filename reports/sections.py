@@ -1114,7 +1114,13 @@ def evaluation_table(path: Path | None) -> pd.DataFrame | None:
                 recs.append({"model": model, "split": split,
                              **{k: v for k, v in vals.items()
                                 if isinstance(v, (int, float, str)) and not isinstance(v, bool)}})
-    return pd.DataFrame(recs) if recs else None
+    if not recs:
+        return None
+    df = pd.DataFrame(recs)
+    first = [c for c in ("model", "split", "rows", "mape", "median_ape", "kendall_tau",
+                         "regret_geomean", "regret_max", "crossover_mae",
+                         "crossover_within_0.05") if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
 
 
 def section_accuracy(inputs: Inputs) -> Section:

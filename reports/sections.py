@@ -691,13 +691,13 @@ def measured_speedups(rows: pd.DataFrame, op: str = "spmm") -> pd.DataFrame:
     Returns
     -------
     DataFrame (op, shape, variant, size, threads, cache, pattern, sparsity, sparse_kernel,
-    sparse_s, dense_kernel, dense_s, speedup), one row per (shape, threads, cache, pattern,
+    sparse_s, dense_kernel, dense_s, speedup, layer), one row per (shape, threads, cache, pattern,
     sparsity) with both measured; the dense time of a shape is its fastest dense run at any
     recorded sparsity (dense time does not depend on the zeros). ``variant`` names the
     pattern / threads / cache ("t1", "block4x1 t2 cold", ...).
     """
     cols = ["op", "shape", "variant", "size", "threads", "cache", "pattern", "sparsity",
-            "sparse_kernel", "sparse_s", "dense_kernel", "dense_s", "speedup"]
+            "sparse_kernel", "sparse_s", "dense_kernel", "dense_s", "speedup", "layer"]
     if rows.empty:
         return pd.DataFrame(columns=cols)
     df = rows[rows["op"] == op]
@@ -719,7 +719,8 @@ def measured_speedups(rows: pd.DataFrame, op: str = "spmm") -> pd.DataFrame:
                         "cache": cache, "pattern": pattern, "sparsity": float(sp),
                         "sparse_kernel": sr["kernel"], "sparse_s": float(sr["median_s"]),
                         "dense_kernel": d["kernel"], "dense_s": float(d["median_s"]),
-                        "speedup": float(d["median_s"] / sr["median_s"])})
+                        "speedup": float(d["median_s"] / sr["median_s"]),
+                        "layer": str(sr.get("layer") or "")})
     return pd.DataFrame(out, columns=cols)
 
 

@@ -102,6 +102,7 @@ def test_hostile_strings_escaped(html):
     assert not any("alert(" in s for s in p.scripts)
     assert HOSTILE_MACHINE not in html and HOSTILE_LAYER not in html
     assert "&lt;script&gt;alert(&#34;machine&#34;)&lt;/script&gt;box&amp;co" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;conv1" in html      # the layer name, as text
     assert not any(tag == "img" and "onerror" in attrs for tag, attrs in p.tags)
     assert "<b>spec</b>" not in html and "<i>x</i>" not in html
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -230,7 +229,3 @@ def load_matrix(path: str | Path, seed: int = 0) -> sp.csr_array:
     mat.indices = mat.indices.astype(np.int32)
     return mat
 
-
-def describe(layer: Layer) -> dict[str, Any]:
-    """Plain dict of a layer (for reports and logs)."""
-    return {"name": layer.name, "kind": layer.kind, **layer.dims}

@@ -34,7 +34,6 @@ machine are skipped unless ``remeasure`` is set, so an interrupted sweep resumes
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import sys
 import time
@@ -406,7 +405,7 @@ def load_spec(spec: str | Path | dict[str, Any] | Spec) -> Spec:
 # ---- running -----------------------------------------------------------------------------
 def _classify(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    if any(w in text.lower() for w in ("compile", "compiler", "cffi", "verificationerror")):
+    if any(w in text.lower() for w in ("compil", "cffi", "verificationerror")):
         return "compile_failed"
     return "invalid" if isinstance(exc, (ValueError, TypeError)) else "runtime_failed"
 
@@ -583,11 +582,6 @@ def sweep(spec: str | Path | dict[str, Any] | Spec, store: str | Path | Store | 
           limit: int | None = None) -> SweepSummary:
     """Run a sweep; see :func:`run_sweep` (this is ``perfmodel.sweep``)."""
     return run_sweep(spec, store, remeasure=remeasure, progress=progress, limit=limit)
-
-
-def expected_seconds(spec: Spec) -> float:
-    """Upper bound of measuring time (budget x points), for planning."""
-    return math.fsum(spec.timing.budget_s for _ in spec.points)
 
 
 class _CallableModule(types.ModuleType):

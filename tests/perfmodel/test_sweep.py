@@ -129,6 +129,9 @@ class _FailingSpmm(ops.SpmmOp):
     def prepare(self, kernel, inputs, params, threads, isa):
         if kernel == "scipy_csr":
             raise ValueError("n_tile must be a multiple of the vector width")
+        if params.get("acc_sets") == 1:  # what kernels_c._loader raises
+            raise RuntimeError("compiling kernels_c variant spmm {'SPMM_ACC_SETS': 1} "
+                               "failed (is a C compiler installed? 'cc'): no cc")
         prepared = super().prepare(kernel, inputs, params, threads, isa)
         if kernel == "gemm_blas_f32":
             def boom():
@@ -139,12 +142,15 @@ class _FailingSpmm(ops.SpmmOp):
 
 def test_plan_and_run_failures_become_failed_points(tmp_path, monkeypatch):
     monkeypatch.setitem(ops.OPS, "failing_spmm", _FailingSpmm())
-    summary = run_sweep(tiny_spec(op="failing_spmm"), tmp_path / "r.db", progress=False)
+    spec = tiny_spec(op="failing_spmm", params={"spmm_csr_f32": {"acc_sets": [1, 2]}})
+    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
     df = load_results(tmp_path / "r.db").set_index("kernel")
-    assert summary.status == {"ok": 4, "invalid": 4, "runtime_failed": 2}
+    assert summary.status == {"ok": 4, "compile_failed": 4, "invalid": 4,
+                              "runtime_failed": 2}
     assert df.loc["scipy_csr"].error.str.contains("vector width").all()
     assert df.loc["gemm_blas_f32"].error.str.contains("error code 2").all()
-    assert (df.loc["spmm_csr_f32"].status == "ok").all()
+    ours = df.loc["spmm_csr_f32"]
+    assert (ours[ours.status == "compile_failed"].error.str.contains("no cc")).all()
 
 
 @pytest.mark.parametrize("mutate,match", [

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, require_tool
-
+from ..conftest import ROOT, require_tool
 from .test_render import SECTION_IDS
 
 ARTIFACTS = ROOT / "test-artifacts"
 _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
           "--disable-component-update", "--disable-sync", "--no-first-run",
           "--disable-extensions", "--hide-scrollbars", "--mute-audio",
+          "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
           "--virtual-time-budget=10000")
 
 

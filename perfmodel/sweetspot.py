@@ -93,15 +93,16 @@ def _parameters(op: str, p: dict, target: str, store: Any, threads: int | None):
     t = model._target(threads)
     f = model.factors_
     flops = t.peak("fp32").value / f["gemm"]["compute"]
-    alpha = f["spmm" if op == "spmm" else "sparse_conv"]["compute"] / f["gemm"]["compute"]
+    family = "spmm" if op == "spmm" else "sparse_conv"
+    alpha = model.park_alpha(family)
     caps = _capacities(t)
     ws = footprint("gemm", p) if op == "spmm" else footprint("im2col_conv", p)
     # the furthest level the working set spills into (warm cache), else the closest
     levels = [lv for lv, z in caps.items() if z <= 2048 or ws > z / 2]
     level = levels[-1] if levels else next(iter(caps))
+    # B is the level's measured (STREAM-like) bandwidth, as in Park et al.
     bw = next(lv.bandwidth.value for lv in t.memory if lv.name == level)
-    bw /= f["spmm" if op == "spmm" else "sparse_conv"]["memory"]
-    measured = model.calibration_source_.get("spmm") in ("measured", "model file")
+    measured = "park_alpha" in f[family]
     return alpha, t.model["sparse_beta"].value, flops, bw, level, (
         "measured" if measured else "description")
 

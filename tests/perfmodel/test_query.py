@@ -153,3 +153,13 @@ def test_cli(store_path, capsys, tmp_path):
     assert main(["evaluate", "--db", str(store_path), "--model", "roofline", "--split",
                  "leave-shape-out", "--folds", "3", "--json", str(tmp_path / "e.json")]) == 0
     assert "leave-shape-out" in capsys.readouterr().out
+
+
+def test_sweet_spot_calibrated_on_host_measurements(store_path):
+    from perfmodel import sweet_spot
+    spot = sweet_spot("spmm", target="host", store=store_path, threads=1, m=512, n=128,
+                      k=512)
+    # the synthetic machine's sparse kernel costs 2.5x dense per useful FLOP
+    assert spot.source == "measured"
+    assert spot.alpha == pytest.approx(2.5, rel=0.2)
+    assert spot.lower == pytest.approx(1 - 1 / spot.alpha, abs=0.05)

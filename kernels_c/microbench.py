@@ -112,6 +112,8 @@ class PeakResult:
     seconds : float, wall time between the start and end barriers.
     checksum : float, sum of every accumulator lane (verified against ``expected``).
     thread_seconds : tuple of float, each thread's own loop time (same start barrier).
+    disturbed : int, threads that were preempted (involuntary context switch) during the
+        call, Linux only (0 elsewhere): such a sample measured the load, not the machine.
     """
 
     kind: str
@@ -124,6 +126,7 @@ class PeakResult:
     seconds: float
     checksum: float
     thread_seconds: tuple[float, ...] = ()
+    disturbed: int = 0
 
     @property
     def rate(self) -> float:
@@ -179,7 +182,8 @@ class PeakPlan:
             )
         self.out = PeakResult(kind, self.isa, threads, iters, chains, lanes, int(a.ops),
                               float(a.seconds), float(a.checksum),
-                              tuple(float(self._thread_seconds[t]) for t in range(threads)))
+                              tuple(float(self._thread_seconds[t]) for t in range(threads)),
+                              int(a.disturbed))
         return self.out
 
 
@@ -226,7 +230,8 @@ class StreamResult:
 
     ``bytes`` counts every element read or written once per pass (read: 4 B, triad: 12 B per
     element; write-allocate traffic is not counted, as in STREAM); ``checksum`` is the sum
-    over passes of ``sum(b)`` for read and 0 for triad.
+    over passes of ``sum(b)`` for read and 0 for triad; ``disturbed`` counts the threads
+    preempted by other processes during the call (Linux; 0 elsewhere).
     """
 
     kind: str
@@ -237,6 +242,7 @@ class StreamResult:
     bytes: int
     seconds: float
     checksum: float
+    disturbed: int = 0
 
     @property
     def bandwidth(self) -> float:
@@ -270,7 +276,8 @@ class StreamPlan:
         if self.args.bytes != expect:
             raise RuntimeError(f"{fn} counted {self.args.bytes} bytes, expected {expect}")
         self.out = StreamResult(kind, self.isa, threads, n, passes, int(self.args.bytes),
-                                float(self.args.seconds), float(self.args.checksum))
+                                float(self.args.seconds), float(self.args.checksum),
+                                int(self.args.disturbed))
         return self.out
 
 

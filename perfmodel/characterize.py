@@ -11,11 +11,15 @@ thread counts as strings, ``"1"`` … ``str(cores)``):
 - ``caches``: ``l1d_bytes, l2_bytes, l3_bytes`` (one instance each), ``*_shared_cpus``,
   ``source``.
 - ``peaks``: ``fp32: {path: {"1": {median_flops, iqr_flops, min_flops, max_flops,
-  n_samples, noisy, iters, chains, clock_hz}, ...}}``, ``int8`` likewise with ``*_ops``.
-  Paths are listed highest first; ``noisy`` = IQR above 10 % of the median (other load).
+  n_samples, n_disturbed, noisy, iters, chains, clock_hz}, ...}}``, ``int8`` likewise
+  with ``*_ops``. Paths are listed highest first. Statistics cover the samples during which
+  no thread was preempted by another process (``n_disturbed`` were dropped; all samples are
+  used when fewer than 3 are clean); ``noisy`` = IQR above 10 % of the median or fewer
+  than 3 clean samples.
 - ``bandwidth``: ``read | triad: [{bytes, threads, median_bytes_per_s, iqr_bytes_per_s,
-  min_bytes_per_s, max_bytes_per_s, n_samples, noisy, passes}, ...]`` (bytes = working set of all
-  threads together; triad counts 12 B per element, no write-allocate, as STREAM does).
+  min_bytes_per_s, max_bytes_per_s, n_samples, n_disturbed, noisy, passes}, ...]``
+  (bytes = working set of all threads together; triad counts 12 B per element, no
+  write-allocate, as STREAM does; samples filtered as for the peaks).
 - ``levels``: ``read | triad: {threads: {L1, L2, L3, DRAM: bytes_per_s or None}}``, plateau
   values picked from ``bandwidth`` with each point's best sample (ERT-style);
   ``levels_median`` the same from the medians; ``level_windows`` gives the working-set
@@ -235,12 +239,23 @@ def uarch_rates(cpu: dict[str, Any]) -> dict[str, Any]:
 NOISY_IQR = 0.1
 
 
-def _stats(values: Sequence[float], unit: str) -> dict[str, Any]:
+#: statistics use only the samples no thread of which was preempted, when at least this
+#: many exist (else all samples, and the point is flagged noisy)
+MIN_CLEAN = 3
+
+
+def _stats(values: Sequence[float], unit: str,
+           disturbed: Sequence[int] | None = None) -> dict[str, Any]:
+    """Median, IQR, min, max over the undisturbed samples (see ``MIN_CLEAN``)."""
     v = np.asarray(values, dtype=float)
-    q25, q50, q75 = np.percentile(v, [25, 50, 75])
+    bad = np.asarray(disturbed if disturbed is not None else np.zeros(v.size), dtype=bool)
+    clean = v[~bad]
+    use = clean if clean.size >= MIN_CLEAN else v
+    q25, q50, q75 = np.percentile(use, [25, 50, 75])
     return {f"median_{unit}": float(q50), f"iqr_{unit}": float(q75 - q25),
-            f"min_{unit}": float(v.min()), f"max_{unit}": float(v.max()),
-            "n_samples": int(v.size), "noisy": bool(q75 - q25 > NOISY_IQR * q50)}
+            f"min_{unit}": float(use.min()), f"max_{unit}": float(use.max()),
+            "n_samples": int(use.size), "n_disturbed": int(bad.sum()),
+            "noisy": bool(q75 - q25 > NOISY_IQR * q50 or clean.size < MIN_CLEAN)}
 
 
 def _thread_counts(threads: int | Sequence[int] | None, cores: int) -> list[int]:
@@ -282,17 +297,20 @@ def _measure_peaks(kind: str, paths: list[str], counts: list[int], cfg: dict,
             plans[(path, t)] = mb.plan_peak(kind, iters=iters, threads=t, isa=path)
             plans[(path, t)].run()  # warm-up
     rates: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
+    bad: dict[tuple[str, int], list[int]] = {k: [] for k in plans}
     hz: dict[tuple[str, int], list[float]] = {k: [] for k in plans}
     for r in range(cfg["peak_repeats"]):
         if r >= cfg["min_repeats"] and time.perf_counter() > deadline:
             break
         for key, plan in plans.items():
             hz[key].extend(mb.clock(threads=key[1], iters=20_000).hz)
-            rates[key].append(plan.run().thread_rate)
+            res = plan.run()
+            rates[key].append(res.thread_rate)
+            bad[key].append(res.disturbed)
     out: dict[str, Any] = {}
     for (path, t), plan in plans.items():
         clocks.setdefault(t, []).extend(hz[(path, t)])
-        entry = _stats(rates[(path, t)], unit)
+        entry = _stats(rates[(path, t)], unit, bad[(path, t)])
         entry.update({"iters": plan.params["iters"], "chains": plan.out.chains,
                       "clock_hz": float(np.median(hz[(path, t)]))})
         out.setdefault(plan.isa, {})[str(t)] = entry
@@ -371,6 +389,7 @@ def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
         passes = max(1, math.ceil(cfg["stream_s"] * guess / size))
         plans.append(mb.plan_stream(kind, passes=passes, threads=t, isa=isa, **arrays))
     rates: list[list[float]] = [[] for _ in plans]
+    bad: list[list[int]] = [[] for _ in plans]
     for r in range(cfg["repeats"]):
         if r >= cfg["min_repeats"] and time.perf_counter() > deadline:
             break
@@ -382,10 +401,11 @@ def _measure_stream(kind: str, isa: str, sizes: list[int], t: int, cfg: dict,
             if kind == "read" and not math.isclose(res.checksum, n * passes, rel_tol=1e-6):
                 raise RuntimeError(f"read checksum {res.checksum} != {n * passes}")
             rates[i].append(res.bandwidth)
+            bad[i].append(res.disturbed)
     rows = []
-    for size, plan, r in zip(sizes, plans, rates, strict=True):
+    for size, plan, r, d in zip(sizes, plans, rates, bad, strict=True):
         row: dict[str, Any] = {"bytes": int(size), "threads": t}
-        row.update(_stats(r, "bytes_per_s"))
+        row.update(_stats(r, "bytes_per_s", d))
         row["passes"] = plan.params["passes"]
         rows.append(row)
     return rows

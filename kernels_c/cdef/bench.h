@@ -44,6 +44,7 @@ typedef struct {
     double checksum;  /* out: sum of every accumulator lane over all threads */
     double seconds;   /* out: wall time between start and end barriers */
     double *thread_seconds; /* out (optional, length threads): each thread's own loop time */
+    int disturbed;    /* out: threads preempted (involuntary context switch) during the call */
 } bench_peak_args;
 
 typedef struct {
@@ -60,6 +61,7 @@ typedef struct {
     int64_t bytes;    /* out: bytes counted as moved */
     double checksum;  /* out: read: sum over passes of sum(b); triad: 0 */
     double seconds;   /* out */
+    int disturbed;    /* out: threads preempted during the call (Linux; else 0) */
 } bench_stream_args;
 
 typedef struct {

@@ -9,6 +9,7 @@
 #ifdef __linux__
 #define _GNU_SOURCE
 #include <sched.h>
+#include <sys/resource.h>
 #endif
 #include <string.h>
 #include <time.h>
@@ -72,6 +73,17 @@ static void pin_end(int pinned, kc_mask *saved) {
 typedef int kc_mask;
 static int pin_begin(int pin, int t, kc_mask *saved) { (void)pin, (void)t, (void)saved; return 0; }
 static void pin_end(int pinned, kc_mask *saved) { (void)pinned, (void)saved; }
+#endif
+
+/* Involuntary context switches of the calling thread so far (Linux; 0 elsewhere): a
+ * thread whose count grows across the timed region was preempted by another process. */
+#ifdef __linux__
+static long preemptions(void) {
+    struct rusage u;
+    return getrusage(RUSAGE_THREAD, &u) == 0 ? u.ru_nivcsw : 0;
+}
+#else
+static long preemptions(void) { return 0; }
 #endif
 
 /* Start/stop barriers around the timed region; thread 0 reads the clock. */
@@ -202,22 +214,25 @@ int bench_peak_f32(void *args) {
             return KC_ERR_ISA;
     }
     double t0 = 0.0, t1 = 0.0, sum = 0.0;
-    int ran = 1;
+    int ran = 1, disturbed = 0;
     const int64_t iters = a->iters;
-#pragma omp parallel num_threads(a->threads) reduction(+ : sum)
+#pragma omp parallel num_threads(a->threads) reduction(+ : sum, disturbed)
     {
         if (thread_id() == 0) ran = thread_count();
         kc_mask saved;
         int pinned = pin_begin(a->pin, thread_id(), &saved);
+        const long cs0 = preemptions();
         TIMED_REGION_BEGIN(t0)
         const double own0 = now_s();
         sum += loop(iters);
         const double own = now_s() - own0;
         if (a->thread_seconds && thread_id() < a->threads) a->thread_seconds[thread_id()] = own;
         TIMED_REGION_END(t1)
+        disturbed += preemptions() > cs0;
         pin_end(pinned, &saved);
     }
     a->threads_run = ran;
+    a->disturbed = disturbed;
     a->chains = chains;
     a->lanes = lanes;
     a->ops = (int64_t)ran * iters * chains * flop_per_instr;
@@ -330,22 +345,25 @@ int bench_peak_u8s8(void *args) {
             return KC_ERR_ISA;
     }
     double t0 = 0.0, t1 = 0.0, sum = 0.0;
-    int ran = 1;
+    int ran = 1, disturbed = 0;
     const int64_t iters = a->iters;
-#pragma omp parallel num_threads(a->threads) reduction(+ : sum)
+#pragma omp parallel num_threads(a->threads) reduction(+ : sum, disturbed)
     {
         if (thread_id() == 0) ran = thread_count();
         kc_mask saved;
         int pinned = pin_begin(a->pin, thread_id(), &saved);
+        const long cs0 = preemptions();
         TIMED_REGION_BEGIN(t0)
         const double own0 = now_s();
         sum += loop(iters);
         const double own = now_s() - own0;
         if (a->thread_seconds && thread_id() < a->threads) a->thread_seconds[thread_id()] = own;
         TIMED_REGION_END(t1)
+        disturbed += preemptions() > cs0;
         pin_end(pinned, &saved);
     }
     a->threads_run = ran;
+    a->disturbed = disturbed;
     a->chains = chains;
     a->lanes = lanes;
     a->ops = (int64_t)ran * iters * chains * op_per_instr;
@@ -489,9 +507,9 @@ typedef void (*triad_fn)(float *, const float *, const float *, float, int64_t, 
 
 static int stream_run(bench_stream_args *a, read_fn rd, triad_fn tr) {
     double t0 = 0.0, t1 = 0.0, sum = 0.0;
-    int ran = 1;
+    int ran = 1, disturbed = 0;
     const int64_t n = a->n, passes = a->passes;
-#pragma omp parallel num_threads(a->threads) reduction(+ : sum)
+#pragma omp parallel num_threads(a->threads) reduction(+ : sum, disturbed)
     {
         const int t = thread_id(), nt = thread_count();
         if (t == 0) ran = nt;
@@ -499,15 +517,18 @@ static int stream_run(bench_stream_args *a, read_fn rd, triad_fn tr) {
         chunk(n, t, nt, &lo, &hi);
         kc_mask saved;
         int pinned = pin_begin(a->pin, t, &saved);
+        const long cs0 = preemptions();
         TIMED_REGION_BEGIN(t0)
         if (hi > lo) {
             if (rd) sum += rd(a->b + lo, hi - lo, passes);
             else tr(a->a + lo, a->b + lo, a->c + lo, a->scalar, hi - lo, passes);
         }
         TIMED_REGION_END(t1)
+        disturbed += preemptions() > cs0;
         pin_end(pinned, &saved);
     }
     a->threads_run = ran;
+    a->disturbed = disturbed;
     a->bytes = (rd ? 4 : 12) * n * passes;
     a->checksum = sum;
     a->seconds = t1 - t0;

@@ -45,6 +45,7 @@ def test_fp32_peak_counts_every_fma(isa_path, iters, threads):
     assert len(res.thread_seconds) == threads and all(s > 0 for s in res.thread_seconds)
     per_thread = res.ops / threads
     assert res.thread_rate == pytest.approx(sum(per_thread / s for s in res.thread_seconds))
+    assert 0 <= res.disturbed <= threads
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -118,7 +119,7 @@ def test_read_sums_every_element_each_pass(isa_path, n, threads):
     b = rng.integers(0, 4, n).astype(np.float32)  # small integers: sums are exact
     res = mb.stream("read", b, passes=3, threads=threads, isa=isa_path)
     assert res.checksum == 3 * float(b.astype(np.float64).sum())
-    assert res.bytes == 4 * n * 3
+    assert res.bytes == 4 * n * 3 and 0 <= res.disturbed <= threads
     assert res.isa == FP32_RUNS[isa_path]
     assert res.bandwidth > 0
 

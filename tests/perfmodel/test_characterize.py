@@ -135,6 +135,17 @@ def test_explicit_path_and_bad_arguments(fast):
         ch.characterize(quick=True, threads=0)
 
 
+def test_stats_drop_preempted_samples_when_enough_are_clean():
+    values = [100.0, 101.0, 99.0, 10.0, 5.0]
+    st = ch._stats(values, "ops", [0, 0, 0, 1, 2])
+    assert st["median_ops"] == 100.0 and st["min_ops"] == 99.0
+    assert st["n_samples"] == 3 and st["n_disturbed"] == 2 and not st["noisy"]
+    # fewer than MIN_CLEAN clean samples: all are used and the point is flagged
+    st = ch._stats(values, "ops", [0, 0, 1, 1, 1])
+    assert st["n_samples"] == 5 and st["median_ops"] == 99.0 and st["noisy"]
+    assert ch._stats(values, "ops")["n_disturbed"] == 0
+
+
 def test_stream_buffers_are_page_aligned():
     for n in (1, 7, 1000):
         x = ch._aligned(n, 2.0)

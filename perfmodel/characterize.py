@@ -499,6 +499,9 @@ def characterize(quick: bool = False, threads: int | Sequence[int] | None = None
     caches = cache_info()
     cores = cpu["cores"]
     counts = _thread_counts(threads, cores)
+    if counts[-1] > cores:
+        raise ValueError(f"threads {counts[-1]} exceeds the {cores} usable CPUs: the peaks "
+                         f"and plateaus assume one thread per core")
     if max_bytes is None:
         llc = max(caches["l3_bytes"], caches["l2_bytes"], 1 << 20)
         shared = caches["l3_shared_cpus"] or cores

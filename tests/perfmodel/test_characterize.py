@@ -133,6 +133,8 @@ def test_explicit_path_and_bad_arguments(fast):
         ch.characterize(quick=True, max_bytes=1000)
     with pytest.raises(ValueError, match="threads"):
         ch.characterize(quick=True, threads=0)
+    with pytest.raises(ValueError, match="usable CPUs"):
+        ch.characterize(quick=True, threads=ch._cores() + 1)
 
 
 def test_stats_drop_preempted_samples_when_enough_are_clean():

@@ -105,6 +105,24 @@ class _Featurizer:
 
     def row(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
         """Feature vector and the roofline bound (seconds) of one row."""
+        base, bound = self.base(rec)
+        return np.concatenate([base, self.param_vector(rec.get("params"))]), bound
+
+    def param_vector(self, params: Any) -> np.ndarray:
+        params = params or {}
+        if isinstance(params, str):
+            try:
+                params = json.loads(params) if params else {}
+            except ValueError:
+                params = {}
+        x = []
+        for name in self.params:
+            v = params.get(name)
+            x.append(float(v) if isinstance(v, (int, float)) else math.nan)
+        return np.asarray(x, dtype=np.float64)
+
+    def base(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
+        """Features that do not depend on the kernel parameters, and the bound."""
         p = from_row(rec)
         threads = rec.get("threads")
         threads = int(threads) if threads is not None and not pd.isna(threads) else 1
@@ -133,16 +151,6 @@ class _Featurizer:
         x += [math.log2(ws / sizes[0]), math.log2(ws / sizes[1]),
               float(str(rec.get("cache") or "warm") == "cold")]
         x += [float(kernel == k) for k in self.kernels]
-        params = rec.get("params") or {}
-        if isinstance(params, str):
-            try:
-                params = json.loads(params) if params else {}
-            except ValueError:
-                params = {}
-        for name in self.params:
-            v = params.get(name)
-            x.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                     else (float(v) if isinstance(v, bool) else math.nan))
         return np.asarray(x, dtype=np.float64), bound
 
     def matrix(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -307,9 +315,18 @@ class LearnedModel(PerfModel):
                                                                          np.ndarray]:
         """Predicted seconds and extrapolation flags for plain dict rows (fast path)."""
         check_is_fitted(self, "forest_")
-        feats = [self.featurizer_.row(r) for r in records]
-        x = np.vstack([f for f, _ in feats])
-        bound = np.array([b for _, b in feats])
+        # candidates differ mostly in their parameters: featurize each problem+kernel once
+        bases: dict[tuple, tuple[np.ndarray, float]] = {}
+        rows, bound = [], []
+        for r in records:
+            key = tuple(sorted((k, str(v)) for k, v in r.items() if k != "params"))
+            if key not in bases:
+                bases[key] = self.featurizer_.base(r)
+            base, b = bases[key]
+            rows.append(np.concatenate([base, self.featurizer_.param_vector(r.get("params"))]))
+            bound.append(b)
+        x = np.vstack(rows)
+        bound = np.array(bound)
         return bound * np.exp(self.forest_.predict(x)), self.extrapolating(x, records)
 
     def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:

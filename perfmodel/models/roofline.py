@@ -202,7 +202,13 @@ class RooflineModel(PerfModel):
     def _target(self, threads: int | None) -> Target:
         if isinstance(self.target, Target):
             return self.target
-        return load_target(self.target, threads=threads if self.target == "host" else None)
+        # memoized per instance: models are rebuilt when their files change, and a
+        # load_target call (a stat of the description) per prediction adds up in queries
+        memo = self.__dict__.setdefault("_targets", {})
+        if threads not in memo:
+            memo[threads] = load_target(self.target,
+                                        threads=threads if self.target == "host" else None)
+        return memo[threads]
 
     def _terms(self, kernel: str, problem: Mapping[str, Any], threads: int | None
                ) -> tuple[str, float, dict[str, float]]:

@@ -166,7 +166,7 @@ class Inputs:
             if shared is not None and self.store is not None and len(self.host_rows) and \
                     self.host_fingerprint == _this_machine():
                 # the same cached calibration perfmodel.sweet_spot uses: fitted once
-                return shared("host", self.store)
+                return shared("host", self.model_store)
             model = model_cls(target="host")
             rows = self.host_rows
             return model.fit(rows) if len(rows) else model.defaults()
@@ -191,6 +191,15 @@ class Inputs:
         except Exception as exc:
             self.problems["learned"] = f"loading {path} failed: {_fmt_exc(exc)}"
             return None
+
+    @property
+    def model_store(self) -> Any:
+        """The store as handed to perfmodel's model functions: the SQLite file path (their
+        caches key a path by its modification time; an object only by its id, which a
+        later store can reuse), else the open store."""
+        if self.store is None:
+            return None
+        return str(self.store.path) if getattr(self.store, "path", None) else self.store
 
     def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
         """``rows`` (host rows) with ``pred_roofline_s`` and ``pred_learned_s`` added (NaN
@@ -796,7 +805,7 @@ def sweet_spot_data(inputs: Inputs) -> dict[str, Any]:
     if fn is None:
         errors["*"] = "perfmodel.sweet_spot is not available"
         return {"measured": meas, "shapes": shapes, "spots": spots, "errors": errors}
-    store = inputs.store if inputs.store is not None else None
+    store = inputs.model_store
     for target in inputs.targets:
         for label, op, shape in shapes:
             try:
@@ -1327,7 +1336,7 @@ def section_pruning(inputs: Inputs) -> Section:
                   f"Per layer of {inputs.network}: the sparsity range worth pruning to on "
                   "this machine and the speedup to expect (Park et al.'s guided pruning).")
     try:
-        df = advise_data(inputs.network, "host", inputs.store)
+        df = advise_data(inputs.network, "host", inputs.model_store)
     except Exception as exc:
         sec.missing.append(f"guided pruning table unavailable: {_fmt_exc(exc)}")
         return sec

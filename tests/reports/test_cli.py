@@ -129,3 +129,19 @@ def test_run_failing_step_still_writes_the_report(filled_home, monkeypatch, caps
     assert "[sweep] FAILED: RuntimeError: sweep exploded" in err
     assert "failed steps: sweep" in err
     assert out.strip() == str(filled_home / "report.html")
+
+
+def test_report_from_every_store_backend(store_url, home, tmp_path, capsys):
+    """The same report from SQLite and from PostgreSQL (skips without a server outside
+    CI)."""
+    from .fixture_store import FINGERPRINT, make_fixture_store, write_host_profile
+
+    write_host_profile(home, FINGERPRINT)
+    make_fixture_store(store_url)
+    out = tmp_path / "r.html"
+    assert main(["report", "--db", store_url, "-o", str(out), "--targets", "host"]) == 0
+    html = out.read_text()
+    assert "box&amp;co" in html and 'data-status="failed"' not in html
+    for sid in ("machine", "roofline", "sweet-spots", "choice", "quantized", "provenance"):
+        body = html.split(f'<section id="{sid}"')[1].split("</section>")[0]
+        assert 'data-status="ok"' in body, sid

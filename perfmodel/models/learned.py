@@ -42,6 +42,7 @@ BASE_FEATURES: tuple[str, ...] = (
     "machine_log10_fp32", "machine_log10_int8", "machine_log10_bw", "machine_log2_llc",
     "roof_log10_bound", "roof_log2_comp_over_mem", "roof_log2_intensity",
     "ws_log2_over_l2", "ws_log2_over_llc", "cache_cold",
+    "conv_log2_c", "conv_log2_o", "conv_log2_pq", "n_vector_tail",
 )
 #: problem features checked for extrapolation
 RANGE_FEATURES = ("log2_m", "log2_n", "log2_k", "density", "threads")
@@ -149,7 +150,11 @@ class _Featurizer:
         ws = max(footprint(fam, p), 1.0)
         sizes = self._sizes(threads)
         x += [math.log2(ws / sizes[0]), math.log2(ws / sizes[1]),
-              float(str(rec.get("cache") or "warm") == "cold")]
+              float(str(rec.get("cache") or "warm") == "cold"),
+              math.log2(p["c"]) if is_conv else 0.0, math.log2(p["o"]) if is_conv else 0.0,
+              math.log2(p["p"] * p["q"]) if is_conv else 0.0,
+              # columns left over after whole 16-lane vectors (masked tail work)
+              float(p["n"] % 16) / 16.0]
         x += [float(kernel == k) for k in self.kernels]
         return np.asarray(x, dtype=np.float64), bound
 
@@ -283,6 +288,10 @@ class LearnedModel(PerfModel):
         # shape, sparse kernels at every sparsity and parameter set
         counts = rows["kernel"].astype(str).map(rows["kernel"].astype(str).value_counts())
         weight = (len(rows) / counts.nunique() / counts).to_numpy(dtype=np.float64)
+        if "rel_ci" in rows:
+            # trust converged timings more than ones a busy machine left uncertain
+            rel = rows["rel_ci"].astype(float).fillna(0.05).clip(0.0, 1.0).to_numpy()
+            weight = weight * (0.1 / (0.05 + rel))
         with threadpool_limits(1):
             est.fit(x, y, sample_weight=weight)
         self.forest_ = _Forest.from_sklearn(est)

@@ -115,18 +115,20 @@ def _step_evaluate(store: Any) -> str:
     rows = load_results(store, fingerprint=machine()[0])
     path = evaluation_path()
     n_ok = int(((rows["status"] == "ok") & (rows["median_s"] > 0)).sum())
+    model = _paths.model_path()
+    # stale when points arrived or the model file was rewritten (a new model version)
+    stamp = model.stat().st_mtime_ns if model.is_file() else 0
     if path.is_file():
         try:
             old = json.loads(path.read_text())
-            if old.get("_rows") == n_ok:
+            if old.get("_rows") == n_ok and old.get("_model_mtime_ns") == stamp:
                 return f"evaluation reused ({path})"
         except (ValueError, OSError):
             pass
     report = {"learned": evaluate(lambda: LearnedModel(max_iter=150), rows, n_folds=3),
-              "_rows": n_ok}
+              "_rows": n_ok, "_model_mtime_ns": stamp}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, sort_keys=True, default=float))
-    del _paths
     return f"held-out evaluation (3 folds per split) -> {path}"
 
 

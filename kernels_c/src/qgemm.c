@@ -433,10 +433,11 @@ KC_TARGET_AVX512_VNNI static void pipe8_avx512(const qgemm_args *a, const void *
                                                int64_t i0, int mr, int64_t j0, int ncols,
                                                const int32_t *rowoff) {
     const int32_t *t = (const int32_t *)tile;
-    const __m512 lim = _mm512_set1_ps(16777216.0f), nlim = _mm512_set1_ps(-16777216.0f);
+    /* Only the upper float clamp is needed: below -2^31 vcvtps2dq returns INT_MIN, which
+     * the max with `lo` clamps like any negative value; vpmovusdb saturates at 255. */
+    const __m512 lim = _mm512_set1_ps(16777216.0f);
     const __m512i zp = _mm512_set1_epi32(a->out_zero_point);
     const __m512i lo = _mm512_set1_epi32(a->relu ? a->out_zero_point : 0);
-    const __m512i hi = _mm512_set1_epi32(255);
     for (int c = 0; c < ncols; c += 16) {
         const int64_t j = j0 + c;
         const __mmask16 m = (ncols - c) >= 16 ? (__mmask16)0xFFFF
@@ -460,11 +461,11 @@ KC_TARGET_AVX512_VNNI static void pipe8_avx512(const qgemm_args *a, const void *
             } else {
                 __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(raw), _mm512_loadu_ps(a->col_biasq + j));
                 f = _mm512_mul_ps(f, _mm512_loadu_ps(a->col_mult + j));
-                f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
+                f = _mm512_min_ps(f, lim);
                 __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
-                q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+                q = _mm512_max_epi32(q, lo);
                 _mm_mask_storeu_epi8((uint8_t *)a->out + i * a->ldo + j, m,
-                                     _mm512_cvtepi32_epi8(q));
+                                     _mm512_cvtusepi32_epi8(q));
             }
         }
     }
@@ -475,10 +476,11 @@ KC_TARGET_AVX512_VNNI static void pipe4_avx512(const qgemm_args *a, const void *
                                                const int32_t *rowoff) {
     (void)rowoff;
     const float *t = (const float *)tile;
-    const __m512 lim = _mm512_set1_ps(16777216.0f), nlim = _mm512_set1_ps(-16777216.0f);
+    /* Only the upper float clamp is needed: below -2^31 vcvtps2dq returns INT_MIN, which
+     * the max with `lo` clamps like any negative value; vpmovusdb saturates at 255. */
+    const __m512 lim = _mm512_set1_ps(16777216.0f);
     const __m512i zp = _mm512_set1_epi32(a->out_zero_point);
     const __m512i lo = _mm512_set1_epi32(a->relu ? a->out_zero_point : 0);
-    const __m512i hi = _mm512_set1_epi32(255);
     for (int c = 0; c < ncols; c += 16) {
         const int64_t j = j0 + c;
         const __mmask16 m = (ncols - c) >= 16 ? (__mmask16)0xFFFF
@@ -491,11 +493,11 @@ KC_TARGET_AVX512_VNNI static void pipe4_avx512(const qgemm_args *a, const void *
                                        _mm512_loadu_ps(a->col_bias + j));
             if (a->out_kind == QG_OUT_U8) {
                 f = _mm512_mul_ps(f, _mm512_loadu_ps(a->col_mult + j));
-                f = _mm512_min_ps(_mm512_max_ps(f, nlim), lim);
+                f = _mm512_min_ps(f, lim);
                 __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zp);
-                q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+                q = _mm512_max_epi32(q, lo);
                 _mm_mask_storeu_epi8((uint8_t *)a->out + i * a->ldo + j, m,
-                                     _mm512_cvtepi32_epi8(q));
+                                     _mm512_cvtusepi32_epi8(q));
             } else {
                 if (a->relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
                 _mm512_mask_storeu_ps((float *)a->out + i * a->ldo + j, m, f);

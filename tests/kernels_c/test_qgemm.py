@@ -353,3 +353,22 @@ def test_prefetch_variant_compiled_on_demand(tmp_path, monkeypatch):
             qgemm(x, 0.1, 0, qw, pf_dist=100)
     finally:
         kernels_c._loader.load.cache_clear()
+
+
+@pytest.mark.parametrize("out_scale", [1e-9, 1e-3, 1.0, 1e9])
+def test_u8_saturates_at_extreme_scales(isa_path, out_scale):
+    """Requantized values far beyond int32 (tiny out_scale) saturate to 0 / 255 like
+    FBGEMM's scalar lrintf path, on every vector path (no INT_MIN wrap-around)."""
+    x = np.full((3, 64), 255, dtype=np.uint8)
+    x[1] = 0
+    w = np.full((70, 64), 127, dtype=np.int8)
+    w[::2] = -128
+    qw = QuantizedWeight.from_quantized(w, 1.0)
+    raw = _raw_ref(x, w)
+    for relu in (False, True):
+        got = qgemm(x, 1.0, 0, qw, out_scale=out_scale, out_zero_point=17, relu=relu,
+                    isa=isa_path)
+        with np.errstate(over="ignore"):
+            ref = _fbgemm_u8(np.clip(raw, -(2**24), 2**24), 1.0, qw.scales, None,
+                             out_scale, 17, relu)
+        np.testing.assert_array_equal(got, ref)

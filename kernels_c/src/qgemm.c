@@ -358,7 +358,15 @@ vnni4_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
                                                      int64_t k, const int8_t *b,             \
                                                      const float *gs, int64_t gss,           \
                                                      int group, void *tile) {                \
-        vnni4_body(MR, a, lda, k, b, gs, gss, group, (float *)tile);                         \
+        /* group size as a constant: the inner loop then has a fixed trip count, which  \
+         * keeps GCC from copying every accumulator around each iteration */           \
+        switch (group) {                                                                 \
+            case 16: vnni4_body(MR, a, lda, k, b, gs, gss, 16, (float *)tile); break;        \
+            case 32: vnni4_body(MR, a, lda, k, b, gs, gss, 32, (float *)tile); break;        \
+            case 64: vnni4_body(MR, a, lda, k, b, gs, gss, 64, (float *)tile); break;        \
+            case 128: vnni4_body(MR, a, lda, k, b, gs, gss, 128, (float *)tile); break;      \
+            default: vnni4_body(MR, a, lda, k, b, gs, gss, group, (float *)tile); break;     \
+        }                         \
     }
 DEFINE_VNNI4(1)
 DEFINE_VNNI4(2)
@@ -419,7 +427,15 @@ vnni4h_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t
                                                      int64_t k, const int8_t *b,             \
                                                      const float *gs, int64_t gss,           \
                                                      int group, void *tile) {                \
-        vnni4h_body(MR, a, lda, k, b, gs, gss, group, (float *)tile);                        \
+        /* group size as a constant: the inner loop then has a fixed trip count, which  \
+         * keeps GCC from copying every accumulator around each iteration */           \
+        switch (group) {                                                                 \
+            case 16: vnni4h_body(MR, a, lda, k, b, gs, gss, 16, (float *)tile); break;        \
+            case 32: vnni4h_body(MR, a, lda, k, b, gs, gss, 32, (float *)tile); break;        \
+            case 64: vnni4h_body(MR, a, lda, k, b, gs, gss, 64, (float *)tile); break;        \
+            case 128: vnni4h_body(MR, a, lda, k, b, gs, gss, 128, (float *)tile); break;      \
+            default: vnni4h_body(MR, a, lda, k, b, gs, gss, group, (float *)tile); break;     \
+        }                        \
     }
 DEFINE_VNNI4H(4)
 DEFINE_VNNI4H(5)

@@ -34,8 +34,9 @@ from .roofline import family_of
 __all__ = ["SPLITS", "crossover", "evaluate", "metrics", "out_of_fold"]
 
 SPLITS = ("random", "leave-shape-out", "leave-sparsity-out")
+# bits is not part of a shape: a qgemm problem's fp32 baseline has none (see _problem_id)
 _SHAPE_COLS = ("op", "m", "n", "k", "c", "h", "w", "o", "r", "s", "stride", "padding",
-               "batch", "bits")
+               "batch")
 
 
 def _shape_id(rows: pd.DataFrame) -> pd.Series:
@@ -87,7 +88,8 @@ def out_of_fold(make_model: Callable[[], PerfModel], rows: pd.DataFrame, split: 
 
 def _col(rows: pd.DataFrame, name: str, default: str) -> pd.Series:
     if name in rows.columns:
-        return rows[name].fillna(default).astype(str)
+        return pd.Series([default if pd.isna(v) else str(v) for v in rows[name]],
+                         index=rows.index, dtype=object)
     return pd.Series(default, index=rows.index, dtype=object)
 
 
@@ -99,10 +101,10 @@ def _context_id(rows: pd.DataFrame) -> pd.Series:
 
 
 def _problem_id(rows: pd.DataFrame) -> pd.Series:
-    """One problem = context + sparsity + sparsity pattern (the configurations differ)."""
-    return pd.Series([f"{a}|{b:.4f}|{c}" for a, b, c in zip(
-        _context_id(rows), rows["sparsity"], _col(rows, "pattern", "random"), strict=True)],
-        index=rows.index, dtype=object)
+    """One problem = context + sparsity + sparsity pattern + weight bits (qgemm)."""
+    return pd.Series([f"{a}|{b:.4f}|{c}|{d}" for a, b, c, d in zip(
+        _context_id(rows), rows["sparsity"], _col(rows, "pattern", "random"),
+        _col(rows, "bits", "nan"), strict=True)], index=rows.index, dtype=object)
 
 
 def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:

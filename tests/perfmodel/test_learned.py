@@ -127,3 +127,37 @@ def test_fit_and_save(data, tmp_path):
     doc = json.loads((tmp_path / "model.json").read_text())
     assert doc["configs"]["spmm_csr_f32"] and doc["configs"]["gemm_blas_f32"] == [{}]
     assert 0 < model.log_uncertainty_ < 2
+
+
+def test_qgemm_rows(tmp_path):
+    """int8/int4 GEMM rows (dense operands, bits column) train and rank with their
+    fp32 baseline."""
+    import pandas as pd
+
+    from perfmodel.models._evaluate import metrics
+    from perfmodel.query import best_config
+
+    from ._synthetic import COLUMNS
+    rows = []
+    rng = np.random.default_rng(0)
+    for m, n, k in [(1, 1024, 256), (64, 768, 512), (256, 512, 256), (128, 4096, 1024),
+                    (16, 256, 1500), (1024, 1024, 1024), (6, 4096, 2048), (102, 1024, 512)]:
+        flops = 2.0 * m * n * k
+        for kernel, bits, rate in (("gemm_blas_f32", np.nan, 90e9),
+                                   ("gemm_u8s8_acc32", 8, 380e9),
+                                   ("gemm_s4s8_acc32", 4, 300e9)):
+            t = flops / rate * float(np.exp(rng.normal(0, 0.02))) + 2e-6
+            rows.append({"op": "qgemm", "kernel": kernel, "threads": 1, "params": "{}",
+                         "m": m, "n": n, "k": k, "bits": bits, "sparsity": 0.0,
+                         "density": 1.0, "nnz": n * k, "pattern": "dense",
+                         "cache": "warm", "status": "ok", "median_s": t, "noisy": False})
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    df["status"], df["noisy"] = "ok", False
+    model = LearnedModel(max_iter=50, learning_rate=0.2, min_samples_leaf=2).fit(df)
+    m = metrics(df, model.predict(df))
+    assert m["problems"] == 16 and m["regret_geomean"] < 1.05
+    from perfmodel._paths import model_path
+    fit_and_save(df, model_path(), cv_folds=0, max_iter=50)
+    r = best_config("qgemm", m=64, n=768, k=512, bits=8, threads=1)
+    assert r.source == "model" and r.kernel == "gemm_u8s8_acc32"
+    assert r.dense_kernel == "gemm_blas_f32" and r.speedup > 1.5

@@ -11,7 +11,8 @@ AlexNet conv2-conv5 (Caffe's bvlc_alexnet shapes: conv2/4/5 use 2 groups) and th
 
 Every kernel is timed by the same C loop (``kc_time_calls``, clock_gettime around each
 call; warm cache); sparse and dense calls are interleaved in rounds so that load from other
-processes hits both alike; the table shows, per kernel, the best round's median.
+processes hits both alike; the table shows, per kernel, the fastest call (other processes
+only add time to a deterministic kernel).
 BLAS threads are set with threadpoolctl around the dense calls. The sparse time includes
 padding the input (a per-call copy), the dense time includes the im2col.
 
@@ -124,10 +125,11 @@ class TorchTimer:
 
 def measure(timers: dict[str, object], threads: int, rounds: int,
             budget_s: float) -> dict[str, float]:
-    """Best (lowest) over ``rounds`` of per-round medians, kernels interleaved per round.
+    """Fastest call over ``rounds`` rounds, kernels interleaved within each round.
 
-    Other processes on a shared machine only ever add time, so the quietest round is the
-    best estimate of each kernel's own time.
+    The kernels are deterministic and other processes on a shared machine only ever add
+    time, so the fastest call estimates a kernel's own time best; interleaving exposes
+    sparse and dense kernels to the same conditions.
     """
     calls = {}
     for key, timer in timers.items():  # size each kernel's batch of calls to ~budget_s
@@ -138,7 +140,7 @@ def measure(timers: dict[str, object], threads: int, rounds: int,
     for _ in range(rounds):
         for key, timer in timers.items():
             with blas_threads(threads):
-                per_round[key].append(float(np.median(timer(calls[key], warmup=1))))
+                per_round[key].append(float(np.min(timer(calls[key], warmup=1))))
     return {k: float(np.min(v)) for k, v in per_round.items()}
 
 
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {'yes' if have_torch else 'not installed'}")
     print(f"# cells: speedup of direct sparse over im2col+BLAS (dense ms = im2col+BLAS time; "
           f"last column: over torch conv2d); "
-          f"best of {args.rounds} interleaved rounds of per-round medians; "
+          f"fastest call of {args.rounds} interleaved rounds; "
           f"loadavg at start {os.getloadavg()[0]:.2f}")
     head = ["layer", "batch", "thr", "pattern", "dense ms"]
     if have_torch:

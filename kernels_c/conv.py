@@ -31,9 +31,9 @@ PARAMS: dict[str, tuple[int, ...]] = {
     # SIMD vectors per register tile along the flattened output plane (avx2/portable: <= 12)
     "tile_vectors": tuple(range(1, 25)),
     # input channels (within a group) per channel block; 0 = one block (no blocking)
-    "c_block": (0, 4, 8, 16, 32, 64, 128),
+    "c_block": (0, 1, 2, 4, 8, 16, 32, 64, 128),
     # output channels per task (and per scratch block)
-    "o_block": (1, 2, 4, 8, 16, 32, 64),
+    "o_block": (1, 2, 4, 8, 16, 32, 64, 128),
     # 1: aligned SIMD loads (plane width rounded up to the vector width, one shifted input
     # copy per kernel column phase); 0: unaligned loads from a single padded copy
     "align": (0, 1),

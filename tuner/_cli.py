@@ -28,9 +28,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     params = " ".join(f"{k}={v}" for k, v in sorted(result.params.items()))
     note = " (interrupted: best so far, not re-timed)" if result.interrupted else ""
     print(f"best{note}: {result.kernel} {params}")
-    print(f"  median {result.seconds * 1e6:.2f} us, {result.speedup_over_default:.2f}x the "
-          f"default configuration ({result.default_seconds * 1e6:.2f} us)")
-    print(f"  study {result.study.study_name!r}: {len(result.study.trials)} trials"
+    if result.default_seconds == result.default_seconds:  # not NaN
+        print(f"  median {result.seconds * 1e6:.2f} us, {result.speedup_over_default:.2f}x "
+              f"the default configuration ({result.default_seconds * 1e6:.2f} us)")
+    else:
+        print(f"  median {result.seconds * 1e6:.2f} us (default configuration not timed)")
+    evaluated = sum(1 for t in result.study.trials if t.user_attrs.get("evaluated"))
+    print(f"  study {result.study.study_name!r}: {evaluated} configurations evaluated in "
+          f"{len(result.study.trials)} trials"
           + ("; recorded in the results store" if result.recorded else ""))
     return 130 if result.interrupted else 0
 

@@ -66,7 +66,7 @@ def trials_to_target(space: SearchSpace, table: pd.DataFrame, strategy: str, see
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objective = ReplayObjective(space, table)
+    objective = ReplayObjective(space, table, seed=seed)
     target = objective.optimum[1] * (1.0 + tolerance)
     sampler = make_sampler("tpe" if strategy == "model" else strategy, seed)
     study = optuna.create_study(direction="minimize", sampler=sampler)

@@ -45,11 +45,35 @@ class Infeasible(Exception):
 class Objective:
     """Optuna objective over a :class:`SearchSpace`; subclasses implement ``evaluate``."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    #: proposals of already evaluated configurations in a row after which an unevaluated
+    #: configuration, drawn at random, is enqueued (TPE can collapse onto one kernel choice
+    #: that has a single configuration, such as the dense baseline, and re-propose it)
+    STUCK_AFTER = 3
+
+    def __init__(self, space: SearchSpace, seed: int | None = None) -> None:
         self.space = space
+        #: configurations this process evaluated (measured or replayed)
+        self.evaluations = 0
+        #: every configuration of the space has been tried (nothing left to explore)
+        self.exhausted = False
+        self._repeats = 0
+        self._configs: list[tuple[str, dict[str, Any]]] | None = None
+        self._rng = np.random.default_rng(seed)
 
     def evaluate(self, kernel: str, params: dict[str, Any], trial: Any) -> float:
         raise NotImplementedError
+
+    def _explore(self, study: Any) -> None:
+        """Enqueue one configuration no trial of ``study`` has tried yet."""
+        if self._configs is None:
+            self._configs = list(self.space.configs())
+        tried = {t.user_attrs.get("config") for t in study.get_trials(deepcopy=False)}
+        fresh = [c for c in self._configs if config_key(*c) not in tried]
+        self.exhausted = not fresh
+        if fresh:
+            kernel, params = fresh[int(self._rng.integers(len(fresh)))]
+            study.enqueue_trial(self.space.optuna_params(kernel, params),
+                                user_attrs={"source": "explore"})
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -61,11 +85,21 @@ class Objective:
         if reason is not None:
             trial.set_user_attr("infeasible", reason)
             raise optuna.TrialPruned(reason)
-        for old in trial.study.get_trials(deepcopy=False,
-                                          states=(optuna.trial.TrialState.COMPLETE,)):
+        for old in trial.study.get_trials(deepcopy=False, states=(
+                optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)):
             if old.user_attrs.get("config") == key and old.number != trial.number:
+                self._repeats += 1
+                if self._repeats >= self.STUCK_AFTER:
+                    self._repeats = 0
+                    self._explore(trial.study)
                 trial.set_user_attr("duplicate_of", old.number)
+                if old.state == optuna.trial.TrialState.PRUNED:
+                    trial.set_user_attr("infeasible", old.user_attrs.get("infeasible", ""))
+                    raise optuna.TrialPruned("repeat of an infeasible configuration")
                 return float(old.value)
+        self._repeats = 0
+        self.evaluations += 1
+        trial.set_user_attr("evaluated", True)
         try:
             return float(self.evaluate(kernel, params, trial))
         except Infeasible as exc:
@@ -185,8 +219,9 @@ class MeasureObjective(Objective):
     timing : perfmodel.harness.TimingConfig for each trial.
     """
 
-    def __init__(self, space: SearchSpace, operands: Operands, timing: Any = None) -> None:
-        super().__init__(space)
+    def __init__(self, space: SearchSpace, operands: Operands, timing: Any = None,
+                 seed: int | None = None) -> None:
+        super().__init__(space, seed)
         self.operands = operands
         self.timing = timing
 

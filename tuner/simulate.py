@@ -147,14 +147,14 @@ class ReplayObjective(Objective):
     table : :func:`recorded` rows of that problem (must cover the space).
     """
 
-    def __init__(self, space: SearchSpace, table: pd.DataFrame) -> None:
-        super().__init__(space)
+    def __init__(self, space: SearchSpace, table: pd.DataFrame,
+                 seed: int | None = None) -> None:
+        super().__init__(space, seed)
         if table.empty:
             raise ValueError(f"no recorded sweep for {space.op} {space.problem} in the store; "
                              f"record one first (tuner.simulate.record_sweep or "
                              f"perfmodel tune-eval)")
         self.table = {row.config: row for row in table.itertuples(index=False)}
-        self.evaluations = 0
 
     def evaluate(self, kernel: str, params: dict[str, Any], trial: Any) -> float:
         row = self.table.get(config_key(kernel, params))
@@ -163,7 +163,6 @@ class ReplayObjective(Objective):
                            f"recorded sweep")
         if row.status != "ok":
             raise Infeasible(f"{row.status} in the recorded sweep: {row.error}")
-        self.evaluations += 1
         return float(row.median_s)
 
     @property

@@ -103,6 +103,19 @@ def _redact(url: str) -> str:
         return "<storage URL>"
 
 
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` names no driver and SQLAlchemy 2.1 then picks psycopg 3; use
+    psycopg2 (what the ``postgres`` extra installs) when only that one is present."""
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and \
+            importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 def open_storage(storage: Any = None) -> Any:
     """The Optuna storage for ``storage``: None = the local SQLite file
     ``$PERFMODEL_HOME/tuner.db``; a URL (``sqlite:///...``, ``postgresql://...``); a path
@@ -130,6 +143,7 @@ def open_storage(storage: Any = None) -> Any:
         url = f"sqlite:///{Path(storage).expanduser().resolve()}"
     else:
         url = str(storage)
+    url = _with_installed_driver(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
         kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
@@ -362,13 +376,14 @@ def _default_study_name(space: SearchSpace, simulate: bool) -> str:
 
 
 class _Progress:
-    def __init__(self, total: int | None) -> None:
+    def __init__(self, total: int, objective: Objective) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="trial", desc="tuning", dynamic_ncols=True)
+        self.objective = objective
+        self.bar = tqdm(total=total, unit="config", desc="tuning", dynamic_ncols=True)
 
     def __call__(self, study: Any, trial: Any) -> None:
-        self.bar.update(1)
+        self.bar.update(self.objective.evaluations - self.bar.n)
         try:
             self.bar.set_postfix(best=f"{study.best_value * 1e6:.1f}us", refresh=False)
         except ValueError:
@@ -388,7 +403,9 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     Parameters
     ----------
     op : ``"spmm"`` (CSR sparse x dense, dense BLAS baseline among the choices).
-    n_trials : int >= 1, trials this process runs (fleet workers each run theirs).
+    n_trials : int >= 1, configurations this process evaluates (fleet workers each run
+        theirs). Proposals of a configuration the study already evaluated are answered
+        from that trial and do not count (at most ``20 * n_trials`` trials in all).
     timeout : seconds after which no new trial starts (None = no limit).
     storage : None (local SQLite file), a database URL (PostgreSQL for a fleet) or a path.
     study_name : None derives one from op, shape, threads and the machine fingerprint,
@@ -422,14 +439,14 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     if opts.simulate:
         from .simulate import ReplayObjective, recorded
 
-        objective = ReplayObjective(space, recorded(space, opts.store))
+        objective = ReplayObjective(space, recorded(space, opts.store), seed=opts.seed)
         operands = None
     else:
         from perfmodel.harness import TimingConfig
 
         operands = Operands.spmm(**space.problem, seed=opts.operand_seed)
         timing = opts.timing or TimingConfig(budget_s=0.2, target_rel_ci=0.03)
-        objective = MeasureObjective(space, operands, timing)
+        objective = MeasureObjective(space, operands, timing, seed=opts.seed)
     store_obj = opts.store
     rdb = open_storage(storage)
     name = study_name or _default_study_name(space, opts.simulate)
@@ -445,11 +462,17 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
         log.info("warm start: %s", counts)
     study.set_user_attr("op", op)
     study.set_user_attr("problem", space.problem)
-    progress = _Progress(n_trials) if opts.progress else None
+    progress = _Progress(n_trials, objective) if opts.progress else None
+
+    def enough(study: Any, trial: Any) -> None:
+        if objective.evaluations >= n_trials or objective.exhausted:
+            study.stop()
+
     interrupted = False
     try:
-        study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(Exception,),
-                       callbacks=[progress] if progress else None)
+        study.optimize(objective, n_trials=20 * n_trials, timeout=timeout,
+                       catch=(Exception,), callbacks=[enough, *([progress] if progress
+                                                                else [])])
     except KeyboardInterrupt:
         interrupted = True
     finally:

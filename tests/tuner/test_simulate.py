@@ -30,6 +30,10 @@ def test_replay_finds_the_recorded_optimum(tiny_sweep):
     assert config_key(result.kernel, result.params) == best
     assert result.seconds == times[best]
     assert not result.recorded  # a replay writes nothing back
+    # 120 asked, but the space holds fewer: the run stops once every one was tried
+    evaluated = [t for t in result.study.trials if t.user_attrs.get("evaluated")]
+    assert len(evaluated) == len(times)
+    assert len({t.user_attrs["config"] for t in evaluated}) == len(times)
     # speedup = the recorded time of the default configuration / the best (NaN when the
     # default lies outside this small space, as it does on wide-vector paths)
     kernel, params = default_config(_space())

@@ -182,11 +182,14 @@ static const qg_ukr port4[] = {NULL, ukr_port4_1, ukr_port4_2, ukr_port4_3, ukr_
 /* ------------------------------------------------------------ AVX-512 VNNI */
 /* The kernels name every accumulator (no arrays of vectors: GCC keeps those in memory across
  * loops and spills every update). Rows above MR are dead code, removed at compile time. */
+/* The empty asm pins the four B vectors in registers: otherwise GCC folds the loads into
+ * every vpdpbusd of 1-3 row tiles and loads B once per row (2x slower at M = 3). */
 #define V8_LOADB(P)                                                                          \
     b0 = _mm512_loadu_si512(P);                                                              \
     b1 = _mm512_loadu_si512((P) + 64);                                                       \
     b2 = _mm512_loadu_si512((P) + 128);                                                      \
-    b3 = _mm512_loadu_si512((P) + 192)
+    b3 = _mm512_loadu_si512((P) + 192);                                                      \
+    __asm__("" : "+v"(b0), "+v"(b1), "+v"(b2), "+v"(b3))
 #define V8_FMA(C, SRC)                                                                       \
     do {                                                                                     \
         const __m512i av_ = _mm512_set1_epi32((int32_t)(SRC));                               \

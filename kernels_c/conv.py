@@ -363,7 +363,9 @@ class SparseConv2d:
         threads = check_threads(threads)
         n = int(x.shape[0])
         out = check_out(out, self.output_shape(n), np.float32, (x,))
-        xpad = _aligned_empty(self._img_stride + self._slack)
+        per_image = -(-(self._img_stride + self._slack) // 16) * 16  # keep 64-byte alignment
+        n_xpad = threads if 1 < threads <= n else 1
+        xpad = _aligned_empty(n_xpad * per_image)
         scratch = np.empty(threads * self.params["o_block"] * self._plane_alloc, np.float32)
         module = load("conv")
         ffi = module.ffi
@@ -372,7 +374,8 @@ class SparseConv2d:
         a.o, a.r, a.s, a.ho, a.wo = geo.o, geo.r, geo.s, geo.ho, geo.wo
         a.stride, a.pad, a.groups = geo.stride, geo.padding, geo.groups
         a.hq, a.wq = self._hq, self._wq
-        a.img_stride, a.xpad_len, a.plane_alloc = self._img_stride, xpad.size, self._plane_alloc
+        a.img_stride, a.xpad_len, a.plane_alloc = self._img_stride, per_image, self._plane_alloc
+        a.n_xpad = n_xpad
         a.copy_stride, a.n_shift = self._copy_stride, self._n_shift
         a.x = ffi.from_buffer("float[]", x)
         a.xpad = ffi.from_buffer("float[]", xpad)
@@ -396,7 +399,8 @@ class SparseConv2d:
         Parameters
         ----------
         x : ndarray (N, C, H, W), float32, C-contiguous, (C, H, W) == ``input_shape``.
-        threads : int, OpenMP threads (over blocks of output channels, image by image).
+        threads : int, OpenMP threads: over images when the batch has at least one per
+            thread, else over blocks of output channels, image by image.
         out : ndarray (N, O, Ho, Wo), float32, C-contiguous, optional; reused as the result.
 
         Returns

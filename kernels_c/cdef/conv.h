@@ -6,8 +6,9 @@
  * Inputs are validated in Python (kernels_c/conv.py); C trusts them.
  *
  * conv_direct_sparse_f32 (Park et al., ICLR 2017, "direct sparse convolution"):
- *   Images are processed one after the other: all threads first copy image n into `xpad`
- *   (one image, img_stride floats + slack) as a zero-padded, phase-split image:
+ *   Each image is first copied into a buffer of `xpad` (n_xpad buffers of xpad_len floats:
+ *   one image of img_stride floats + slack, 64-byte aligned) as a zero-padded, phase-split
+ *   image:
  *   for stride St there are St*St phase planes per channel, plane (c, pr, ps) holding
  *   padded rows pr, pr+St, ... and columns ps, ps+St, ...; each plane is hq x wq with
  *   hq = ceil(Hp / St), wq >= ceil(Wp / St) (Hp = H + 2 pad); the buffer ends with zeroed
@@ -30,8 +31,10 @@
  *   row sorted by channel. kptr[o * (n_cblocks + 1) + b] is the first nonzero of row o whose
  *   in-group channel is >= b * c_block (channel blocking: the input planes of one channel
  *   block stay in L1 while all output channels of a block accumulate them).
- *   Work: per image, tasks (blocks of o_block output channels) are spread over `threads`
- *   OpenMP threads; a task accumulates its flattened output planes (plane_alloc floats
+ *   Work: with n_xpad >= threads > 1 (batch >= threads) each thread takes whole images
+ *   (dynamic schedule), padding them into its own buffer; otherwise images go one after the
+ *   other, all threads pad it into buffer 0, then share its tasks (blocks of o_block output
+ *   channels, dynamic schedule); a task accumulates its flattened output planes (plane_alloc floats
  *   each, a multiple of the register tile) in its thread's slice of `scratch`
  *   (threads * o_block * plane_alloc floats), register tile by register tile
  *   (tile_vectors SIMD vectors of the flattened plane), then writes the valid columns to
@@ -54,6 +57,7 @@ typedef struct {
     int64_t copy_stride;
     int n_shift;
     int64_t xpad_len;
+    int n_xpad;
     int64_t plane_alloc;
     const float *x;
     float *xpad;

@@ -99,10 +99,11 @@ static const tile_fn TILES_AVX2[MAX_TILE_AVX2 + 1] = {
 #endif /* KC_X86 */
 
 /* Copy channel c of image n into its St*St zero-padded phase planes. */
-static void pad_channel(const conv_direct_sparse_f32_args *a, int64_t n, int64_t c) {
+static void pad_channel(const conv_direct_sparse_f32_args *a, float *xpad, int64_t n,
+                        int64_t c) {
     const int64_t st = a->stride, pad = a->pad, h = a->h, w = a->w, hq = a->hq, wq = a->wq;
     const float *src = a->x + (n * a->c + c) * h * w;
-    float *base = a->xpad + c * st * st * hq * wq;
+    float *base = xpad + c * st * st * hq * wq;
     for (int64_t pr = 0; pr < st; ++pr)
         for (int64_t ps = 0; ps < st; ++ps) {
             float *plane = base + (pr * st + ps) * hq * wq;
@@ -141,9 +142,8 @@ static void pad_channel(const conv_direct_sparse_f32_args *a, int64_t n, int64_t
 }
 
 /* One task: output channels [o0, o1) of image n. */
-static void conv_task(const conv_direct_sparse_f32_args *a, tile_fn tile, int vw, int64_t n,
-                      int64_t o0, int64_t o1, float *scr) {
-    const float *xin = a->xpad;
+static void conv_task(const conv_direct_sparse_f32_args *a, tile_fn tile, int vw,
+                      const float *xin, int64_t n, int64_t o0, int64_t o1, float *scr) {
     const int nv = a->tile_vectors;
     const int64_t t = (int64_t)nv * vw, pa = a->plane_alloc, ncb = a->n_cblocks;
     for (int64_t jt = 0; jt < pa; jt += t)
@@ -196,11 +196,12 @@ int conv_direct_sparse_f32(void *args) {
     if (a->isa != KC_ISA_PORTABLE) return KC_ERR_ISA;
 #endif
     if (a->plane_alloc % ((int64_t)a->tile_vectors * vw)) return KC_ERR_ARGS;
-    if (a->xpad_len > a->img_stride)
-        memset(a->xpad + a->img_stride, 0, (size_t)(a->xpad_len - a->img_stride) * 4);
     const int64_t n_ob = (a->o + a->o_block - 1) / a->o_block;
     const int nt = a->threads > 0 ? a->threads : 1;
-    /* One image at a time: its padded copy (in L2) is shared by all threads. */
+    const int per_thread = nt > 1 && a->n_xpad >= nt;
+    for (int b = 0; b < (per_thread ? nt : 1); ++b)
+        memset(a->xpad + b * a->xpad_len + a->img_stride, 0,
+               (size_t)(a->xpad_len - a->img_stride) * sizeof(float));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int tid = 0;
@@ -208,13 +209,27 @@ int conv_direct_sparse_f32(void *args) {
         tid = omp_get_thread_num();
 #endif
         float *scr = a->scratch + (int64_t)tid * a->o_block * a->plane_alloc;
-        for (int64_t n = 0; n < a->n; ++n) {
-#pragma omp for schedule(static)
-            for (int64_t c = 0; c < a->c; ++c) pad_channel(a, n, c);
+        if (per_thread) {
+            /* enough images for every thread: each pads whole images into its own buffer and
+             * computes all their output channels, with no barrier in between */
+            float *xpad = a->xpad + tid * a->xpad_len;
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t ob = 0; ob < n_ob; ++ob) {
-                const int64_t o0 = ob * a->o_block;
-                conv_task(a, tile, vw, n, o0, KC_MIN(o0 + a->o_block, a->o), scr);
+            for (int64_t n = 0; n < a->n; ++n) {
+                for (int64_t c = 0; c < a->c; ++c) pad_channel(a, xpad, n, c);
+                for (int64_t o0 = 0; o0 < a->o; o0 += a->o_block)
+                    conv_task(a, tile, vw, xpad, n, o0, KC_MIN(o0 + a->o_block, a->o), scr);
+            }
+        } else {
+            /* one image at a time: all threads pad it into the shared buffer, then share
+             * its blocks of output channels */
+            for (int64_t n = 0; n < a->n; ++n) {
+#pragma omp for schedule(static)
+                for (int64_t c = 0; c < a->c; ++c) pad_channel(a, a->xpad, n, c);
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t ob = 0; ob < n_ob; ++ob) {
+                    const int64_t o0 = ob * a->o_block;
+                    conv_task(a, tile, vw, a->xpad, n, o0, KC_MIN(o0 + a->o_block, a->o), scr);
+                }
             }
         }
     }

@@ -102,6 +102,7 @@ def _roofline_cached(target: str, key: tuple, store_obj: Any) -> RooflineModel:
     if factors is not None:
         model.defaults()
         model.factors_ = factors["factors"]
-        model.calibration_source_ = {f: "model file" for f in factors["factors"]}
+        model.calibration_source_ = {f: "model file" for f in factors["factors"]
+                                     if not f.startswith("kernel:")}
         return model
     return model.defaults()

@@ -221,28 +221,30 @@ class RooflineModel(PerfModel):
 
     # -- contract --------------------------------------------------------------------
     def fit(self, results: pd.DataFrame) -> RooflineModel:
-        """Calibrate per-family compute and bandwidth factors from measured rows.
+        """Calibrate compute and bandwidth factors from measured rows.
 
         For each family: ``a`` = median of measured / compute-bound time over the rows the
         uncalibrated model calls compute-bound, ``b`` likewise over memory-bound rows. A
-        family (or regime) without rows keeps the description's default.
+        family (or regime) without rows keeps the description's default. Each measured
+        kernel also gets its own factors (``factors_["kernel:<name>"]``), used for it.
         """
         rows = ok_rows(results)
         probe = self._target(None)
         factors = _default_factors(probe)
         source = {fam: "description" for fam in factors}
         acc: dict[str, dict[str, list[float]]] = {}
+        per_kernel: dict[tuple[str, str], dict[str, list[float]]] = {}
         for rec in rows.to_dict("records"):
             threads = _threads(rec)
             p = from_row(rec)
             fam, t_comp, t_mem = self._terms(str(rec["kernel"]), p, threads)
             t_m = max(t_mem.values())
             meas = float(rec["median_s"])
-            bucket = acc.setdefault(fam, {"compute": [], "memory": []})
-            if t_comp >= t_m:
-                bucket["compute"].append(meas / t_comp)
-            else:
-                bucket["memory"].append(meas / t_m)
+            regime, ratio = (("compute", meas / t_comp) if t_comp >= t_m
+                             else ("memory", meas / t_m))
+            acc.setdefault(fam, {"compute": [], "memory": []})[regime].append(ratio)
+            per_kernel.setdefault((fam, str(rec["kernel"])),
+                                  {"compute": [], "memory": []})[regime].append(ratio)
 
         counts = {}
         for fam, bucket in acc.items():
@@ -255,6 +257,12 @@ class RooflineModel(PerfModel):
             if not bucket["compute"] and bucket["memory"]:
                 factors[fam]["compute"] = max(factors[fam]["compute"],
                                               factors[fam]["memory"] * 0.5)
+        # kernels of one family differ (our CSR kernel vs scipy's): each measured kernel
+        # gets its own factors, falling back to its family's for a regime it was not seen in
+        for (fam, kernel), bucket in per_kernel.items():
+            factors[f"kernel:{kernel}"] = {
+                regime: float(np.median(ratios)) if ratios else factors[fam][regime]
+                for regime, ratios in bucket.items()}
         for fam, alpha in _park_alphas(rows).items():
             factors[fam]["park_alpha"] = alpha
         self.factors_ = factors
@@ -289,7 +297,7 @@ class RooflineModel(PerfModel):
         """Predicted seconds for one normalized problem."""
         check_is_fitted(self, "factors_")
         fam, t_comp, t_mem = self._terms(kernel, problem, threads)
-        f = self.factors_[fam]
+        f = self.factors_.get(f"kernel:{kernel}") or self.factors_[fam]
         return max(f["compute"] * t_comp, f["memory"] * max(t_mem.values()))
 
     def bound(self, kernel: str, problem: Mapping[str, Any], threads: int | None = None
@@ -309,7 +317,8 @@ class RooflineModel(PerfModel):
         t = self._target(threads)
         w = work(kernel, problem, t)
         fam, t_comp, t_mem = self._terms(kernel, problem, threads)
-        f = (self.factors_ if getattr(self, "factors_", None) else _default_factors(t))[fam]
+        factors = self.factors_ if getattr(self, "factors_", None) else _default_factors(t)
+        f = factors.get(f"kernel:{kernel}") or factors[fam]
         times = {"compute": f["compute"] * t_comp,
                  **{lv: f["memory"] * v for lv, v in t_mem.items()}}
         binding = max(times, key=times.get)

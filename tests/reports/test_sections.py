@@ -298,3 +298,24 @@ def test_tuning_section_without_studies(home):
     sec = S.section_tuning(S.collect(targets=["host"]))
     assert sec.status == "no data"
     assert any("perfmodel tune" in m for m in sec.missing)
+
+
+def test_missing_api_is_reported_not_fatal(inputs, monkeypatch):
+    real = S.api
+
+    def without(module, name):
+        return None if name in ("sweet_spot", "advise") else real(module, name)
+
+    monkeypatch.setattr(S, "api", without)
+    sec = S.section_sweet_spots(inputs)
+    assert any("perfmodel.sweet_spot is not available" in m for m in sec.missing)
+    assert sec.figures            # the measured points are still drawn
+    sec = S.section_pruning(inputs)
+    assert sec.status == "no data"
+    assert any("perfmodel.advise is not available" in m for m in sec.missing)
+
+
+def test_host_is_the_machine_with_most_rows_when_this_one_has_none():
+    df = pd.DataFrame({"fingerprint": ["a", "b", "b"], "machine": ["ma", "mb", "mb"]})
+    fp, name = S._host_identity(df, None)
+    assert (fp, name) == ("b", "mb")

@@ -1241,7 +1241,7 @@ def section_tuning(inputs: Inputs) -> Section:
     sec = Section("tuning", "7. Tuning",
                   "Tuner studies: the best time found so far against the trial number, and "
                   "the configurations the tuner wrote back to the store.")
-    tuned = tuned_rows(inputs.store) if inputs.store is not None else tuned_rows(None)
+    tuned = tuned_rows(inputs.store)
     sec.data["tuned"] = tuned
     storage = _tuning_storage(inputs)
     curves: dict[str, Any] = {}
@@ -1301,7 +1301,7 @@ def section_tuning(inputs: Inputs) -> Section:
     if len(tuned):
         sec.tables.append(Table.from_frame(tuned, "Tuned configurations in the store (what "
                                                   "best_config answers as “tuned”)."))
-    elif storage is not None or not curves:
+    else:
         sec.missing.append("no tuned configurations in the store (run `perfmodel tune`)")
     return sec
 

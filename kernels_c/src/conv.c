@@ -98,6 +98,28 @@ static const tile_fn TILES_AVX2[MAX_TILE_AVX2 + 1] = {
     tile_avx2_7, tile_avx2_8, tile_avx2_9, tile_avx2_10, tile_avx2_11, tile_avx2_12};
 #endif /* KC_X86 */
 
+#if KC_X86
+/* d[j] = s[2 j + off] for j in [j_lo, j_hi) (stride-2 phase row), s has w elements. Masked
+ * loads never touch elements outside the row. */
+KC_TARGET_AVX512 static void deinterleave2_avx512(const float *s, int64_t w, int64_t off,
+                                                  float *d, int64_t j_lo, int64_t j_hi) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    for (int64_t j = j_lo; j < j_hi; j += 16) {
+        const int64_t b = 2 * j + off, avail = w - b, cnt = KC_MIN(16, j_hi - j);
+        const __mmask16 m0 = avail >= 16 ? 0xffff : (__mmask16)((1u << avail) - 1u);
+        const int64_t avail1 = avail - 16;
+        const __mmask16 m1 = avail1 >= 16  ? 0xffff
+                             : avail1 > 0 ? (__mmask16)((1u << avail1) - 1u)
+                                          : 0;
+        const __m512 lo = _mm512_maskz_loadu_ps(m0, s + b);
+        const __m512 hi = m1 ? _mm512_maskz_loadu_ps(m1, s + b + 16) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(d + j, (__mmask16)((1u << cnt) - 1u),
+                              _mm512_permutex2var_ps(lo, even, hi));
+    }
+}
+#endif
+
 /* Copy channel c of image n into its St*St zero-padded phase planes. */
 static void pad_channel(const conv_direct_sparse_f32_args *a, float *xpad, int64_t n,
                         int64_t c) {
@@ -124,7 +146,12 @@ static void pad_channel(const conv_direct_sparse_f32_args *a, float *xpad, int64
                 if (st == 1) {
                     memcpy(d + j_lo, s + (j_lo - pad), (size_t)(j_hi - j_lo) * sizeof(float));
                 } else {
-                    for (int64_t j = j_lo; j < j_hi; ++j) d[j] = s[st * j + ps - pad];
+#if KC_X86
+                    if (st == 2 && a->isa >= KC_ISA_AVX512) {
+                        deinterleave2_avx512(s, w, ps - pad, d, j_lo, j_hi);
+                    } else
+#endif
+                        for (int64_t j = j_lo; j < j_hi; ++j) d[j] = s[st * j + ps - pad];
                 }
                 for (int64_t j = j_hi; j < wq; ++j) d[j] = 0.0f;
             }

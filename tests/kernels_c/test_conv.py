@@ -77,6 +77,8 @@ CASES = [
     (1, 1, 1, 1, 1, 1, 1, 0, 1),        # everything 1
     (1, 4, 16, 17, 8, 3, 1, 1, 4),      # depthwise-like groups; 16 +- 1
     (1, 3, 9, 13, 2, 7, 1, 3, 1),       # 7 shifted copies when aligned
+    (1, 3, 9, 40, 4, 3, 2, 1, 1),       # stride 2, rows wider than one de-interleave step
+    (2, 2, 6, 37, 3, 5, 2, 2, 1),       # stride 2, odd width, even padding
 ]
 
 

@@ -1,10 +1,9 @@
 """Learned (hybrid) model: gradient boosting on the roofline's residual.
 
-The regressor predicts ``log(measured / roofline)`` - the roofline calibrated on the same
-training rows (per-kernel factors) - from features of the problem (shape, sparsity, nnz
-distribution across rows), the kernel and its parameters, the machine description and the
-raw roofline bound; time = roofline * exp(prediction). Learning a correction to a physical
-model generalizes to unseen shapes better than learning raw times.
+The regressor predicts ``log(measured / roofline bound)`` from features of the problem
+(shape, sparsity, nnz distribution across rows), the kernel and its parameters, the machine
+description and the roofline prediction itself; time = bound * exp(prediction). Learning a
+correction to a physical bound generalizes to unseen shapes better than learning raw times.
 
 Files are JSON (no pickle): the trees of a fitted ``HistGradientBoostingRegressor`` exported
 as arrays and evaluated here with numpy, plus the feature schema and its hash. A file whose
@@ -84,11 +83,8 @@ def _row_stats(p: Mapping[str, Any], pattern: str) -> tuple[float, float, float]
 class _Featurizer:
     """Turns result rows into the feature matrix (schema: base + kernels + params)."""
 
-    def __init__(self, kernels: list[str], params: list[str], target: str = "host",
-                 reference: RooflineModel | None = None) -> None:
+    def __init__(self, kernels: list[str], params: list[str], target: str = "host") -> None:
         self.kernels, self.params, self.target = kernels, params, target
-        #: calibrated roofline whose prediction the boosting corrects (None: the raw bound)
-        self.reference = reference
         self.names = [*BASE_FEATURES, *(f"kernel={k}" for k in kernels),
                       *(f"param_{p}" for p in params)]
         self._roof = RooflineModel(target=target).defaults()
@@ -160,10 +156,6 @@ class _Featurizer:
               # columns left over after whole 16-lane vectors (masked tail work)
               float(p["n"] % 16) / 16.0]
         x += [float(kernel == k) for k in self.kernels]
-        if self.reference is not None:
-            f = (self.reference.factors_.get(f"kernel:{kernel}")
-                 or self.reference.factors_[fam])
-            bound = max(f["compute"] * t_comp, f["memory"] * t_m)
         return np.asarray(x, dtype=np.float64), bound
 
     def matrix(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -282,10 +274,7 @@ class LearnedModel(PerfModel):
             except (ValueError, TypeError):
                 d = {}
             params.update(k for k, v in d.items() if isinstance(v, (int, float)))
-        # the boosting corrects the roofline calibrated on the same rows: a better
-        # reference than the raw bound for shapes it has not seen
-        self.roofline_ = RooflineModel(target=self.target).fit(rows)
-        self.featurizer_ = _Featurizer(kernels, sorted(params), self.target, self.roofline_)
+        self.featurizer_ = _Featurizer(kernels, sorted(params), self.target)
         x, bound = self.featurizer_.matrix(rows)
         y = np.log(rows["median_s"].to_numpy(dtype=np.float64) / bound)
         est = HistGradientBoostingRegressor(
@@ -311,6 +300,7 @@ class LearnedModel(PerfModel):
         if not np.allclose(self.forest_.predict(x), reference, rtol=1e-9, atol=1e-9):
             raise RuntimeError("exported trees disagree with scikit-learn's prediction; "
                                "this scikit-learn version changed its tree layout")
+        self.roofline_ = RooflineModel(target=self.target).fit(rows)
         ranges = {}
         for name in RANGE_FEATURES:
             col = x[:, self.featurizer_.names.index(name)]
@@ -394,12 +384,12 @@ class LearnedModel(PerfModel):
         doc = _read(path)
         schema = doc["feature_schema"]
         model = cls(target=doc.get("target", "host"), **doc.get("hyperparameters", {}))
+        model.featurizer_ = _Featurizer(list(schema["kernels"]), list(schema["params"]),
+                                        model.target)
+        model.forest_ = _Forest(doc["forest"])
         model.roofline_ = RooflineModel(target=model.target).defaults()
         model.roofline_.factors_ = doc["roofline"]["factors"]
         model.roofline_.calibration_source_ = doc["roofline"]["source"]
-        model.featurizer_ = _Featurizer(list(schema["kernels"]), list(schema["params"]),
-                                        model.target, model.roofline_)
-        model.forest_ = _Forest(doc["forest"])
         model.ranges_ = {k: list(v) for k, v in doc["ranges"].items()}
         model.log_uncertainty_ = float(doc["log_uncertainty"])
         model.n_train_ = int(doc["training"]["rows"])

@@ -24,6 +24,16 @@ def test_registered_by_name_only():
     assert out.stdout.strip() == "[]"
 
 
+def test_cli_start_up_stays_light():
+    # building the parser loads reports._cli but none of the report machinery
+    code = ("import sys; from perfmodel.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith('reports.') "
+            "and m != 'reports._cli'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
 def test_command_module_imports_only_the_standard_library_at_top_level():
     tree = ast.parse((ROOT / "reports" / "_cli.py").read_text())
     top = set()

@@ -28,7 +28,7 @@ from typing import Any
 from ._paths import host_profile_path, model_path
 from .models._calibrate import _store_key, host_results, roofline_for
 from .models._problem import CANDIDATES, normalize
-from .models.roofline import FAMILIES, family_of
+from .models.roofline import family_of
 from .targets import list_targets, load_target
 
 __all__ = ["BestConfig", "best_config"]
@@ -390,8 +390,3 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return answer
-
-
-def kernel_families() -> list[str]:
-    """Names of the roofline kernel families (for listings)."""
-    return list(FAMILIES)

@@ -278,6 +278,7 @@ class QgemmPlan:
     params: dict[str, int]
     bits: int
     _keepalive: tuple
+    tile: tuple[int, int] = (0, 0)  # register tile (mr, nr) of the path
 
     @property
     def function(self) -> Any:
@@ -457,8 +458,10 @@ def plan_qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWe
     args.blk.mc = full["mc"]
     args.blk.nc = full["nc"]
     args.blk.kc = 0
-    full.update(mr=MR[level][qw.bits], nr=nr)
-    return QgemmPlan(args, module, out, level, full, qw.bits, tuple(keep))
+    # params holds only what plan_qgemm accepts back (a replayed config must validate);
+    # the register tile is fixed per path and reported apart
+    return QgemmPlan(args, module, out, level, full, qw.bits, tuple(keep),
+                     tile=(MR[level][qw.bits], nr))
 
 
 def qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWeight, *,

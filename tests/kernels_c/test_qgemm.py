@@ -372,3 +372,16 @@ def test_u8_saturates_at_extreme_scales(isa_path, out_scale):
             ref = _fbgemm_u8(np.clip(raw, -(2**24), 2**24), 1.0, qw.scales, None,
                              out_scale, 17, relu)
         np.testing.assert_array_equal(got, ref)
+
+
+def test_plan_params_replay(isa_path):
+    """A plan's params are valid plan_qgemm arguments (tuners store and replay them)."""
+    rng = np.random.default_rng(60)
+    x = rng.integers(0, 256, (9, 40), dtype=np.uint8)
+    for bits in (8, 4):
+        qw = QuantizedWeight.from_float(rng.standard_normal((20, 40)).astype(np.float32),
+                                        bits=bits, group_size=32)
+        plan = plan_qgemm(x, 0.1, 0, qw, isa=isa_path)
+        again = plan_qgemm(x, 0.1, 0, qw, isa=isa_path, **plan.params)
+        np.testing.assert_array_equal(again.run(), plan.run())
+        assert plan.tile[0] >= 1 and plan.tile[1] in (16, 64)

@@ -42,7 +42,7 @@ DENSE_FAMILIES = ("gemm", "im2col_conv")
 MAX_ROOFLINE_PROBLEMS = 400
 MAX_SWEET_SHAPES = 6
 #: rows predicted for the accuracy section (a deterministic sample beyond this)
-ACCURACY_SAMPLE = 3000
+ACCURACY_SAMPLE = 2000
 DEFAULT_NETWORK = "resnet50"
 
 

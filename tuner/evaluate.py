@@ -10,8 +10,12 @@ Tuner counts the same way). Strategies:
 
 - ``random``: Optuna's RandomSampler;
 - ``tpe``: TPE (multivariate, grouped, 8 random start-up trials), no warm start;
-- ``model``: the same TPE, warm-started with the learned model's top-k predictions; the
-  model is fitted on the *other* problems' sweeps only (leave one problem out), so it has
+- ``default+tpe``: the same TPE, starting from the kernel's default configuration;
+- ``model``: what :func:`tuner.tune` does with a model: the same TPE, warm-started with
+  the default configuration and the learned model's top-k predictions, and every second
+  trial proposed by :class:`tuner.study.ModelGuide` (a surrogate refitted on the
+  trials, with the learned model's prediction as a feature). The model is fitted on the
+  *other* problems' sweeps and training-only sweeps (leave one problem out), so it has
   never seen the problem it guides;
 - ``gp``: Optuna's GPSampler (8 start-up trials).
 """
@@ -28,7 +32,7 @@ import pandas as pd
 from .objective import config_key
 from .simulate import SWEEP, ReplayObjective, record_sweep, recorded
 from .space import SearchSpace, search_space
-from .study import default_config, make_sampler, seed_study
+from .study import ModelGuide, default_config, make_sampler, seed_study
 
 __all__ = ["PROBLEMS", "STRATEGIES", "evaluate", "format_table", "trials_to_target"]
 
@@ -48,7 +52,7 @@ TRAINING_PROBLEMS: tuple[dict[str, Any], ...] = (
     {"m": 128, "n": 512, "k": 512, "sparsity": 0.9},
     {"m": 512, "n": 512, "k": 128, "sparsity": 0.5},
 )
-STRATEGIES = ("random", "tpe", "model", "gp")
+STRATEGIES = ("random", "tpe", "default+tpe", "model", "gp")
 
 
 @dataclass
@@ -68,21 +72,26 @@ def trials_to_target(space: SearchSpace, table: pd.DataFrame, strategy: str, see
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = ReplayObjective(space, table, seed=seed)
     target = objective.optimum[1] * (1.0 + tolerance)
-    sampler = make_sampler("tpe" if strategy == "model" else strategy, seed)
+    sampler = make_sampler(strategy.rsplit("+", 1)[-1] if strategy != "model" else "tpe",
+                           seed)
     study = optuna.create_study(direction="minimize", sampler=sampler)
+    callbacks: list[Any] = []
     if strategy == "model":
         seed_study(study, space, model=model, top_k=top_k, from_store=False)
+        callbacks.append(ModelGuide(space, model, seed=seed))
+    elif strategy.startswith("default+"):
+        seed_study(study, space, model=None, from_store=False)
     state = {"reached": False}
 
     def stop(study: Any, trial: Any) -> None:
         if trial.value is not None and trial.value <= target:
             state["reached"] = True
             study.stop()
-        elif objective.evaluations >= max_evaluations or len(study.trials) >= 20 * \
-                max_evaluations:
+        elif objective.evaluations >= max_evaluations or objective.exhausted or \
+                len(study.trials) >= 20 * max_evaluations:
             study.stop()
 
-    study.optimize(objective, callbacks=[stop], catch=(Exception,))
+    study.optimize(objective, callbacks=[stop, *callbacks], catch=(Exception,))
     return _Run(objective.evaluations, len(study.trials), state["reached"])
 
 

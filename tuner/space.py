@@ -159,6 +159,16 @@ class SearchSpace:
                 return f"constraint violated: {expr}"
         return None
 
+    def canonical(self, kernel: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with every inactive conditional parameter set to its fixed value
+        (a row_block measured with K blocking off is the same configuration as any other)."""
+        spec = self._kernel(kernel)
+        out = dict(params)
+        for name in spec.conditions:
+            if name in out and not self._active(spec, name, out):
+                out[name] = spec.fixed[name]
+        return out
+
     def configs(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every valid configuration, kernel by kernel, in a fixed order."""
         for kernel in self.kernels:

@@ -272,7 +272,8 @@ def store_trials(space: SearchSpace, store: Any) -> list[tuple[str, dict, float,
         if row.kernel not in space.kernels:
             continue
         try:
-            params = {**json.loads(row.params), "threads": int(row.threads)}
+            params = space.canonical(row.kernel, {**json.loads(row.params),
+                                                  "threads": int(row.threads)})
         except (TypeError, ValueError):
             continue
         if space.violation(row.kernel, params) is None:
@@ -280,13 +281,97 @@ def store_trials(space: SearchSpace, store: Any) -> list[tuple[str, dict, float,
     return out
 
 
+class ModelGuide:
+    """Optuna callback: every ``every``-th trial, enqueue the configuration a surrogate
+    fitted on this study's measurements expects to be fastest.
+
+    The surrogate is a small extra-trees forest on the configuration (one-hot parameter
+    values) plus the learned model's log prediction as a feature: the learned model is the
+    prior that ranks the whole space, the forest learns from the trials how this problem
+    departs from it. The next configuration minimizes the forest's mean minus one standard
+    deviation across its trees (lower confidence bound) over the configurations not yet
+    tried. The trials in between come from the sampler (TPE), so the search keeps
+    exploring where the surrogate is confident but wrong.
+
+    Parameters
+    ----------
+    space : the problem's SearchSpace; model : a fitted PerfModel (``predict(rows)``).
+    every : propose on every ``every``-th finished trial; seed : forest seed.
+    """
+
+    def __init__(self, space: SearchSpace, model: Any, *, every: int = 2,
+                 seed: int | None = None, min_points: int = 4) -> None:
+        self.space = space
+        self.configs = list(space.configs())
+        self.index = {config_key(*c): i for i, c in enumerate(self.configs)}
+        pred = np.asarray(model.predict(_rows_for_model(space, self.configs)), dtype=float)
+        pred = np.where(np.isfinite(pred) & (pred > 0), pred, np.nanmax(pred[pred > 0]))
+        columns: dict[tuple[str, Any], int] = {}
+        for kernel, params in self.configs:
+            for item in (("kernel", kernel), *((f"{kernel}:{k}", v) for k, v in
+                                               params.items())):
+                columns.setdefault(item, len(columns))
+        x = np.zeros((len(self.configs), len(columns) + 1))
+        for i, (kernel, params) in enumerate(self.configs):
+            x[i, columns[("kernel", kernel)]] = 1.0
+            for k, v in params.items():
+                x[i, columns[(f"{kernel}:{k}", v)]] = 1.0
+        x[:, -1] = np.log(pred)
+        self.x = x
+        self.every = every
+        self.seed = seed
+        self.min_points = min_points
+        self._calls = 0
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        import optuna
+        from sklearn.ensemble import ExtraTreesRegressor
+
+        self._calls += 1
+        if self._calls % self.every:
+            return
+        states = optuna.trial.TrialState
+        if study.get_trials(deepcopy=False, states=(states.WAITING,)):
+            return  # a proposal (warm start, another worker's) is still queued
+        best: dict[int, float] = {}
+        tried: set[int] = set()
+        for t in study.get_trials(deepcopy=False):
+            i = self.index.get(t.user_attrs.get("config"))
+            if i is None:
+                continue
+            tried.add(i)
+            if t.state == states.COMPLETE and t.value is not None:
+                best[i] = min(best.get(i, np.inf), float(t.value))
+        if len(best) < self.min_points or len(tried) >= len(self.configs):
+            return
+        idx = np.fromiter(best, dtype=int)
+        forest = ExtraTreesRegressor(n_estimators=40, random_state=self.seed, n_jobs=1)
+        forest.fit(self.x[idx], np.log([best[i] for i in idx]))
+        free = np.array([i for i in range(len(self.configs)) if i not in tried])
+        per_tree = np.stack([tree.predict(self.x[free]) for tree in forest.estimators_])
+        lcb = per_tree.mean(axis=0) - per_tree.std(axis=0)
+        kernel, params = self.configs[int(free[int(np.argmin(lcb))])]
+        study.enqueue_trial(self.space.optuna_params(kernel, params),
+                            user_attrs={"source": "surrogate"})
+
+
 def seed_study(study: Any, space: SearchSpace, *, store: Any = None, model: Any = None,
-               top_k: int = 8, from_store: bool = True) -> dict[str, int]:
-    """Seed a new study: measured configurations from the store become completed trials
-    and the model's ``top_k`` predictions are enqueued. Returns counts."""
+               top_k: int = 8, from_store: bool = True,
+               default: bool = True) -> dict[str, int]:
+    """Seed a new study: measured configurations from the store become completed trials,
+    the kernel's default configuration (``default``) and the model's ``top_k``
+    predictions are enqueued. Returns counts."""
     import optuna
 
-    counts = {"store": 0, "model": 0}
+    counts = {"store": 0, "default": 0, "model": 0}
+    if default:
+        # the kernel's own default blocking is a hand-made model of the same kind: the
+        # first configuration to try (skipped when outside the space or already measured)
+        kernel, params = default_config(space)
+        if space.violation(kernel, params) is None:
+            study.enqueue_trial(space.optuna_params(kernel, params),
+                                user_attrs={"source": "default"}, skip_if_exists=True)
+            counts["default"] = 1
     if from_store:
         seen: set[str] = set()
         for kernel, params, seconds, mid in sorted(store_trials(space, store),
@@ -453,10 +538,13 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
                                 sampler=smp, load_if_exists=True)
+    model = None
+    if warm_start:
+        model = _default_model(store_obj) if opts.model is None else opts.model or None
+    guide = ModelGuide(space, model, seed=opts.seed) if model is not None else None
     if warm_start and not study.user_attrs.get("warm_started"):
         # the first worker seeds the study; a late one finds the attribute and skips
         study.set_user_attr("warm_started", True)
-        model = _default_model(store_obj) if opts.model is None else opts.model
         counts = seed_study(study, space, store=store_obj, model=model, top_k=opts.top_k,
                             from_store=not opts.simulate)
         log.info("warm start: %s", counts)
@@ -471,8 +559,8 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     interrupted = False
     try:
         study.optimize(objective, n_trials=20 * n_trials, timeout=timeout,
-                       catch=(Exception,), callbacks=[enough, *([progress] if progress
-                                                                else [])])
+                       catch=(Exception,),
+                       callbacks=[enough, *(c for c in (guide, progress) if c is not None)])
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -107,3 +107,13 @@ def test_unknown_parameter_and_kernel():
     assert "unknown parameter" in space.violation("spmm_csr_f32", {"tile": 3})
     with pytest.raises(ValueError, match="not in the spmm search space"):
         space.violation("spmm_bogus", {})
+
+
+def test_canonical_fixes_inactive_parameters():
+    space = search_space("spmm", threads=1, m=64, n=64, k=256, sparsity=0.9)
+    params = {"reg_vectors": 1, "n_tile": 0, "k_block": 0, "row_block": 8, "acc_sets": 2,
+              "prefetch": 0, "threads": 1}
+    assert space.violation("spmm_csr_f32", params) is not None
+    fixed = space.canonical("spmm_csr_f32", params)
+    assert fixed["row_block"] == 32 and space.violation("spmm_csr_f32", fixed) is None
+    assert space.canonical("spmm_csr_f32", {**params, "k_block": 64})["row_block"] == 8

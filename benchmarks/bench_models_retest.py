@@ -1,0 +1,50 @@
+"""Noise floor of the model metrics: the same sweep measured twice.
+
+Usage::
+
+    python benchmarks/bench_models_retest.py FIRST.db SECOND.db
+
+``SECOND.db`` is a copy of ``FIRST.db`` re-measured with ``perfmodel sweep SPEC --remeasure``.
+Prints (1) how well one measurement predicts the other (the MAPE a perfect model would get
+against a single noisy run) and (2) the learned and roofline models' held-out metrics on the
+best of the two runs per point (contention only slows a kernel down, so the faster of two
+medians is the better estimate of its time).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def main(first: str, second: str) -> None:
+    from perfmodel.models._evaluate import evaluate, format_report
+    from perfmodel.models.learned import LearnedModel
+    from perfmodel.models.roofline import RooflineModel
+    from perfmodel.store import load_results
+
+    a = load_results(first).set_index("point_key")
+    b = load_results(second).set_index("point_key")
+    common = a.index.intersection(b.index)
+    a, b = a.loc[common], b.loc[common]
+    ape = np.abs(b["median_s"] / a["median_s"] - 1)
+    both = (~a["noisy"]) & (~b["noisy"])
+    one = a["threads"] == 1
+    print(f"test-retest on {len(common)} points: MAPE {ape.mean():.3f} (median "
+          f"{ape.median():.3f}); 1 thread {ape[one].mean():.3f} ({ape[one].median():.3f}); "
+          f"converged in both ({int(both.sum())}) {ape[both].mean():.3f} "
+          f"({ape[both].median():.3f})")
+    faster = b["median_s"] < a["median_s"]
+    best = a.copy()
+    for col in ("median_s", "min_s", "iqr_s", "rel_ci", "noisy", "converged"):
+        best.loc[faster, col] = b.loc[faster, col]
+    best = best.reset_index()
+    print(format_report(evaluate(lambda: LearnedModel(), best), "learned"))
+    print(format_report(evaluate(lambda: RooflineModel(), best), "roofline"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])

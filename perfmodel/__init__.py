@@ -11,7 +11,7 @@ from typing import Any
 _LAZY = {
     "open_store": "perfmodel.store",
     "load_results": "perfmodel.store",
-    "sweep": "perfmodel.sweep",
+    "sweep": "perfmodel._sweep",
     "sweet_spot": "perfmodel.sweetspot",
     "best_config": "perfmodel.query",
 }
@@ -23,10 +23,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'perfmodel' has no attribute {name!r}")
-    if name == "sweep":
-        # the submodule itself is callable (perfmodel.sweep(spec, store=...)), so the name
-        # means the same thing whether or not ``perfmodel.sweep`` was imported before
-        return importlib.import_module(module)
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

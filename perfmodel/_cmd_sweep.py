@@ -7,7 +7,7 @@ import sys
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import load_spec, run_sweep
+    from ._sweep import load_spec, sweep
 
     if args.spec and args.preset:
         raise ValueError("give either a SPEC file or --preset, not both")
@@ -16,7 +16,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"each, target +-{spec.timing.target_rel_ci:.0%} CI of the median)",
           file=sys.stderr)
     try:
-        summary = run_sweep(spec, args.db, remeasure=args.remeasure,
+        summary = sweep(spec, args.db, remeasure=args.remeasure,
                             progress=not args.no_progress, limit=args.limit)
     except KeyboardInterrupt:
         print("interrupted: every finished point is stored; rerun the same command to "

@@ -111,10 +111,11 @@ def test_measure_stops_at_the_budget_and_flags_noise():
         state["i"] += 1
         time.sleep(0.002 if state["i"] % 2 else 0.0005)
 
-    start = time.perf_counter()
     t = measure(bimodal, TimingConfig(budget_s=0.1, min_samples=10))
-    assert time.perf_counter() - start < 1.0
-    assert not t.converged and t.noisy and t.n_samples >= 6
+    # every call sleeps >= 0.5 ms, so a harness that respects the 0.1 s budget stops after
+    # at most ~200 timed calls (plus the doubling batch in flight), however slow the machine
+    assert 6 <= t.n_samples <= 400
+    assert not t.converged and t.noisy
 
 
 def test_measure_reports_kernel_errors():

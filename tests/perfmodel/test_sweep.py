@@ -16,9 +16,9 @@ import scipy.sparse as sp
 
 import perfmodel
 from perfmodel import cli, ops
+from perfmodel._sweep import PRESETS, SpecError, load_spec
 from perfmodel.shapes import LAYER_SETS, load_matrix, matrix_sources
 from perfmodel.store import load_results, load_samples, open_store
-from perfmodel.sweep import PRESETS, SpecError, load_spec, run_sweep
 from tests.conftest import require_dlmc
 
 FAST = {"budget_s": 0.01, "min_samples": 6, "target_rel_ci": 0.05}
@@ -59,7 +59,7 @@ def test_tiny_sweep_stores_verified_points_and_resumes(store_url):
             == df.n_samples.values).all()
     again = perfmodel.sweep(spec, store=store_url, progress=False)
     assert again.measured == 0 and again.skipped == 10
-    redo = run_sweep(spec, store_url, remeasure=True, progress=False, limit=3)
+    redo = perfmodel.sweep(spec, store_url, remeasure=True, progress=False, limit=3)
     assert redo.measured == 3
     df2 = load_results(store_url)
     assert len(df2) == 10 and df2.point_key.is_unique
@@ -69,7 +69,7 @@ def test_block_patterns_params_threads_and_cold_cache(tmp_path):
     spec = tiny_spec(kernels=["spmm_csr_f32"], patterns=["block2x4", "dense"],
                      sparsities=[0.75], threads=[1, 2], cache=["warm", "cold"],
                      params={"spmm_csr_f32": {"reg_vectors": [1, 2]}})
-    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
+    summary = perfmodel.sweep(spec, tmp_path / "r.db", progress=False)
     df = load_results(tmp_path / "r.db")
     # 2 shapes x 2 patterns x 2 params x 2 threads x 2 caches
     assert summary.measured == len(df) == 32 and (df.status == "ok").all()
@@ -110,7 +110,7 @@ class _BrokenSpmm(ops.SpmmOp):
 def test_failed_verification_is_recorded_and_the_sweep_continues(tmp_path, monkeypatch):
     monkeypatch.setitem(ops.OPS, "broken_spmm", _BrokenSpmm())
     spec = tiny_spec(op="broken_spmm")
-    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
+    summary = perfmodel.sweep(spec, tmp_path / "r.db", progress=False)
     df = load_results(tmp_path / "r.db")
     bad = df[df.kernel == "spmm_csr_f32"]
     assert len(bad) == 4 and (bad.status == "invalid").all()
@@ -143,7 +143,7 @@ class _FailingSpmm(ops.SpmmOp):
 def test_plan_and_run_failures_become_failed_points(tmp_path, monkeypatch):
     monkeypatch.setitem(ops.OPS, "failing_spmm", _FailingSpmm())
     spec = tiny_spec(op="failing_spmm", params={"spmm_csr_f32": {"acc_sets": [1, 2]}})
-    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
+    summary = perfmodel.sweep(spec, tmp_path / "r.db", progress=False)
     df = load_results(tmp_path / "r.db").set_index("kernel")
     assert summary.status == {"ok": 4, "compile_failed": 4, "invalid": 4,
                               "runtime_failed": 2}
@@ -240,7 +240,7 @@ def test_real_matrix_folder_sweep(tmp_path):
     np.testing.assert_array_equal(m.data, load_matrix(folder / "layer_a.smtx", seed=3).data)
     spec = {"name": "real", **FAST, "block": [{"op": "spmm", "matrices": str(folder),
                                                "n": [4], "kernels": ["spmm_csr_f32"]}]}
-    run_sweep(spec, tmp_path / "r.db", progress=False)
+    perfmodel.sweep(spec, tmp_path / "r.db", progress=False)
     df = load_results(tmp_path / "r.db")
     assert len(df) == 3 and (df.status == "ok").all() and (df.pattern == "real").all()
     assert sorted(df.layer) == ["layer_a", "layer_b", "layer_c"]
@@ -333,7 +333,7 @@ def test_sweep_killed_with_sigkill_resumes_without_loss_or_duplicates(store_url,
     spec = load_spec(_KILL_SCRIPT.split("spec = ")[1].split("\nperfmodel")[0]
                      and eval(_KILL_SCRIPT.split("spec = ")[1].split("\nperfmodel")[0]))
     spec.timing = type(spec.timing)(budget_s=0.005, min_samples=6)
-    summary = run_sweep(spec, store_url, progress=False)
+    summary = perfmodel.sweep(spec, store_url, progress=False)
     assert summary.skipped == len(before) and summary.measured == 40 - len(before)
     after = load_results(store_url)
     assert len(after) == 40 and after.point_key.is_unique
@@ -353,7 +353,7 @@ def test_conv2d_and_qgemm_points_verify_and_record_their_columns(tmp_path):
         {"op": "qgemm", "kernels": ["gemm_s4s8_acc32"], "shapes": [{"m": 7, "n": 16, "k": 40}],
          "params": {"gemm_s4s8_acc32": {"group_size": [16, 32]}}},
     ]}
-    summary = run_sweep(spec, tmp_path / "r.db", progress=False)
+    summary = perfmodel.sweep(spec, tmp_path / "r.db", progress=False)
     df = load_results(tmp_path / "r.db")
     assert summary.status == {"ok": len(df)} and len(df) == 4 + 6 + 2, df.error.tolist()
     conv = df[df.op == "conv2d"]
@@ -411,7 +411,7 @@ def test_optional_peers_run_or_are_counted_unavailable(tmp_path):
     op = ops.get_op("spmm")
     peers = ["torch_csr", "mkl_csr"]
     missing = {k for k in peers if op.available(k) is not None}
-    summary = run_sweep(tiny_spec(kernels=peers), tmp_path / "r.db", progress=False)
+    summary = perfmodel.sweep(tiny_spec(kernels=peers), tmp_path / "r.db", progress=False)
     df = load_results(tmp_path / "r.db")
     assert summary.unavailable == 4 * len(missing)
     assert set(df.kernel) == set(peers) - missing
@@ -419,7 +419,7 @@ def test_optional_peers_run_or_are_counted_unavailable(tmp_path):
     q = {"name": "q", **FAST, "block": [{"op": "qgemm", "kernels": ["torch_fbgemm_u8s8"],
                                           "shapes": [{"m": 3, "n": 7, "k": 13},
                                                      {"m": 16, "n": 64, "k": 100}]}]}
-    summary = run_sweep(q, tmp_path / "q.db", progress=False)
+    summary = perfmodel.sweep(q, tmp_path / "q.db", progress=False)
     if ops.get_op("qgemm").available("torch_fbgemm_u8s8") is None:
         assert summary.status == {"ok": 2}
         assert (load_results(tmp_path / "q.db").bits == 8).all()

@@ -1,7 +1,7 @@
 """Sweeps: a validated spec expands into points; each point is built, checked against a
 reference, timed by :mod:`perfmodel.harness` and committed to the store at once.
 
-Call ``perfmodel.sweep(spec, store=...)`` (this module is callable) or run
+Call ``perfmodel.sweep(spec, store=...)`` (defined here) or run
 ``perfmodel sweep [--preset quick | SPEC] [--db URL] [--remeasure]``.
 
 Spec (TOML, or the same structure as a dict)::
@@ -37,7 +37,6 @@ import hashlib
 import os
 import sys
 import time
-import types
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -479,9 +478,9 @@ class _ProblemCache:
         return self._ref
 
 
-def run_sweep(spec: str | Path | dict[str, Any] | Spec,
-              store: str | Path | Store | None = None, *, remeasure: bool = False,
-              progress: bool | None = None, limit: int | None = None) -> SweepSummary:
+def sweep(spec: str | Path | dict[str, Any] | Spec,
+          store: str | Path | Store | None = None, *, remeasure: bool = False,
+          progress: bool | None = None, limit: int | None = None) -> SweepSummary:
     """Measure every point of ``spec`` not yet in ``store`` for this machine.
 
     Parameters
@@ -575,21 +574,4 @@ def run_sweep(spec: str | Path | dict[str, Any] | Spec,
             if st is not store:
                 st.close()
     return summary
-
-
-def sweep(spec: str | Path | dict[str, Any] | Spec, store: str | Path | Store | None = None,
-          *, remeasure: bool = False, progress: bool | None = None,
-          limit: int | None = None) -> SweepSummary:
-    """Run a sweep; see :func:`run_sweep` (this is ``perfmodel.sweep``)."""
-    return run_sweep(spec, store, remeasure=remeasure, progress=progress, limit=limit)
-
-
-class _CallableModule(types.ModuleType):
-    """``perfmodel.sweep`` is this module and the function at once."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SweepSummary:
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 

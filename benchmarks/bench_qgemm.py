@@ -52,7 +52,7 @@ def peak() -> tuple[float, str]:
         from perfmodel.characterize import load_host_profile
 
         peaks = load_host_profile()["peaks"]["int8"]
-        return float(max(v["1"]["median_flops"] for v in peaks.values())), "host profile"
+        return float(max(v["1"]["median_ops"] for v in peaks.values())), "host profile"
     except Exception:  # no profile yet, or another schema: measure
         pass
     try:

@@ -4,14 +4,14 @@
    ``tuner-exhaustive``; resumable, reused by later runs of this script).
 2. In simulation mode (the sweep replayed, no timing), each strategy runs over 20 seeds;
    we count the distinct configurations it measures until its best is within 5 % of the
-   optimum: random search, plain TPE, model-guided TPE (warm-started with the learned
-   model's top 8 predictions; the model is fitted on the other problems' sweeps only),
-   and GP.
+   optimum: random search, plain TPE, TPE from the default configuration, model-guided
+   TPE with and without the default configuration (learned model's top 8 + surrogate
+   proposals; the model never sees the problem it guides), optionally GP.
 3. ``--real``: one real tuning run of the first problem (model-guided TPE, 30 trials), its
    winner re-timed interleaved against the default configuration.
 
     python benchmarks/bench_tuner.py                      # all four problems, 20 seeds
-    python benchmarks/bench_tuner.py --strategies random,tpe,model --seeds 5
+    python benchmarks/bench_tuner.py --strategies random,tpe,model,gp --seeds 5
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_tuner.py --real
 
 Set ``PERFMODEL_HOME`` to keep the sweeps apart from your own store. Same as
@@ -36,7 +36,7 @@ from tuner.evaluate import PROBLEMS, evaluate, format_table  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--strategies", default="random,tpe,model,gp")
+    ap.add_argument("--strategies", default="random,tpe,default+tpe,model-only,model")
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--problems", type=int, default=len(PROBLEMS))
     ap.add_argument("--max-evals", type=int, default=400)

@@ -81,8 +81,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("tune-eval", help="compare tuning strategies in simulation mode")
     e.add_argument("--problems", type=int, default=4, help="how many built-in problems (4)")
     e.add_argument("--seeds", type=int, default=20, help="runs per strategy (20)")
-    e.add_argument("--strategies", default="random,tpe,default+tpe,model",
-                   help="comma-separated: random, tpe, default+tpe, model, gp")
+    e.add_argument("--strategies", default="random,tpe,default+tpe,model-only,model",
+                   help="comma-separated: random, tpe, default+tpe, model-only, model, gp")
     e.add_argument("--max-evals", type=int, default=400,
                    help="give up after this many distinct configurations (400)")
     e.add_argument("--db", help="results store for the exhaustive sweeps")

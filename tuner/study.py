@@ -305,7 +305,10 @@ class ModelGuide:
         self.configs = list(space.configs())
         self.index = {config_key(*c): i for i, c in enumerate(self.configs)}
         pred = np.asarray(model.predict(_rows_for_model(space, self.configs)), dtype=float)
-        pred = np.where(np.isfinite(pred) & (pred > 0), pred, np.nanmax(pred[pred > 0]))
+        usable = np.isfinite(pred) & (pred > 0)
+        if not usable.any():
+            raise ValueError("the model predicts no positive finite time for this space")
+        pred = np.where(usable, pred, pred[usable].max())
         columns: dict[tuple[str, Any], int] = {}
         for kernel, params in self.configs:
             for item in (("kernel", kernel), *((f"{kernel}:{k}", v) for k, v in
@@ -541,7 +544,14 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     model = None
     if warm_start:
         model = _default_model(store_obj) if opts.model is None else opts.model or None
-    guide = ModelGuide(space, model, seed=opts.seed) if model is not None else None
+    guide = None
+    if model is not None:
+        try:
+            guide = ModelGuide(space, model, seed=opts.seed)
+        except Exception as exc:  # a model that cannot score this space must not stop tuning
+            log.warning("learned model unusable for this problem (%s): tuning without it",
+                        exc)
+            model = None
     if warm_start and not study.user_attrs.get("warm_started"):
         # the first worker seeds the study; a late one finds the attribute and skips
         study.set_user_attr("warm_started", True)

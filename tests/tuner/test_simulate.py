@@ -187,3 +187,15 @@ def test_model_guide_proposes_untried_configurations(tiny_space, tiny_sweep):
     assert len(configs) == len(set(configs))
     # with a perfect prior the surrogate closes in on the optimum
     assert study.best_value == min(times.values())
+
+
+class _BrokenModel:
+    def predict(self, rows):
+        raise ValueError("feature schema mismatch")
+
+
+def test_an_unusable_model_does_not_stop_tuning(tiny_sweep):
+    store, _ = tiny_sweep
+    result = _sim(store, n_trials=10, options={"model": _BrokenModel()})
+    assert sum(bool(t.user_attrs.get("evaluated")) for t in result.study.trials) == 10
+    assert not any(t.user_attrs.get("source") == "model" for t in result.study.trials)

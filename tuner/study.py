@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from perfmodel.store.store import with_installed_driver
+
 from .objective import (
     MeasureObjective,
     Objective,
@@ -103,19 +105,6 @@ def _redact(url: str) -> str:
         return "<storage URL>"
 
 
-def _with_installed_driver(url: str) -> str:
-    """``postgresql://`` names no driver and SQLAlchemy 2.1 then picks psycopg 3; use
-    psycopg2 (what the ``postgres`` extra installs) when only that one is present."""
-    import importlib.util
-
-    if not url.startswith("postgresql://"):
-        return url
-    if importlib.util.find_spec("psycopg") is None and \
-            importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url
-
-
 def open_storage(storage: Any = None) -> Any:
     """The Optuna storage for ``storage``: None = the local SQLite file
     ``$PERFMODEL_HOME/tuner.db``; a URL (``sqlite:///...``, ``postgresql://...``); a path
@@ -143,7 +132,7 @@ def open_storage(storage: Any = None) -> Any:
         url = f"sqlite:///{Path(storage).expanduser().resolve()}"
     else:
         url = str(storage)
-    url = _with_installed_driver(url)
+    url = with_installed_driver(url)
     kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
         kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}

@@ -21,6 +21,7 @@ Contract (callers may rely on it):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import uuid
@@ -142,11 +143,22 @@ def _dialect_insert(dialect: str, table):  # type: ignore[no-untyped-def]
     raise StoreError(f"unsupported database {dialect!r}; use SQLite or PostgreSQL")
 
 
+def with_installed_driver(url: str) -> str:
+    """``postgresql://`` names no driver and SQLAlchemy 2.1 then picks psycopg 3; use
+    psycopg2 (what the ``postgres`` extra installs) when only that one is present."""
+    if not url.startswith("postgresql://"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and \
+            importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
 class Store:
     """An open results store. Create with :func:`open_store`."""
 
     def __init__(self, url: str, *, create: bool = True, readonly: bool = False) -> None:
-        parsed = make_url(url)
+        parsed = make_url(with_installed_driver(url))
         self.dialect = parsed.get_backend_name()
         self.readonly = readonly
         if self.dialect == "sqlite":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels_c.conv import (
     PARAMS,
@@ -130,6 +132,34 @@ def _supported():
     import kernels_c
 
     return kernels_c._isa.supported_levels()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 3), cg=st.integers(1, 4), groups=st.sampled_from([1, 2]),
+    og=st.integers(1, 5), h=st.integers(1, 20), w=st.integers(1, 35), r=st.integers(1, 6),
+    s=st.integers(1, 6), stride=st.integers(1, 3), padding=st.integers(0, 3),
+    density=st.floats(0.0, 1.0), threads=st.sampled_from([1, 2]),
+    tile=st.integers(1, 12), c_block=st.integers(0, 3), o_block=st.integers(1, 6),
+    align=st.sampled_from([0, 1]), seed=st.integers(0, 2**16),
+)
+def test_hypothesis_random_geometry(n, cg, groups, og, h, w, r, s, stride, padding, density,
+                                    threads, tile, c_block, o_block, align, seed):
+    ho = (h + 2 * padding - r) // stride + 1
+    wo = (w + 2 * padding - s) // stride + 1
+    if ho < 1 or wo < 1:
+        return
+    rng = np.random.default_rng(seed)
+    c, o = cg * groups, og * groups
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((o, cg, r, s), dtype=np.float32)
+    wt = (wt * (rng.random(wt.shape) < density)).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, groups=groups)
+    ref = reference(x, wt, **kw)
+    for path in _supported():
+        got = _run_sparse(x, wt, threads, isa=path, tile_vectors=tile, c_block=c_block,
+                          o_block=o_block, align=align, **kw)
+        _close(got, ref)
 
 
 def test_all_zero_weights_and_one_nonzero(isa_path):

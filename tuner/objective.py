@@ -54,6 +54,7 @@ class Objective:
         self.space = space
         #: configurations this process evaluated (measured or replayed)
         self.evaluations = 0
+        self.counted_last = False
         #: every configuration of the space has been tried (nothing left to explore)
         self.exhausted = False
         self._repeats = 0
@@ -78,6 +79,7 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         import optuna
 
+        self.counted_last = False  # whether this call counts as one of our evaluations
         kernel, params = self.space.suggest(trial)
         key = config_key(kernel, params)
         trial.set_user_attr("config", key)
@@ -99,6 +101,7 @@ class Objective:
                 return float(old.value)
         self._repeats = 0
         self.evaluations += 1
+        self.counted_last = True
         trial.set_user_attr("evaluated", True)
         try:
             return float(self.evaluate(kernel, params, trial))

@@ -556,10 +556,25 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
             study.stop()
 
     interrupted = False
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        study.optimize(objective, n_trials=20 * n_trials, timeout=timeout,
-                       catch=(Exception,),
-                       callbacks=[enough, *(c for c in (guide, progress) if c is not None)])
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                study.optimize(objective, n_trials=20 * n_trials, timeout=left,
+                               catch=(Exception,),
+                               callbacks=[enough,
+                                          *(c for c in (guide, progress) if c is not None)])
+                break
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+                # SQLite has no SELECT ... FOR UPDATE, so two workers can pop the same
+                # enqueued trial; the first one recorded it, nothing is lost: go on
+                if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a"):
+                    raise
+                # this worker's evaluation of that trial was not recorded: do one more
+                objective.evaluations -= int(getattr(objective, "counted_last", False))
+                if objective.evaluations >= n_trials or objective.exhausted or left == 0.0:
+                    break
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -40,6 +40,13 @@ def test_workers_share_one_study(store_url, tiny_sweep, tmp_path):
     assert numbers == list(range(len(numbers)))  # every trial landed exactly once
     assert len({t._trial_id for t in study.trials}) == len(numbers)
     assert all(t.state.is_finished() for t in study.trials)
-    # each worker evaluated its TRIALS configurations (repeats answered from the study)
-    assert sum(bool(t.user_attrs.get("evaluated")) for t in study.trials) == WORKERS * TRIALS
+    # each worker evaluated its TRIALS configurations (repeats answered from the study).
+    # PostgreSQL pops enqueued trials under SELECT ... FOR UPDATE, so the count is exact;
+    # SQLite has no row locks, and two workers may both run one enqueued trial (its one
+    # record then stands for two evaluations), at most once per worker here.
+    evaluated = sum(bool(t.user_attrs.get("evaluated")) for t in study.trials)
+    if storage.startswith("postgresql"):
+        assert evaluated == WORKERS * TRIALS
+    else:
+        assert WORKERS * TRIALS - WORKERS <= evaluated <= WORKERS * TRIALS
     assert study.best_value >= min(times.values())

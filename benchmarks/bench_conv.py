@@ -30,6 +30,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+# before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
+# kernels need (see perfmodel/cli.py)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 from kernels_c import _isa

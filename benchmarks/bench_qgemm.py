@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
+
+# before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
+# kernels need (see perfmodel/cli.py)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np
 from threadpoolctl import threadpool_limits

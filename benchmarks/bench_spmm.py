@@ -25,6 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+# before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
+# kernels need (see perfmodel/cli.py)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits

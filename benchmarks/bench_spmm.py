@@ -26,8 +26,10 @@ import time
 from pathlib import Path
 
 # before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
-# kernels need (see perfmodel/cli.py)
+# kernels need (see perfmodel/cli.py); the same for MKL's and our own OpenMP threads, so
+# that no contender slows down the one timed after it
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 import scipy.sparse as sp

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 # before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
 # kernels need (see perfmodel/cli.py)
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # nor MKL's / our OpenMP threads
 
 import numpy as np
 

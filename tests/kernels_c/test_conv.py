@@ -261,7 +261,7 @@ def test_default_params_are_valid():
                 continue
             p = default_params(geo, level)
             assert set(p) == set(PARAMS)
-            assert 1 <= p["tile_vectors"] <= 24 and p["c_block"] >= 0 and p["o_block"] >= 1
+            assert p["tile_vectors"] in range(1, 25) and p["c_block"] >= 0 and p["o_block"] >= 1
 
 
 # ---------------------------------------------------------------- bad input

@@ -77,7 +77,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     rows = _host_rows(args.db, args.all_machines)
     out = args.output or model_path()
-    model = fit_and_save(rows, out, cv_folds=args.cv_folds, max_iter=args.max_iter)
+    hyper = {} if args.max_iter is None else {"max_iter": args.max_iter}
+    model = fit_and_save(rows, out, cv_folds=args.cv_folds, **hyper)
     print(f"fitted the learned model on {model.n_train_} measurements "
           f"({len(model.featurizer_.kernels)} kernels, {len(model.featurizer_.names)} "
           f"features); uncertainty ±{math.expm1(model.log_uncertainty_):.0%}; "
@@ -93,7 +94,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     rows = _host_rows(args.db, args.all_machines)
     if args.threads:
         rows = rows[rows["threads"].isin(args.threads)].reset_index(drop=True)
-    makers = {"learned": lambda: LearnedModel(max_iter=args.max_iter),
+    hyper = {} if args.max_iter is None else {"max_iter": args.max_iter}
+    makers = {"learned": lambda: LearnedModel(**hyper),
               "roofline": lambda: RooflineModel()}
     names = list(makers) if args.model == "all" else [args.model]
     splits = tuple(args.split) if args.split else SPLITS
@@ -139,7 +141,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="train the learned model on this machine's measurements")
     p.add_argument("--db", help="results store (path or URL; default: the default store)")
     p.add_argument("-o", "--output", help="model file (default: $PERFMODEL_HOME/model.json)")
-    p.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
+    p.add_argument("--max-iter", type=int, default=None,
+                   help="boosting iterations (default: the model's, 1000)")
     p.add_argument("--cv-folds", type=int, default=3,
                    help="leave-shape-out folds for the uncertainty estimate (0: in-sample)")
     p.add_argument("--all-machines", action="store_true",
@@ -154,7 +157,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    choices=("random", "leave-shape-out", "leave-sparsity-out"),
                    help="repeatable; default: all three")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--max-iter", type=int, default=300, help="boosting iterations")
+    p.add_argument("--max-iter", type=int, default=None,
+                   help="boosting iterations (default: the model's, 1000)")
     p.add_argument("--threads", type=int, action="append",
                    help="only rows measured with this many threads (repeatable)")
     p.add_argument("--json", help="also write the metrics as JSON to this file")

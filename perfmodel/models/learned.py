@@ -32,7 +32,7 @@ __all__ = ["FEATURE_SCHEMA_VERSION", "LearnedModel", "load_calibration"]
 
 FORMAT = "perfmodel-learned-model"
 FORMAT_VERSION = 1
-FEATURE_SCHEMA_VERSION = 1
+FEATURE_SCHEMA_VERSION = 2
 #: features every model has, in order (kernel and parameter columns follow, per file)
 BASE_FEATURES: tuple[str, ...] = (
     "is_conv", "is_qgemm", "log2_m", "log2_n", "log2_k", "density", "log2_nnz",
@@ -43,6 +43,7 @@ BASE_FEATURES: tuple[str, ...] = (
     "roof_log10_bound", "roof_log2_comp_over_mem", "roof_log2_intensity",
     "ws_log2_over_l2", "ws_log2_over_llc", "cache_cold",
     "conv_log2_c", "conv_log2_o", "conv_log2_pq", "n_vector_tail",
+    "block_log2_rows", "block_log2_cols", "dense_b_log2_over_l2", "out_log2_over_l2",
 )
 #: problem features checked for extrapolation
 RANGE_FEATURES = ("log2_m", "log2_n", "log2_k", "density", "threads")
@@ -78,6 +79,17 @@ def _row_stats(p: Mapping[str, Any], pattern: str) -> tuple[float, float, float]
         cv = cv * 2.0 + 0.1
     ratio = 1.0 + 3.0 * cv
     return math.log2(mean), cv, ratio
+
+
+def _block_dims(pattern: str) -> tuple[float, float]:
+    """log2 of the (rows, columns) of a ``block<R>x<C>`` pattern; (0, 0) otherwise."""
+    if pattern.startswith("block"):
+        try:
+            r, c = (float(v) for v in pattern[5:].split("x"))
+            return math.log2(max(r, 1.0)), math.log2(max(c, 1.0))
+        except ValueError:
+            pass
+    return 0.0, 0.0
 
 
 class _Featurizer:
@@ -154,7 +166,14 @@ class _Featurizer:
               math.log2(p["c"]) if is_conv else 0.0, math.log2(p["o"]) if is_conv else 0.0,
               math.log2(p["p"] * p["q"]) if is_conv else 0.0,
               # columns left over after whole 16-lane vectors (masked tail work)
-              float(p["n"] % 16) / 16.0]
+              float(p["n"] % 16) / 16.0,
+              # block sparsity: rows of a block share column indices (reuse of B rows),
+              # columns of a block are contiguous (B rows read back to back)
+              *_block_dims(pattern),
+              # the dense operand B (K x N, or the conv input) and the output C (M x N)
+              # against the per-core L2: whether B's rows are re-read from L2 or beyond
+              math.log2(4.0 * p["k"] * p["n"] / sizes[0]),
+              math.log2(4.0 * p["m"] * p["n"] / sizes[0])]
         x += [float(kernel == k) for k in self.kernels]
         return np.asarray(x, dtype=np.float64), bound
 
@@ -244,7 +263,7 @@ class LearnedModel(PerfModel):
 
     name = "learned"
 
-    def __init__(self, *, max_iter: int = 300, learning_rate: float = 0.05,
+    def __init__(self, *, max_iter: int = 1000, learning_rate: float = 0.02,
                  max_leaf_nodes: int = 15, min_samples_leaf: int = 8,
                  l2_regularization: float = 1e-3, loss: str = "absolute_error",
                  random_state: int = 0, target: str = "host") -> None:

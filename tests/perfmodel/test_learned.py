@@ -26,7 +26,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def fitted(data):
-    return LearnedModel(max_iter=80).fit(data)
+    return LearnedModel(max_iter=80, learning_rate=0.05).fit(data)
 
 
 def test_fit_predict(fitted, data):

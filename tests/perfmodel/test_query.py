@@ -110,7 +110,8 @@ def test_measured_then_model_then_roofline(store_path, tmp_path):
     # with a model file -> model
     from perfmodel._paths import model_path
     from perfmodel.store import load_results
-    fit_and_save(load_results(store_path), model_path(), cv_folds=0, max_iter=30)
+    fit_and_save(load_results(store_path), model_path(), cv_folds=0, max_iter=30,
+                 learning_rate=0.05)
     r = best_config("spmm", threads=1, store=store_path, m=600, n=128, k=512, sparsity=0.9)
     assert r.source == "model" and r.kernel == "spmm_csr_f32"
     assert r.params.get("reg_vectors") == 4      # the synthetic machine's best

@@ -257,6 +257,9 @@ class LearnedModel(PerfModel):
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization, loss :
         passed to ``sklearn.ensemble.HistGradientBoostingRegressor`` (``loss`` on
         log(time / bound): ``"absolute_error"`` fits the median, robust to noisy points).
+    kernel_balance : float
+        exponent of the per-kernel weight (rows / kernels / rows of this kernel): 1 = every
+        kernel weighs the same in total, 0 = every row the same.
     random_state : int, seed of the regressor.
     target : str, the machine the training rows come from (``"host"``).
     """
@@ -266,13 +269,15 @@ class LearnedModel(PerfModel):
     def __init__(self, *, max_iter: int = 1000, learning_rate: float = 0.02,
                  max_leaf_nodes: int = 15, min_samples_leaf: int = 8,
                  l2_regularization: float = 1e-3, loss: str = "absolute_error",
-                 random_state: int = 0, target: str = "host") -> None:
+                 kernel_balance: float = 1.0, random_state: int = 0,
+                 target: str = "host") -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.loss = loss
+        self.kernel_balance = kernel_balance
         self.random_state = random_state
         self.target = target
 
@@ -306,7 +311,8 @@ class LearnedModel(PerfModel):
         # every kernel weighs the same in total: dense baselines are measured once per
         # shape, sparse kernels at every sparsity and parameter set
         counts = rows["kernel"].astype(str).map(rows["kernel"].astype(str).value_counts())
-        weight = (len(rows) / counts.nunique() / counts).to_numpy(dtype=np.float64)
+        weight = ((len(rows) / counts.nunique() / counts) ** self.kernel_balance).to_numpy(
+            dtype=np.float64)
         if "rel_ci" in rows:
             # trust converged timings more than ones a busy machine left uncertain
             rel = rows["rel_ci"].astype(float).fillna(0.05).clip(0.0, 1.0).to_numpy()
@@ -382,7 +388,7 @@ class LearnedModel(PerfModel):
             "target": self.target,
             "hyperparameters": {k: getattr(self, k) for k in (
                 "max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf",
-                "l2_regularization", "loss", "random_state")},
+                "l2_regularization", "loss", "kernel_balance", "random_state")},
             "forest": self.forest_.to_json(),
             "roofline": {"factors": self.roofline_.factors_,
                          "source": self.roofline_.calibration_source_},

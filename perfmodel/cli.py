@@ -15,8 +15,11 @@ import sys
 # OpenBLAS's idle worker threads spin for ~2^28 cycles (tens of ms) after each call and
 # steal the core that the next multithreaded kernel needs: a 2-thread spmm right after a
 # 2-thread dense GEMM ran 12-25x slower here. 2^4 cycles makes them sleep at once. This
-# must be set before numpy loads OpenBLAS, so it lives at the top of the CLI.
+# must be set before numpy loads OpenBLAS, so it lives at the top of the CLI. Likewise the
+# OpenMP runtimes (ours, torch's, MKL's) sleep when idle instead of spinning: with spinning
+# workers, 2-thread spmm points in a standard sweep read 8 ms instead of 1 ms.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 #: subcommand modules, in the order ``perfmodel --help`` lists them
 COMMANDS: tuple[str, ...] = ("perfmodel._cmd_characterize", "perfmodel._cmd_sweep",

@@ -130,6 +130,38 @@ typedef int32_t v4i __attribute__((vector_size(16)));
 /* Portable: 12 chains of 4-lane a = a * m + c (baseline x86-64 has no FMA: mulps + addps;
  * where the compiler contracts to an FMA the FLOP count is the same). */
 #define PORT_CHAINS 12
+/* The timed part shared by both peak benchmarks: every thread (pinned if asked) runs
+ * `loop`; ops = threads x iters x chains x ops per instruction. */
+static int run_peak(bench_peak_args *a, double (*loop)(int64_t), int chains, int lanes,
+                    int ops_per_instr) {
+    double t0 = 0.0, t1 = 0.0, sum = 0.0;
+    int ran = 1, disturbed = 0;
+    const int64_t iters = a->iters;
+#pragma omp parallel num_threads(a->threads) reduction(+ : sum, disturbed)
+    {
+        if (thread_id() == 0) ran = thread_count();
+        kc_mask saved;
+        int pinned = pin_begin(a->pin, thread_id(), &saved);
+        const long cs0 = preemptions();
+        TIMED_REGION_BEGIN(t0)
+        const double own0 = now_s();
+        sum += loop(iters);
+        const double own = now_s() - own0;
+        if (a->thread_seconds && thread_id() < a->threads) a->thread_seconds[thread_id()] = own;
+        TIMED_REGION_END(t1)
+        disturbed += preemptions() > cs0;
+        pin_end(pinned, &saved);
+    }
+    a->threads_run = ran;
+    a->disturbed = disturbed;
+    a->chains = chains;
+    a->lanes = lanes;
+    a->ops = (int64_t)ran * iters * chains * ops_per_instr;
+    a->checksum = sum;
+    a->seconds = t1 - t0;
+    return KC_OK;
+}
+
 static double peak_f32_portable(int64_t iters) {
     v4f one = {1.0f, 1.0f, 1.0f, 1.0f};
     v4f m = one, c = one;
@@ -213,32 +245,7 @@ int bench_peak_f32(void *args) {
         default:
             return KC_ERR_ISA;
     }
-    double t0 = 0.0, t1 = 0.0, sum = 0.0;
-    int ran = 1, disturbed = 0;
-    const int64_t iters = a->iters;
-#pragma omp parallel num_threads(a->threads) reduction(+ : sum, disturbed)
-    {
-        if (thread_id() == 0) ran = thread_count();
-        kc_mask saved;
-        int pinned = pin_begin(a->pin, thread_id(), &saved);
-        const long cs0 = preemptions();
-        TIMED_REGION_BEGIN(t0)
-        const double own0 = now_s();
-        sum += loop(iters);
-        const double own = now_s() - own0;
-        if (a->thread_seconds && thread_id() < a->threads) a->thread_seconds[thread_id()] = own;
-        TIMED_REGION_END(t1)
-        disturbed += preemptions() > cs0;
-        pin_end(pinned, &saved);
-    }
-    a->threads_run = ran;
-    a->disturbed = disturbed;
-    a->chains = chains;
-    a->lanes = lanes;
-    a->ops = (int64_t)ran * iters * chains * flop_per_instr;
-    a->checksum = sum;
-    a->seconds = t1 - t0;
-    return KC_OK;
+    return run_peak(a, loop, chains, lanes, flop_per_instr);
 }
 
 /* ================================================================= int8 peak */
@@ -344,32 +351,7 @@ int bench_peak_u8s8(void *args) {
         default:
             return KC_ERR_ISA;
     }
-    double t0 = 0.0, t1 = 0.0, sum = 0.0;
-    int ran = 1, disturbed = 0;
-    const int64_t iters = a->iters;
-#pragma omp parallel num_threads(a->threads) reduction(+ : sum, disturbed)
-    {
-        if (thread_id() == 0) ran = thread_count();
-        kc_mask saved;
-        int pinned = pin_begin(a->pin, thread_id(), &saved);
-        const long cs0 = preemptions();
-        TIMED_REGION_BEGIN(t0)
-        const double own0 = now_s();
-        sum += loop(iters);
-        const double own = now_s() - own0;
-        if (a->thread_seconds && thread_id() < a->threads) a->thread_seconds[thread_id()] = own;
-        TIMED_REGION_END(t1)
-        disturbed += preemptions() > cs0;
-        pin_end(pinned, &saved);
-    }
-    a->threads_run = ran;
-    a->disturbed = disturbed;
-    a->chains = chains;
-    a->lanes = lanes;
-    a->ops = (int64_t)ran * iters * chains * op_per_instr;
-    a->checksum = sum;
-    a->seconds = t1 - t0;
-    return KC_OK;
+    return run_peak(a, loop, chains, lanes, op_per_instr);
 }
 
 /* ================================================================= streams */

@@ -356,24 +356,25 @@ vnni4_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t 
     }
 }
 
-#define DEFINE_VNNI4(MR)                                                                     \
+/* One micro-kernel per row count, dispatching the group size as a constant: the inner loop
+ * then has a fixed trip count, which keeps GCC from copying every accumulator around each
+ * iteration. BODY is vnni4_body (1-3 rows) or vnni4h_body (4-6 rows, half panels). */
+#define DEFINE_VNNI4_UKR(MR, BODY)                                                           \
     KC_TARGET_AVX512_VNNI static void ukr_vnni4_##MR(const uint8_t *a, int64_t lda,          \
                                                      int64_t k, const int8_t *b,             \
                                                      const float *gs, int64_t gss,           \
                                                      int group, void *tile) {                \
-        /* group size as a constant: the inner loop then has a fixed trip count, which  \
-         * keeps GCC from copying every accumulator around each iteration */           \
-        switch (group) {                                                                 \
-            case 16: vnni4_body(MR, a, lda, k, b, gs, gss, 16, (float *)tile); break;        \
-            case 32: vnni4_body(MR, a, lda, k, b, gs, gss, 32, (float *)tile); break;        \
-            case 64: vnni4_body(MR, a, lda, k, b, gs, gss, 64, (float *)tile); break;        \
-            case 128: vnni4_body(MR, a, lda, k, b, gs, gss, 128, (float *)tile); break;      \
-            default: vnni4_body(MR, a, lda, k, b, gs, gss, group, (float *)tile); break;     \
-        }                         \
+        switch (group) {                                                                     \
+            case 16: BODY(MR, a, lda, k, b, gs, gss, 16, (float *)tile); break;              \
+            case 32: BODY(MR, a, lda, k, b, gs, gss, 32, (float *)tile); break;              \
+            case 64: BODY(MR, a, lda, k, b, gs, gss, 64, (float *)tile); break;              \
+            case 128: BODY(MR, a, lda, k, b, gs, gss, 128, (float *)tile); break;            \
+            default: BODY(MR, a, lda, k, b, gs, gss, group, (float *)tile); break;           \
+        }                                                                                    \
     }
-DEFINE_VNNI4(1)
-DEFINE_VNNI4(2)
-DEFINE_VNNI4(3)
+DEFINE_VNNI4_UKR(1, vnni4_body)
+DEFINE_VNNI4_UKR(2, vnni4_body)
+DEFINE_VNNI4_UKR(3, vnni4_body)
 
 /* int4, 4 to 6 rows: half a panel (2 vectors = 32 columns) at a time, so that 6 rows x 2
  * vectors of accumulators, the unpacked weights and two broadcasts fit the 32 registers;
@@ -425,24 +426,9 @@ vnni4h_body(const int MR, const uint8_t *a, int64_t lda, int64_t k, const int8_t
     }
 }
 
-#define DEFINE_VNNI4H(MR)                                                                    \
-    KC_TARGET_AVX512_VNNI static void ukr_vnni4_##MR(const uint8_t *a, int64_t lda,          \
-                                                     int64_t k, const int8_t *b,             \
-                                                     const float *gs, int64_t gss,           \
-                                                     int group, void *tile) {                \
-        /* group size as a constant: the inner loop then has a fixed trip count, which  \
-         * keeps GCC from copying every accumulator around each iteration */           \
-        switch (group) {                                                                 \
-            case 16: vnni4h_body(MR, a, lda, k, b, gs, gss, 16, (float *)tile); break;        \
-            case 32: vnni4h_body(MR, a, lda, k, b, gs, gss, 32, (float *)tile); break;        \
-            case 64: vnni4h_body(MR, a, lda, k, b, gs, gss, 64, (float *)tile); break;        \
-            case 128: vnni4h_body(MR, a, lda, k, b, gs, gss, 128, (float *)tile); break;      \
-            default: vnni4h_body(MR, a, lda, k, b, gs, gss, group, (float *)tile); break;     \
-        }                        \
-    }
-DEFINE_VNNI4H(4)
-DEFINE_VNNI4H(5)
-DEFINE_VNNI4H(6)
+DEFINE_VNNI4_UKR(4, vnni4h_body)
+DEFINE_VNNI4_UKR(5, vnni4h_body)
+DEFINE_VNNI4_UKR(6, vnni4h_body)
 static const qg_ukr vnni4[] = {NULL, ukr_vnni4_1, ukr_vnni4_2, ukr_vnni4_3,
                                ukr_vnni4_4, ukr_vnni4_5, ukr_vnni4_6};
 

@@ -214,6 +214,9 @@ def _close_enough(out: np.ndarray, ref: np.ndarray, scale: np.ndarray, terms: in
     return None
 
 
+#: spmm peer kernel -> the optional module it needs
+_SPMM_PEER_MODULES = {"torch_csr": "torch", "mkl_csr": "sparse_dot_mkl"}
+
 class Op:
     """Base class of ops; see the module docstring for what a subclass provides."""
 
@@ -291,8 +294,8 @@ class SpmmOp(Op):
     kernels = property(lambda self: self._kernels())  # type: ignore[assignment]
 
     def available(self, kernel: str) -> str | None:
-        return {"torch_csr": "torch", "mkl_csr": "sparse_dot_mkl"}.get(kernel) and \
-            _peer_missing({"torch_csr": "torch", "mkl_csr": "sparse_dot_mkl"}[kernel])
+        module = _SPMM_PEER_MODULES.get(kernel)
+        return _peer_missing(module) if module else None
 
     def shape_from_layer(self, layer: Layer) -> dict[str, int] | None:
         if layer.kind == "conv" and layer.dims["groups"] != 1:

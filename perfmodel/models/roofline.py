@@ -109,10 +109,17 @@ def footprint(family: str, p: Mapping[str, Any]) -> float:
 
 
 def _traffic(family: str, p: Mapping[str, Any], z: float) -> float:
-    # warm cache (the harness's default): a working set that fits closer never crosses
-    # this level
-    if z > _REGISTER_BYTES and footprint(family, p) <= z / 2:
-        return 0.0
+    # warm cache (the harness's default): a working set that fits in half of the capacity
+    # closer to the core never crosses this level; beyond, a growing share of it does
+    # (no cache keeps all of a working set its size: conflicts, other tenants, prefetch)
+    if z <= _REGISTER_BYTES:
+        return _streamed(family, p, z)
+    miss = _reuse(footprint(family, p), z)
+    return miss * _streamed(family, p, z) if miss > 0.0 else 0.0
+
+
+def _streamed(family: str, p: Mapping[str, Any], z: float) -> float:
+    """Bytes crossing a level below capacity ``z`` when the working set is not cached."""
     m, n, k, nnz = float(p["m"]), float(p["n"]), float(p["k"]), float(p["nnz"])
     if family in ("spmm", "sparse_conv"):
         a_bytes = nnz * (_S + 4.0) + (m + 1.0) * 4.0

@@ -98,16 +98,20 @@ def crossover(sparsities: list[float], speedups: list[float]) -> float | None:
     return None
 
 
-def problems(quick: bool, rng: np.random.Generator):
-    """Yield (label, N, {sparsity: csr}) problems."""
+def problems(quick: bool, rng: np.random.Generator, narrow: bool = False):
+    """Yield (label, N, {sparsity: csr}) problems (``narrow``: only the N <= 8 ones)."""
     synthetic = [(4096, 4096, 128), (384, 2304, 1352), (1024, 1024, 256), (4096, 4096, 8),
                  (4096, 4096, 1)]
     if quick:
         synthetic = synthetic[:2] + synthetic[3:4]
+    if narrow:
+        synthetic = [s for s in synthetic if s[2] <= 8]
     for m, k, n in synthetic:
         mats = {s: sp.random_array((m, k), density=1 - s, format="csr", dtype=np.float32,
                                    rng=rng) for s in SPARSITIES}
         yield f"random {m}x{k}", n, mats
+    if narrow:
+        return
     if not DLMC.is_dir():
         print(f"# DLMC matrices not found at {DLMC}: skipping real layers")
         return
@@ -128,6 +132,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--narrow", action="store_true",
+                        help="only the memory-bound shapes (N <= 8)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     mkl = _mkl_peer()
@@ -136,7 +142,7 @@ def main() -> None:
     import kernels_c
     print(f"# kernels_c isa={kernels_c.isa()}  BLAS={blas}  MKL peer={'yes' if mkl else 'no'}")
     summary = []
-    for label, n, mats in problems(args.quick, rng):
+    for label, n, mats in problems(args.quick, rng, args.narrow):
         m, k = next(iter(mats.values())).shape
         b = rng.standard_normal((k, n), dtype=np.float32)
         dense_a = {s: a.toarray() for s, a in mats.items()}

@@ -43,7 +43,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_tune_eval(args: argparse.Namespace) -> int:
     from .evaluate import PROBLEMS, evaluate, format_table
 
-    problems = PROBLEMS[:args.problems]
+    problems = PROBLEMS[:args.problems] if args.problems else PROBLEMS
     df = evaluate(problems, strategies=args.strategies.split(","), seeds=args.seeds,
                   store=args.db, max_evaluations=args.max_evals,
                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", help="study name (default: derived from op, shape, machine)")
     p.add_argument("--db", help="results store (default: the data folder's results.db)")
     p.add_argument("--seed", type=int, help="sampler seed (default: random)")
-    p.add_argument("--top-k", type=int, default=8, help="model predictions to try first")
+    p.add_argument("--top-k", type=int, default=4, help="model predictions to try first (4)")
     p.add_argument("--budget", type=float, help="seconds of timing per trial (0.2)")
     p.add_argument("--no-warm-start", action="store_true",
                    help="do not seed the study from the store and the model")
@@ -79,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_tune)
 
     e = sub.add_parser("tune-eval", help="compare tuning strategies in simulation mode")
-    e.add_argument("--problems", type=int, default=4, help="how many built-in problems (4)")
+    e.add_argument("--problems", type=int, help="how many built-in problems (all ten)")
     e.add_argument("--seeds", type=int, default=20, help="runs per strategy (20)")
     e.add_argument("--strategies", default="random,tpe,default+tpe,model-only,model",
                    help="comma-separated: random, tpe, default+tpe, model-only, model, gp")

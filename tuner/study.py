@@ -66,7 +66,7 @@ class TuneOptions:
     store: Any = None
     seed: int | None = None
     timing: Any = None
-    top_k: int = 8
+    top_k: int = 4
     model: Any = None
     retime_top: int = 3
     retime_rounds: int = 5
@@ -274,22 +274,30 @@ class ModelGuide:
     """Optuna callback: every ``every``-th trial, enqueue the configuration a surrogate
     fitted on this study's measurements expects to be fastest.
 
-    The surrogate is a small extra-trees forest on the configuration (one-hot parameter
-    values) plus the learned model's log prediction as a feature: the learned model is the
-    prior that ranks the whole space, the forest learns from the trials how this problem
-    departs from it. The next configuration minimizes the forest's mean minus one standard
-    deviation across its trees (lower confidence bound) over the configurations not yet
-    tried. The trials in between come from the sampler (TPE), so the search keeps
-    exploring where the surrogate is confident but wrong.
+    The surrogate is Bayesian linear regression on log time with the learned model as its
+    prior mean: ``log t = log model(c) + w . onehot(c)``, ``w ~ N(0, prior_scale^2)``,
+    measurement noise ``noise_scale`` (both in log units). The learned model ranks the
+    whole space before anything is measured; each measurement moves the effect of the
+    parameter values it used, so one trial informs every configuration that shares a value
+    (blocking parameters act nearly independently on spmm time). The next configuration
+    minimizes the posterior mean minus ``kappa`` posterior standard deviations (lower
+    confidence bound) over the configurations not yet tried. The trials in between come
+    from the sampler (TPE), which keeps exploring where the surrogate is confident but
+    wrong. (An extra-trees surrogate without the prior mean needed 1.5-2x more trials on
+    the tune-eval problems; docs/tuner.md.)
 
     Parameters
     ----------
     space : the problem's SearchSpace; model : a fitted PerfModel (``predict(rows)``).
-    every : propose on every ``every``-th finished trial; seed : forest seed.
+    every : propose on every ``every``-th finished trial.
+    prior_scale, noise_scale : standard deviations (log time) of a parameter value's
+        effect beyond the model and of a measurement.
+    kappa : exploration weight of the lower confidence bound.
     """
 
     def __init__(self, space: SearchSpace, model: Any, *, every: int = 2,
-                 seed: int | None = None, min_points: int = 4) -> None:
+                 prior_scale: float = 0.3, noise_scale: float = 0.05,
+                 kappa: float = 1.0) -> None:
         self.space = space
         self.configs = list(space.configs())
         self.index = {config_key(*c): i for i, c in enumerate(self.configs)}
@@ -303,21 +311,21 @@ class ModelGuide:
             for item in (("kernel", kernel), *((f"{kernel}:{k}", v) for k, v in
                                                params.items())):
                 columns.setdefault(item, len(columns))
+        # one-hot parameter values plus an intercept (the model's overall scale error)
         x = np.zeros((len(self.configs), len(columns) + 1))
         for i, (kernel, params) in enumerate(self.configs):
             x[i, columns[("kernel", kernel)]] = 1.0
             for k, v in params.items():
                 x[i, columns[(f"{kernel}:{k}", v)]] = 1.0
-        x[:, -1] = np.log(pred)
+        x[:, -1] = 1.0
         self.x = x
+        self.prior = np.log(pred)
         self.every = every
-        self.seed = seed
-        self.min_points = min_points
+        self.prior_scale, self.noise_scale, self.kappa = prior_scale, noise_scale, kappa
         self._calls = 0
 
     def __call__(self, study: Any, trial: Any) -> None:
         import optuna
-        from sklearn.ensemble import ExtraTreesRegressor
 
         self._calls += 1
         if self._calls % self.every:
@@ -334,21 +342,32 @@ class ModelGuide:
             tried.add(i)
             if t.state == states.COMPLETE and t.value is not None:
                 best[i] = min(best.get(i, np.inf), float(t.value))
-        if len(best) < self.min_points or len(tried) >= len(self.configs):
+        if not best or len(tried) >= len(self.configs):
             return
         idx = np.fromiter(best, dtype=int)
-        forest = ExtraTreesRegressor(n_estimators=40, random_state=self.seed, n_jobs=1)
-        forest.fit(self.x[idx], np.log([best[i] for i in idx]))
         free = np.array([i for i in range(len(self.configs)) if i not in tried])
-        per_tree = np.stack([tree.predict(self.x[free]) for tree in forest.estimators_])
-        lcb = per_tree.mean(axis=0) - per_tree.std(axis=0)
+        lcb = self.lower_bound(idx, np.log([best[i] for i in idx]), free)
         kernel, params = self.configs[int(free[int(np.argmin(lcb))])]
         study.enqueue_trial(self.space.optuna_params(kernel, params),
                             user_attrs={"source": "surrogate"})
 
+    def lower_bound(self, measured: np.ndarray, log_seconds: np.ndarray,
+                    candidates: np.ndarray) -> np.ndarray:
+        """Posterior mean - kappa std of log time for the ``candidates`` (config indices)
+        given ``log_seconds`` measured at the ``measured`` indices."""
+        xa = self.x[measured]
+        resid = log_seconds - self.prior[measured]
+        precision = xa.T @ xa / self.noise_scale**2 + np.eye(xa.shape[1]) / self.prior_scale**2
+        cov = np.linalg.inv(precision)
+        weights = cov @ xa.T @ resid / self.noise_scale**2
+        xc = self.x[candidates]
+        mean = self.prior[candidates] + xc @ weights
+        std = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", xc, cov, xc), 0.0))
+        return mean - self.kappa * std
+
 
 def seed_study(study: Any, space: SearchSpace, *, store: Any = None, model: Any = None,
-               top_k: int = 8, from_store: bool = True,
+               top_k: int = 4, from_store: bool = True,
                default: bool = True) -> dict[str, int]:
     """Seed a new study: measured configurations from the store become completed trials,
     the kernel's default configuration (``default``) and the model's ``top_k``
@@ -536,7 +555,7 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     guide = None
     if model is not None:
         try:
-            guide = ModelGuide(space, model, seed=opts.seed)
+            guide = ModelGuide(space, model)
         except Exception as exc:  # a model that cannot score this space must not stop tuning
             log.warning("learned model unusable for this problem (%s): tuning without it",
                         exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 
@@ -179,7 +180,7 @@ def test_model_guide_proposes_untried_configurations(tiny_space, tiny_sweep):
     store, times = tiny_sweep
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     objective = ReplayObjective(tiny_space, recorded(tiny_space, store))
-    guide = ModelGuide(tiny_space, _PerfectModel(), every=1, seed=0)
+    guide = ModelGuide(tiny_space, _PerfectModel(), every=1)
     study.optimize(objective, n_trials=12, callbacks=[guide])
     proposed = [t for t in study.trials if t.user_attrs.get("source") == "surrogate"]
     assert proposed
@@ -187,6 +188,31 @@ def test_model_guide_proposes_untried_configurations(tiny_space, tiny_sweep):
     assert len(configs) == len(set(configs))
     # with a perfect prior the surrogate closes in on the optimum
     assert study.best_value == min(times.values())
+
+
+class _FlatModel:
+    """Predicts the same time for every configuration (no prior preference)."""
+
+    def predict(self, rows):
+        return [1e-3] * len(rows)
+
+
+def test_model_guide_posterior_moves_configurations_sharing_a_value(tiny_space):
+    from tuner.study import ModelGuide
+
+    guide = ModelGuide(tiny_space, _FlatModel(), kappa=0.0)
+    kernel, params = guide.configs[0]
+    slow_value = ("reg_vectors", params["reg_vectors"])
+    # one configuration measured 2x slower than the prior says
+    lcb = guide.lower_bound(np.array([0]), np.log([2e-3]), np.arange(1, len(guide.configs)))
+    shares = np.array([c[0] == kernel and c[1].get(slow_value[0]) == slow_value[1]
+                       for c in guide.configs[1:]])
+    assert shares.any() and (~shares).any()
+    # configurations with the measured (slow) parameter value are now predicted slower
+    # than those without it; with no measurement the posterior is the prior
+    assert lcb[shares].mean() > lcb[~shares].mean()
+    prior = guide.lower_bound(np.array([], dtype=int), np.array([]), np.arange(3))
+    np.testing.assert_allclose(prior, np.log(1e-3))
 
 
 class _BrokenModel:

@@ -5,8 +5,9 @@ every instruction it uses is present and the OS saves the registers it uses):
 
 - ``portable``: x86-64 baseline C (or any other architecture).
 - ``avx2``: AVX2 + FMA (Haswell and later; int8 via vpmaddubsw/vpmaddwd).
-- ``avx512``: AVX512F only, so Xeon Phi 7250 (F/CD/ER/PF, no BW/DQ/VL) qualifies. Kernels
-  that need byte instructions fall back to their avx2 code at this level.
+- ``avx512``: AVX512F (plus the AVX2 + FMA every AVX-512F CPU has), so Xeon Phi 7250
+  (F/CD/ER/PF, no BW/DQ/VL) qualifies. Kernels that need byte instructions fall back to
+  their avx2 code at this level, and spmm runs tails of <= 8 columns on 256-bit code.
 - ``avx512_vnni``: AVX512F + BW + VL + VNNI (vpdpbusd; Cascade Lake, Ice Lake, Zen 4...).
 
 ``KERNELS_C_ISA=<path>`` caps the path (to test lower ones on a bigger machine).
@@ -23,7 +24,7 @@ LEVELS: tuple[str, ...] = ("portable", "avx2", "avx512", "avx512_vnni")
 _REQUIRES: dict[str, tuple[str, ...]] = {
     "portable": (),
     "avx2": ("avx2", "fma"),
-    "avx512": ("avx512f",),
+    "avx512": ("avx512f", "avx2", "fma"),
     "avx512_vnni": ("avx512f", "avx512bw", "avx512vl", "avx512_vnni"),
 }
 _FLAG_NAMES = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512cd", "avx512er",

@@ -14,7 +14,7 @@ Tuner counts the same way). Strategies:
 - ``model``: what :func:`tuner.tune` does with a model: the same TPE, warm-started with
   the default configuration and the learned model's top-k predictions, and every second
   trial proposed by :class:`tuner.study.ModelGuide` (a surrogate refitted on the
-  trials, with the learned model's prediction as a feature). The model is fitted on the
+  trials, with the learned model as its prior mean). The model is fitted on the
   *other* problems' sweeps and training-only sweeps (leave one problem out), so it has
   never seen the problem it guides;
 - ``model-only``: the same without the default configuration (what the learned model

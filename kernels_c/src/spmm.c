@@ -260,7 +260,8 @@ KC_TARGET_AVX512 static float dot_avx512(const int32_t *restrict idx, const floa
     return s;
 }
 /* A tail of at most 8 columns runs on the 256-bit code: half-width loads instead of masked
- * 512-bit ones (1.3x at N = 8). Every AVX-512F CPU, Xeon Phi included, has AVX2 + FMA. */
+ * 512-bit ones (1.1-1.3x in a standalone N = 8 test). Every AVX-512F CPU, Xeon Phi
+ * included, has AVX2 + FMA. (N <= 8 as a whole already takes the AVX2 path: plan_spmm.) */
 KC_TARGET_AVX2 static void narrow_rest_avx2(const int32_t *restrict idx,
                                             const float *restrict val, int32_t len,
                                             const float *restrict b, int64_t ldb,

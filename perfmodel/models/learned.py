@@ -4,10 +4,9 @@ The regressor predicts ``log(measured / reference)`` from features of the proble
 sparsity, nnz distribution across rows), the kernel and its parameters, the machine
 description and the hierarchical roofline's prediction; time = reference *
 exp(prediction). The reference is the roofline over compute and main memory only: a
-physical scale that is smooth in the problem dimensions.
-Learning a correction to it generalizes to unseen shapes better than learning raw times,
-and better than a correction to the hierarchical bound, whose cache cliffs rarely sit
-where the machine's do.
+physical scale that is smooth in the problem dimensions. Learning a correction to it
+generalizes to unseen shapes better than learning raw times, and better than a correction
+to the hierarchical bound, whose cache cliffs rarely sit where the machine's do.
 
 Files are JSON (no pickle): the trees of a fitted ``HistGradientBoostingRegressor`` exported
 as arrays and evaluated here with numpy, plus the feature schema and its hash. A file whose
@@ -123,8 +122,8 @@ class _Featurizer:
 
     def row(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
         """Feature vector and the reference time (seconds) of one row."""
-        base, bound = self.base(rec)
-        return np.concatenate([base, self.param_vector(rec.get("params"))]), bound
+        base, reference = self.base(rec)
+        return np.concatenate([base, self.param_vector(rec.get("params"))]), reference
 
     def param_vector(self, params: Any) -> np.ndarray:
         """Parameter values of one row (NaN where the kernel has no such parameter)."""
@@ -185,10 +184,10 @@ class _Featurizer:
         x += [float(kernel == k) for k in self.kernels]
         # the regression target is log(time / reference) with a reference that is smooth in
         # the problem dimensions: the roofline over compute and main memory only. The
-        # hierarchical bound
-        # jumps where a working set leaves a cache level; where the real cliff lies (the VM's
-        # share of L3, prefetchers) is learned from the features above instead of being
-        # built into the target (leave-shape-out MAPE 18.6 % -> 16.3 % on the standard sweep)
+        # hierarchical bound jumps where a working set leaves a cache level; where the real
+        # cliff lies (the VM's share of L3, prefetchers) is learned from the features above
+        # instead of being built into the target (leave-shape-out MAPE 18.6 % -> 16.4 % on
+        # the standard sweep, docs/models.md)
         reference = max(t_comp, t_mem[self._roof._target(threads).main_memory().name])
         return np.asarray(x, dtype=np.float64), reference
 

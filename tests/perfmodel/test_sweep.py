@@ -383,9 +383,12 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     db = tmp_path / "r.db"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "PERFMODEL_HOME": str(tmp_path / "home")}
+    # a shell that starts the test run in the background leaves SIGINT ignored, and an
+    # ignored disposition is inherited: restore the default so Python installs its handler
     proc = subprocess.Popen([sys.executable, "-m", "perfmodel", "sweep", str(spec_file),
                              "--db", str(db), "--no-progress"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)

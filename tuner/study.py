@@ -284,7 +284,7 @@ class ModelGuide:
     confidence bound) over the configurations not yet tried. The trials in between come
     from the sampler (TPE), which keeps exploring where the surrogate is confident but
     wrong. (An extra-trees surrogate with the model's prediction as a feature needed up to
-    28.5 evaluations on the tune-eval problems where this one needs up to 19;
+    28.5 evaluations on the tune-eval problems where this one needed up to 19-22.5;
     docs/tuner.md.)
 
     Parameters

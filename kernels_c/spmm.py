@@ -80,6 +80,20 @@ def _k_block_offsets(indptr: np.ndarray, indices: np.ndarray, m: int, k: int,
     return kptr, n_kblocks
 
 
+def _alignment_peel(b: np.ndarray, level: str, reg_vectors: int) -> int:
+    """Columns to handle before the first register tile so that the tiles load B at
+    vector-aligned addresses. numpy aligns large arrays to 16 bytes only, and a 64-byte load
+    that crosses a cache line costs two: misaligned B made the kernel 1.2-1.5x slower at
+    N = 128-256 (docs/spmm.md). The peeled columns cost one more pass over each row's
+    nonzeros, so only from two register tiles of N on; 0 when the rows of B are not all
+    misaligned alike (N not a multiple of the vector width)."""
+    vw = VECTOR_WIDTH[level]
+    n = b.shape[1]
+    if level == "portable" or n % vw or n < 2 * reg_vectors * vw:
+        return 0
+    return int((-b.ctypes.data % (4 * vw)) // 4)
+
+
 def _rows_sorted(indptr: np.ndarray, indices: np.ndarray) -> bool:
     if indices.size < 2:
         return True
@@ -170,6 +184,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.k_block = full["k_block"]
     args.row_block = full["row_block"]
     args.prefetch = full["prefetch"]
+    args.peel = _alignment_peel(b, level, full["reg_vectors"])
     keep = [indptr, indices, data, b, out]
     if full["k_block"] and level != "portable" and n > 1:
         if not _rows_sorted(indptr, indices):

@@ -16,6 +16,10 @@
  *   row_block    rows of C per block when K blocking (>= 1).
  *   prefetch     how many nonzeros ahead the B rows of a register tile are prefetched into
  *                L1 (0 = off); pays off when B streams from L2/L3 (no K blocking).
+ *   peel         columns handled first, as one masked tile, at the start of every column
+ *                range, so that the register tiles after it load B at vector-aligned
+ *                addresses (set by the caller when every row of B has the same
+ *                misalignment; 0 = none). A vector load that crosses a cache line costs two.
  * The portable path ignores k_block/row_block/prefetch.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).
@@ -38,6 +42,7 @@ typedef struct {
     int n_kblocks;
     const int32_t *kptr;
     int prefetch;
+    int peel;
 } spmm_csr_f32_args;
 
 int spmm_csr_f32(void *args);

@@ -169,6 +169,10 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         const int32_t *idx = a->indices + s;                                                 \
         const float *val = a->data + s;                                                      \
         int64_t j = j0;                                                                      \
+        if (a->peel > 0 && j1 - j0 > a->peel) { /* then the tiles load B aligned */          \
+            NARROW_REST(idx, val, len, a->b + j, a->ldb, crow + j, a->peel, acc);            \
+            j += a->peel;                                                                    \
+        }                                                                                    \
         for (; j + w <= j1; j += w) {                                                        \
             const float *bj = a->b + j;                                                      \
             switch (nv) {                                                                    \

@@ -119,6 +119,28 @@ def test_unaligned_buffers(isa_path):
                                atol=1e-4)
 
 
+@pytest.mark.parametrize("extra", [{}, {"k_block": 32}, {"n_tile": 64, "reg_vectors": 1},
+                                   {"reg_vectors": 8}])
+def test_every_misalignment_of_b_is_peeled_correctly(isa_path, extra):
+    """B rows misaligned by 0..15 floats: the first columns run as a masked tile so the
+    register tiles load aligned (plan.args.peel); results must not depend on it."""
+    from kernels_c.spmm import plan_spmm
+
+    rng = np.random.default_rng(11)
+    a = _random_csr(rng, 23, 70, 0.4)
+    n = 160
+    raw = np.empty(70 * n + 64, dtype=np.float32)
+    start = (-raw.ctypes.data % 64) // 4
+    peels = set()
+    for offset in range(16):
+        b = raw[start + offset:start + offset + 70 * n].reshape(70, n)
+        b[...] = rng.standard_normal((70, n))
+        _check(a, b, isa=isa_path, **extra)
+        peels.add(plan_spmm(a, b, isa=isa_path, **extra).args.peel)
+    if isa_path != "portable" and extra.get("reg_vectors", 4) < 8:
+        assert len(peels) > 1   # the misaligned offsets were peeled
+
+
 def test_nan_inf_propagate_through_stored_entries(isa_path):
     a = sp.csr_array(np.array([[1, 0, 0], [0, 2, 0], [0, 0, 0], [0, 0, 1]], np.float32))
     a.data[2] = np.inf  # row 3, column 2

@@ -163,11 +163,19 @@ def _load_learned() -> Any:
         return cached[1]
     from .models.learned import LearnedModel
     try:
-        model = LearnedModel.load(path)
-    except (ValueError, KeyError, OSError):
-        model = None
+        model, refused = LearnedModel.load(path), None
+    except (ValueError, KeyError, OSError) as exc:
+        model, refused = None, f"model file not used: {exc}"
     _LEARNED["model"] = (stamp, model)
+    _LEARNED["refused"] = (stamp, refused)
     return model
+
+
+def _model_refusal() -> str | None:
+    """Why the model file in place was not loaded (None when there is none or it loaded)."""
+    stamp = _stat(model_path())
+    entry = _LEARNED.get("refused")
+    return entry[1] if stamp and entry is not None and entry[0] == stamp else None
 
 
 _LEARNED: dict[str, tuple] = {}
@@ -262,6 +270,9 @@ def _from_roofline(p, threads, store, op, target, tuned=None):
     notes = [("roofline calibrated on this machine's measurements" if calibrated else
               f"roofline from the {target} description (no measurements: alpha and "
               f"efficiencies are the description's)")]
+    refused = _model_refusal()
+    if refused:
+        notes.append(refused)
     best = min(sparse, key=lambda r: r[2])
     source = "roofline"
     unc = ROOFLINE_UNCERTAINTY["measured" if calibrated else "description"]

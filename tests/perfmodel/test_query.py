@@ -117,6 +117,17 @@ def test_measured_then_model_then_roofline(store_path, tmp_path):
     assert r.params.get("reg_vectors") == 4      # the synthetic machine's best
 
 
+def test_a_refused_model_file_is_named_in_the_answer():
+    from perfmodel._paths import model_path
+
+    path = model_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"format": "something else"}')
+    r = best_config("spmm", m=256, n=64, k=256, sparsity=0.9, threads=1)
+    assert r.source == "roofline"
+    assert any("model file not used" in n and "perfmodel model file" in n for n in r.notes)
+
+
 def test_tuned_config(store_path):
     from perfmodel.store import open_store
     with open_store(store_path) as st:

@@ -213,25 +213,23 @@ class Inputs:
         todo = ~np.isin(ids, np.fromiter(self._pred, dtype=np.int64, count=len(self._pred)))
         if todo.any():
             sub = out.loc[todo].drop_duplicates("measurement_id")
-            rf = np.full(len(sub), np.nan)
-            lf = np.full(len(sub), np.nan)
-            if self.roofline is not None:
-                try:
-                    rf = np.asarray(self.roofline.predict(sub), dtype=float)
-                except Exception as exc:
-                    self.problems["roofline_predict"] = (f"roofline predict failed: "
-                                                         f"{_fmt_exc(exc)}")
-            if self.learned is not None:
-                try:
-                    lf = np.asarray(self.learned.predict(sub), dtype=float)
-                except Exception as exc:
-                    self.problems["learned_predict"] = (f"learned predict failed: "
-                                                        f"{_fmt_exc(exc)}")
+            rf, lf = (self._predict_or_nan(name, sub) for name in ("roofline", "learned"))
             for mid, a, b in zip(sub["measurement_id"].to_numpy(), rf, lf, strict=True):
                 self._pred[int(mid)] = (float(a), float(b))
         out["pred_roofline_s"] = [self._pred[int(i)][0] for i in ids]
         out["pred_learned_s"] = [self._pred[int(i)][1] for i in ids]
         return out
+
+    def _predict_or_nan(self, name: str, rows: pd.DataFrame) -> np.ndarray:
+        """Seconds predicted by the ``name`` model (attribute), NaN when it is missing or
+        fails (the failure is recorded in ``problems``)."""
+        model = getattr(self, name)
+        if model is not None:
+            try:
+                return np.asarray(model.predict(rows), dtype=float)
+            except Exception as exc:
+                self.problems[f"{name}_predict"] = f"{name} predict failed: {_fmt_exc(exc)}"
+        return np.full(len(rows), np.nan)
 
     @functools.cached_property
     def predictions(self) -> pd.DataFrame:

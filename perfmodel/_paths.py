@@ -35,6 +35,16 @@ def model_path() -> Path:
     return data_dir() / "model.json"
 
 
+def file_stamp(path: str | os.PathLike) -> tuple:
+    """(modification time ns, size) of a file, () when it does not exist: the cache-key
+    part that changes when the file does."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return (st.st_mtime_ns, st.st_size)
+
+
 def report_path() -> Path:
     """The HTML report written by ``perfmodel report`` / ``perfmodel run``."""
     return data_dir() / "report.html"

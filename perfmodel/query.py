@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._paths import host_profile_path, model_path
+from ._paths import file_stamp, host_profile_path, model_path
 from .models._calibrate import _store_key, host_results, roofline_for
 from .models._problem import CANDIDATES, normalize
 from .models.roofline import family_of
@@ -92,14 +92,6 @@ class BestConfig:
         return "\n".join(lines)
 
 
-def _stat(path: Any) -> tuple:
-    try:
-        st = os.stat(path)
-        return (st.st_mtime_ns, st.st_size)
-    except OSError:
-        return ()
-
-
 def _shape_key(p: Mapping[str, Any]) -> tuple:
     if p["op"] == "conv2d":
         return tuple(int(p[k]) for k in ("c", "h", "w", "o", "r", "s", "stride", "padding",
@@ -155,7 +147,7 @@ _INDEX: dict[tuple, dict] = {}
 
 def _load_learned() -> Any:
     path = model_path()
-    stamp = _stat(path)
+    stamp = file_stamp(path)
     if not stamp:
         return None
     cached = _LEARNED.get("model")
@@ -173,7 +165,7 @@ def _load_learned() -> Any:
 
 def _model_refusal() -> str | None:
     """Why the model file in place was not loaded (None when there is none or it loaded)."""
-    stamp = _stat(model_path())
+    stamp = file_stamp(model_path())
     entry = _LEARNED.get("refused")
     return entry[1] if stamp and entry is not None and entry[0] == stamp else None
 
@@ -371,7 +363,7 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
                                 or threads < 1):
         raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
     key = (op, tuple(sorted(shape.items())), target, threads, dtype, _store_key(store),
-           _stat(model_path()), _stat(host_profile_path()))
+           file_stamp(model_path()), file_stamp(host_profile_path()))
     try:
         hit = _CACHE.get(key)
     except TypeError:          # unhashable shape value: validation below reports it

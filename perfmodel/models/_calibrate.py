@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .._paths import default_store_path, host_profile_path, model_path
+from .._paths import default_store_path, file_stamp, host_profile_path, model_path
 from .roofline import RooflineModel
 
 __all__ = ["host_results", "roofline_for"]
@@ -65,25 +65,10 @@ def _model_file_factors() -> dict | None:
 def roofline_for(target: str, store: Any = None, threads: int | None = None
                  ) -> RooflineModel:
     """A fitted :class:`RooflineModel` for ``target`` (calibrated where possible)."""
-    key = (("host", _store_key(store), _model_key(), _profile_key()) if target == "host"
+    key = (("host", _store_key(store), file_stamp(model_path()),
+            file_stamp(host_profile_path())) if target == "host"
            else (target,))
     return _roofline_cached(target, key, store if key[1:2] and key[1][0] == "obj" else None)
-
-
-def _profile_key() -> tuple:
-    try:
-        st = host_profile_path().stat()
-        return (st.st_mtime_ns, st.st_size)
-    except OSError:
-        return ()
-
-
-def _model_key() -> tuple:
-    try:
-        st = model_path().stat()
-        return (st.st_mtime_ns, st.st_size)
-    except OSError:
-        return ()
 
 
 @functools.lru_cache(maxsize=32)

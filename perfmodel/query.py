@@ -145,29 +145,22 @@ def _measured_index(store: Any) -> dict[tuple, list[tuple[str, dict, float, floa
 _INDEX: dict[tuple, dict] = {}
 
 
-def _load_learned() -> Any:
+def _load_learned() -> tuple[Any, str | None]:
+    """The learned model file's model, or None and why it was refused (None: no file)."""
     path = model_path()
     stamp = file_stamp(path)
     if not stamp:
-        return None
+        return None, None
     cached = _LEARNED.get("model")
     if cached is not None and cached[0] == stamp:
-        return cached[1]
+        return cached[1], cached[2]
     from .models.learned import LearnedModel
     try:
         model, refused = LearnedModel.load(path), None
     except (ValueError, KeyError, OSError) as exc:
         model, refused = None, f"model file not used: {exc}"
-    _LEARNED["model"] = (stamp, model)
-    _LEARNED["refused"] = (stamp, refused)
-    return model
-
-
-def _model_refusal() -> str | None:
-    """Why the model file in place was not loaded (None when there is none or it loaded)."""
-    stamp = file_stamp(model_path())
-    entry = _LEARNED.get("refused")
-    return entry[1] if stamp and entry is not None and entry[0] == stamp else None
+    _LEARNED["model"] = (stamp, model, refused)
+    return model, refused
 
 
 _LEARNED: dict[str, tuple] = {}
@@ -251,7 +244,7 @@ def _from_model(model, p, threads, op, target, tuned=None):
                    source, unc, bool(best[2] or best_dense[2]), notes)
 
 
-def _from_roofline(p, threads, store, op, target, tuned=None):
+def _from_roofline(p, threads, store, op, target, tuned=None, refused=None):
     model = roofline_for(target, store, threads)
     choices, dense_kernels = _candidates(p)
     thr = threads if target == "host" else None
@@ -262,7 +255,6 @@ def _from_roofline(p, threads, store, op, target, tuned=None):
     notes = [("roofline calibrated on this machine's measurements" if calibrated else
               f"roofline from the {target} description (no measurements: alpha and "
               f"efficiencies are the description's)")]
-    refused = _model_refusal()
     if refused:
         notes.append(refused)
     best = min(sparse, key=lambda r: r[2])
@@ -381,11 +373,11 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
         answer = _from_measurements(p, threads, store, op, target)
         if answer is None:
             tuned = _tuned(store, p["op"], shape, threads)
-            model = _load_learned()
+            model, refused = _load_learned()
             if model is not None:
                 answer = _from_model(model, p, threads, op, target, tuned)
             else:
-                answer = _from_roofline(p, threads, store, op, target, tuned)
+                answer = _from_roofline(p, threads, store, op, target, tuned, refused)
     else:
         answer = _from_roofline(p, threads, store, op, target)
     if key is not None:

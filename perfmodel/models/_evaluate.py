@@ -196,7 +196,8 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
     """
     rows = ok_rows(results)
     out: dict[str, dict[str, Any]] = {}
-    converged = (~rows["noisy"].astype(bool)).to_numpy() if "noisy" in rows else None
+    converged = (~rows["noisy"].fillna(False).astype(bool)).to_numpy() \
+        if "noisy" in rows else None
     for split in splits:
         pred = out_of_fold(make_model, rows, split, n_folds=n_folds, seed=seed)
         out[split] = metrics(rows, pred)

@@ -324,8 +324,9 @@ class LearnedModel(PerfModel):
         from threadpoolctl import threadpool_limits
         # every kernel weighs the same in total: dense baselines are measured once per
         # shape, sparse kernels at every sparsity and parameter set
-        counts = rows["kernel"].astype(str).map(rows["kernel"].astype(str).value_counts())
-        weight = ((len(rows) / counts.nunique() / counts) ** self.kernel_balance).to_numpy(
+        kernel = rows["kernel"].astype(str)
+        counts = kernel.map(kernel.value_counts())
+        weight = ((len(rows) / kernel.nunique() / counts) ** self.kernel_balance).to_numpy(
             dtype=np.float64)
         if "rel_ci" in rows:
             # trust converged timings more than ones a busy machine left uncertain

@@ -156,10 +156,6 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     n = int(b.shape[1])
     threads = check_threads(threads)
     level, isa_id = _isa.resolve(isa, IMPLEMENTED)
-    if level == "avx512" and 1 < n <= VECTOR_WIDTH["avx2"] and "avx2" in _isa.supported_levels():
-        # N <= 8 fills one 256-bit vector: a half-masked 512-bit vector only costs more
-        # (Zen 4 splits zmm operations in two), so take the AVX2 code for such narrow B.
-        level, isa_id = _isa.resolve("avx2", IMPLEMENTED)
     density = indices.shape[0] / max(1, m * k)
     full = default_params(m, k, n, density, level)
     full.update(_check_params(params, level))

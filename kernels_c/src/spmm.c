@@ -16,6 +16,10 @@
 
 int spmm_acc_sets(void) { return SPMM_ACC_SETS; }
 
+/* How far ahead (in nonzeros: 4 KiB of indices and of values) the narrow-N and SpMV loops
+ * prefetch the CSR streams, which come from DRAM once A outgrows the caches. */
+#define SPMM_STREAM_AHEAD 1024
+
 /* Rows [r0, r1) handled by thread t of nt: balance nonzeros plus one unit per row (a row
  * costs a store of N outputs even when empty). */
 static void row_range(const int32_t *indptr, int64_t m, int t, int nt, int64_t *r0,
@@ -147,8 +151,8 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         int32_t p = 0;                                                                       \
         for (; p + 3 < len; p += 4) {                                                        \
             if (!(p & 15)) { /* a row of A streams from DRAM when N is this narrow */       \
-                _mm_prefetch((const char *)(idx + p + 1024), _MM_HINT_T0);                   \
-                _mm_prefetch((const char *)(val + p + 1024), _MM_HINT_T0);                   \
+                _mm_prefetch((const char *)(idx + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);      \
+                _mm_prefetch((const char *)(val + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);      \
             }                                                                                \
             s0 = FMA(SET1(val[p]), MLOAD(b + (int64_t)idx[p] * ldb, m), s0);                 \
             s1 = FMA(SET1(val[p + 1]), MLOAD(b + (int64_t)idx[p + 1] * ldb, m), s1);         \
@@ -254,8 +258,8 @@ KC_TARGET_AVX512 static float dot_avx512(const int32_t *restrict idx, const floa
     float g[16] __attribute__((aligned(64)));
     int32_t p = 0;
     for (; p + 16 <= len; p += 16) {
-        _mm_prefetch((const char *)(idx + p + 1024), _MM_HINT_T0);
-        _mm_prefetch((const char *)(val + p + 1024), _MM_HINT_T0);
+        _mm_prefetch((const char *)(idx + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(val + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);
         for (int q = 0; q < 16; ++q) g[q] = b[(int64_t)idx[p + q] * ldb];
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(val + p), _mm512_load_ps(g), acc);
     }
@@ -263,9 +267,9 @@ KC_TARGET_AVX512 static float dot_avx512(const int32_t *restrict idx, const floa
     for (; p < len; ++p) s += val[p] * b[(int64_t)idx[p] * ldb];
     return s;
 }
-/* A tail of at most 8 columns runs on the 256-bit code: half-width loads instead of masked
- * 512-bit ones (1.1-1.3x in a standalone N = 8 test). Every AVX-512F CPU, Xeon Phi
- * included, has AVX2 + FMA. (N <= 8 as a whole already takes the AVX2 path: plan_spmm.) */
+/* A tail of at most 8 columns (all of B when N <= 8) runs on the 256-bit code: half-width
+ * loads instead of half-masked 512-bit ones (1.1-1.3x in a standalone N = 8 test; Zen 4
+ * splits zmm operations in two). Every AVX-512F CPU, Xeon Phi included, has AVX2 + FMA. */
 KC_TARGET_AVX2 static void narrow_rest_avx2(const int32_t *restrict idx,
                                             const float *restrict val, int32_t len,
                                             const float *restrict b, int64_t ldb,

@@ -8,6 +8,7 @@ CLI starts, so ``perfmodel`` code never imports ``tuner``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -28,7 +29,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     params = " ".join(f"{k}={v}" for k, v in sorted(result.params.items()))
     note = " (interrupted: best so far, not re-timed)" if result.interrupted else ""
     print(f"best{note}: {result.kernel} {params}")
-    if result.default_seconds == result.default_seconds:  # not NaN
+    if not math.isnan(result.default_seconds):
         print(f"  median {result.seconds * 1e6:.2f} us, {result.speedup_over_default:.2f}x "
               f"the default configuration ({result.default_seconds * 1e6:.2f} us)")
     else:

@@ -15,7 +15,7 @@ Tuner counts the same way). Strategies:
   the default configuration and the learned model's top-k predictions, and every second
   trial proposed by :class:`tuner.study.ModelGuide` (a surrogate refitted on the
   trials, with the learned model as its prior mean). The model is fitted on the
-  *other* problems' sweeps and training-only sweeps (leave one problem out), so it has
+  *other* problems' sweeps (leave one problem out), so it has
   never seen the problem it guides;
 - ``model-only``: the same without the default configuration (what the learned model
   contributes by itself);
@@ -55,8 +55,6 @@ PROBLEMS: tuple[dict[str, Any], ...] = (
     {"m": 1024, "n": 64, "k": 512, "sparsity": 0.8},
     {"m": 512, "n": 256, "k": 256, "sparsity": 0.8},
 )
-#: extra problems whose sweeps only train the warm-start model (never evaluated)
-TRAINING_PROBLEMS: tuple[dict[str, Any], ...] = ()
 STRATEGIES = ("random", "tpe", "default+tpe", "model-only", "model", "gp")
 
 
@@ -110,7 +108,7 @@ def _fit_model(results: pd.DataFrame) -> Any:
 def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
              strategies: Sequence[str] = STRATEGIES, seeds: int = 20, store: Any = None,
              timing: Any = None, tolerance: float = 0.05, max_evaluations: int = 200,
-             top_k: int = 4, training: Sequence[dict[str, Any]] = TRAINING_PROBLEMS,
+             top_k: int = 4,
              fit_model: Callable[[pd.DataFrame], Any] = _fit_model,
              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Median evaluations to within ``tolerance`` of the exhaustive optimum.
@@ -122,7 +120,6 @@ def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
     seeds : runs per strategy and problem (seeds 0 .. seeds - 1).
     store : results store holding (or receiving) the exhaustive sweeps.
     timing : perfmodel.harness.TimingConfig of each sweep point (default 20 ms budget).
-    training : problems swept only to train the model (with the other evaluated ones).
     fit_model : fits the warm-start model on results rows (leave one problem out).
 
     Returns
@@ -139,21 +136,18 @@ def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
         raise ValueError(f"unknown strategies {sorted(unknown)}; valid: {list(STRATEGIES)}")
     timing = timing or TimingConfig(budget_s=0.02, target_rel_ci=0.02, min_samples=5)
     spaces = [search_space("spmm", threads=1, **p) for p in problems]
-    extra = [search_space("spmm", threads=1, **p) for p in training] \
-        if any(s.startswith("model") for s in strategies) else []
-    for space in spaces + extra:
+    for space in spaces:
         say(f"sweep {space.problem}: {space.size} configurations")
         record_sweep(space, store, timing=timing)
     tables = [recorded(space, store) for space in spaces]
-    base = [_as_results(space, store) for space in extra]
+    uses_model = any(s.startswith("model") for s in strategies)
+    results = [_as_results(space, store) for space in spaces] if uses_model else []
     rows = []
     for i, (space, table) in enumerate(zip(spaces, tables, strict=True)):
         model = None
-        if any(s.startswith("model") for s in strategies):
-            others = pd.concat(base + [_as_results(spaces[j], store)
-                                       for j in range(len(spaces)) if j != i],
-                               ignore_index=True)
-            model = fit_model(others)
+        if uses_model:
+            model = fit_model(pd.concat([r for j, r in enumerate(results) if j != i],
+                                        ignore_index=True))
         objective = ReplayObjective(space, table)
         _opt_cfg, opt_s = objective.optimum
         drow = objective.table.get(config_key(*default_config(space)))

@@ -273,7 +273,7 @@ def _tuned(store: Any, op: str, shape: Mapping[str, Any], threads: int) -> dict 
     """The tuner's best configuration for this problem on this machine, or None.
 
     All of this machine's tuned configurations are read once per store state (one query
-    instead of one per call); the problem key is the store's (``Store.tuned_config``).
+    instead of one per call), keyed by the store's ``problem_key``.
     """
     skey = _store_key(store)
     if skey[0] == "missing":
@@ -285,8 +285,8 @@ def _tuned(store: Any, op: str, shape: Mapping[str, Any], threads: int) -> dict 
         _TUNED[skey] = table
     if table is None:
         return None
-    from .store.store import _key
-    return table.get(_key({"op": op, **shape, "threads": threads}))
+    from .store.store import problem_key
+    return table.get(problem_key({"op": op, **shape, "threads": threads}))
 
 
 _TUNED: dict[tuple, dict | None] = {}
@@ -294,22 +294,12 @@ _TUNED: dict[tuple, dict | None] = {}
 
 def _read_tuned(store: Any) -> dict[str, dict] | None:
     try:
-        from sqlalchemy import select
-
-        from ._context import machine
         from .store import open_store
-        from .store import tables as T
         st = open_store(store, create=False, readonly=True)
     except (ImportError, ValueError, FileNotFoundError, OSError):
         return None
     try:
-        tc, mc = T.tuned_configs, T.machines
-        with st._read() as conn:
-            rows = conn.execute(select(tc).join(mc, mc.c.id == tc.c.machine_id).where(
-                mc.c.fingerprint == machine()[0])).all()
-        return {r.problem_key: {"kernel": r.kernel, "params": json.loads(r.params),
-                                "seconds": float(r.seconds), "study_name": r.study_name}
-                for r in rows}
+        return st.tuned_configs()
     except Exception:  # a store without the table (older schema): no tuned answers
         return None
     finally:

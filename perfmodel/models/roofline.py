@@ -343,8 +343,15 @@ def _threads(rec: Mapping[str, Any]) -> int | None:
     return v if v > 0 else None
 
 
-_PEERS = ("scipy", "mkl", "torch")
 _DENSE_OF = {"spmm": "gemm", "sparse_conv": "im2col_conv"}
+
+
+def _is_peer(op: str, kernel: str) -> bool:
+    """Whether ``kernel`` is another library's (its KernelSpec says so), not ours."""
+    from ..ops import OPS
+
+    spec = OPS[op].kernels.get(kernel) if op in OPS else None
+    return bool(spec and spec.peer)
 
 
 def _park_alphas(rows: pd.DataFrame) -> dict[str, float]:
@@ -365,8 +372,7 @@ def _park_alphas(rows: pd.DataFrame) -> dict[str, float]:
         t = float(rec["median_s"])
         if fam in _DENSE_OF.values():
             dense[(fam, *ctx)] = min(dense.get((fam, *ctx), math.inf), t)
-        elif fam in _DENSE_OF and not any(peer in kernel for peer in _PEERS) and (
-                p["density"] >= 0.1):
+        elif fam in _DENSE_OF and not _is_peer(p["op"], kernel) and p["density"] >= 0.1:
             key = (fam, *ctx, round(p["density"], 4), str(rec.get("pattern") or "random"))
             sparse[key] = min(sparse.get(key, math.inf), t)
     ratios: dict[str, list[float]] = {}

@@ -94,6 +94,11 @@ def _key(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:40]
 
 
+def problem_key(problem: dict[str, Any]) -> str:
+    """The key :meth:`Store.tuned_configs` files a tuned problem dict under."""
+    return _key(problem)
+
+
 def _check_sqlite_file(path: Path) -> None:
     """Refuse non-SQLite, foreign or newer files without writing a byte to them."""
     if not path.exists():
@@ -469,17 +474,27 @@ class Store:
 
         Returns ``{"kernel", "params" (dict), "seconds", "study_name", "timestamp"}``.
         """
+        return self.tuned_configs(fingerprint=fingerprint, problem=problem).get(
+            _key(problem))
+
+    def tuned_configs(self, *, fingerprint: str | None = None,
+                      problem: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """Every best recorded config of a machine (default: this one), or of one
+        ``problem``, by :func:`problem_key`; values as
+        :meth:`tuned_config` returns them."""
         if fingerprint is None:
             fingerprint = _context.machine()[0]
         tc, mc = T.tuned_configs, T.machines
+        query = select(tc).join(mc, mc.c.id == tc.c.machine_id).where(
+            mc.c.fingerprint == fingerprint)
+        if problem is not None:
+            query = query.where(tc.c.problem_key == _key(problem))
         with self._read() as conn:
-            row = conn.execute(select(tc).join(mc, mc.c.id == tc.c.machine_id).where(
-                mc.c.fingerprint == fingerprint, tc.c.problem_key == _key(problem))).first()
-        if row is None:
-            return None
-        return {"kernel": row.kernel, "params": json.loads(row.params),
-                "seconds": float(row.seconds), "study_name": row.study_name,
-                "timestamp": row.timestamp}
+            rows = conn.execute(query).all()
+        return {row.problem_key: {"kernel": row.kernel, "params": json.loads(row.params),
+                                  "seconds": float(row.seconds),
+                                  "study_name": row.study_name, "timestamp": row.timestamp}
+                for row in rows}
 
     # ---- merge and export --------------------------------------------------------------
     def merge_from(self, other: Store) -> dict[str, int]:

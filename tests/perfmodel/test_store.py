@@ -180,6 +180,15 @@ def test_tuned_configs_keep_the_best(store_url):
         assert best["seconds"] == pytest.approx(1e-3)
         with pytest.raises(ValueError, match="positive finite"):
             st.record_tuned(problem, "x", {}, float("nan"))
+        other = {**problem, "n": 64}
+        st.record_tuned(other, "gemm_blas_f32", {}, 5e-3, "s4")
+        st.record_tuned(other, "x", {}, 1e-4, "far", fingerprint="fp-other")
+        from perfmodel.store.store import problem_key
+
+        every = st.tuned_configs()  # this machine's only
+        assert set(every) == {problem_key(problem), problem_key(other)}
+        assert every[problem_key(other)]["kernel"] == "gemm_blas_f32"
+        assert every[problem_key(problem)] == best
 
 
 def test_newer_schema_is_refused_and_left_alone(store_url):

@@ -80,7 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_tune)
 
     e = sub.add_parser("tune-eval", help="compare tuning strategies in simulation mode")
-    e.add_argument("--problems", type=int, help="how many built-in problems (all ten)")
+    e.add_argument("--problems", type=int,
+                   help="how many built-in problems, first ones first (default: all)")
     e.add_argument("--seeds", type=int, default=20, help="runs per strategy (20)")
     e.add_argument("--strategies", default="random,tpe,default+tpe,model-only,model",
                    help="comma-separated: random, tpe, default+tpe, model-only, model, gp")

@@ -271,8 +271,8 @@ def store_trials(space: SearchSpace, store: Any) -> list[tuple[str, dict, float,
 
 
 class ModelGuide:
-    """Optuna callback: every ``every``-th trial, enqueue the configuration a surrogate
-    fitted on this study's measurements expects to be fastest.
+    """Optuna callback: after every ``every``-th trial, enqueue the configuration a
+    surrogate fitted on this study's measurements expects to be fastest.
 
     The surrogate is Bayesian linear regression on log time with the learned model as its
     prior mean: ``log t = log model(c) + w . onehot(c)``, ``w ~ N(0, prior_scale^2)``,
@@ -281,24 +281,27 @@ class ModelGuide:
     parameter values it used, so one trial informs every configuration that shares a value
     (blocking parameters act nearly independently on spmm time). The next configuration
     minimizes the posterior mean minus ``kappa`` posterior standard deviations (lower
-    confidence bound) over the configurations not yet tried. The trials in between come
-    from the sampler (TPE), which keeps exploring where the surrogate is confident but
-    wrong. (An extra-trees surrogate with the model's prediction as a feature needed up to
-    28.5 evaluations on the tune-eval problems where this one needed up to 19-22.5;
-    docs/tuner.md.)
+    confidence bound) over the configurations not yet tried; exact ties (configurations
+    the model cannot tell apart) are broken at random. With ``every = 1`` (default) the
+    surrogate proposes every trial and the study's sampler (TPE) only fills in while a
+    proposal is still queued (warm start, another worker's). The defaults come from the
+    comparison in docs/tuner.md (noise 0.05 and TPE every second trial needed up to 22.5
+    evaluations where these need up to 10.5).
 
     Parameters
     ----------
     space : the problem's SearchSpace; model : a fitted PerfModel (``predict(rows)``).
-    every : propose on every ``every``-th finished trial.
+    every : propose after every ``every``-th finished trial.
     prior_scale, noise_scale : standard deviations (log time) of a parameter value's
-        effect beyond the model and of a measurement.
+        effect beyond the model and of a measurement (noise here also absorbs what the
+        additive model cannot express, such as interactions).
     kappa : exploration weight of the lower confidence bound.
+    seed : seeds the tie-breaking.
     """
 
-    def __init__(self, space: SearchSpace, model: Any, *, every: int = 2,
-                 prior_scale: float = 0.3, noise_scale: float = 0.05,
-                 kappa: float = 1.0) -> None:
+    def __init__(self, space: SearchSpace, model: Any, *, every: int = 1,
+                 prior_scale: float = 0.3, noise_scale: float = 0.15,
+                 kappa: float = 0.5, seed: int | None = None) -> None:
         self.space = space
         self.configs = list(space.configs())
         self.index = {config_key(*c): i for i, c in enumerate(self.configs)}
@@ -323,6 +326,7 @@ class ModelGuide:
         self.prior = np.log(pred)
         self.every = every
         self.prior_scale, self.noise_scale, self.kappa = prior_scale, noise_scale, kappa
+        self._rng = np.random.default_rng(seed)
         self._calls = 0
 
     def __call__(self, study: Any, trial: Any) -> None:
@@ -332,11 +336,12 @@ class ModelGuide:
         if self._calls % self.every:
             return
         states = optuna.trial.TrialState
-        if study.get_trials(deepcopy=False, states=(states.WAITING,)):
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state == states.WAITING for t in trials):
             return  # a proposal (warm start, another worker's) is still queued
         best: dict[int, float] = {}
         tried: set[int] = set()
-        for t in study.get_trials(deepcopy=False):
+        for t in trials:
             i = self.index.get(t.user_attrs.get("config"))
             if i is None:
                 continue
@@ -348,7 +353,8 @@ class ModelGuide:
         idx = np.fromiter(best, dtype=int)
         free = np.array([i for i in range(len(self.configs)) if i not in tried])
         lcb = self.lower_bound(idx, np.log([best[i] for i in idx]), free)
-        kernel, params = self.configs[int(free[int(np.argmin(lcb))])]
+        tied = np.flatnonzero(lcb <= lcb.min() + 1e-9)
+        kernel, params = self.configs[int(free[int(self._rng.choice(tied))])]
         study.enqueue_trial(self.space.optuna_params(kernel, params),
                             user_attrs={"source": "surrogate"})
 
@@ -556,7 +562,7 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     guide = None
     if model is not None:
         try:
-            guide = ModelGuide(space, model)
+            guide = ModelGuide(space, model, seed=opts.seed)
         except Exception as exc:  # a model that cannot score this space must not stop tuning
             log.warning("learned model unusable for this problem (%s): tuning without it",
                         exc)
@@ -571,8 +577,13 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
     study.set_user_attr("problem", space.problem)
     progress = _Progress(n_trials, objective) if opts.progress else None
 
+    # at most 20 trials per evaluation in all (repeats answered from earlier trials and
+    # infeasible proposals are cheap but not free), retries after a lost race included
+    trials_left = [20 * n_trials]
+
     def enough(study: Any, trial: Any) -> None:
-        if objective.evaluations >= n_trials or objective.exhausted:
+        trials_left[0] -= 1
+        if objective.evaluations >= n_trials or objective.exhausted or trials_left[0] <= 0:
             study.stop()
 
     interrupted = False
@@ -581,7 +592,7 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                study.optimize(objective, n_trials=20 * n_trials, timeout=left,
+                study.optimize(objective, n_trials=max(trials_left[0], 1), timeout=left,
                                catch=(Exception,),
                                callbacks=[enough,
                                           *(c for c in (guide, progress) if c is not None)])
@@ -593,7 +604,9 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
                     raise
                 # this worker's evaluation of that trial was not recorded: do one more
                 objective.evaluations -= int(getattr(objective, "counted_last", False))
-                if objective.evaluations >= n_trials or objective.exhausted or left == 0.0:
+                trials_left[0] -= 1
+                if objective.evaluations >= n_trials or objective.exhausted or left == 0.0 \
+                        or trials_left[0] <= 0:
                     break
     except KeyboardInterrupt:
         interrupted = True

@@ -220,6 +220,34 @@ def test_model_guide_posterior_moves_configurations_sharing_a_value(tiny_space):
     np.testing.assert_allclose(prior, np.log(1e-3))
 
 
+def _first_proposal(space, seed):
+    """The configuration a guide with a flat prior proposes after one measurement."""
+    from tuner.study import ModelGuide
+
+    guide = ModelGuide(space, _FlatModel(), seed=seed)
+    study = optuna.create_study()
+    kernel, params = guide.configs[0]
+    study.add_trial(optuna.trial.create_trial(
+        params=space.optuna_params(kernel, params),
+        distributions=space.distributions(kernel, params), value=1e-3,
+        user_attrs={"config": config_key(kernel, params)}))
+    guide(study, study.trials[-1])
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
+    return config_key(*space.suggest(study.ask()))
+
+
+def test_model_guide_breaks_ties_at_random_and_reproducibly(tiny_space):
+    # a flat prior cannot tell the configurations apart: the seed picks among the tied
+    # ones (the same seed the same one), never the measured one
+    picks = {seed: _first_proposal(tiny_space, seed) for seed in range(8)}
+    assert len(set(picks.values())) > 1
+    assert _first_proposal(tiny_space, 3) == picks[3]
+    from tuner.study import ModelGuide
+
+    measured = config_key(*ModelGuide(tiny_space, _FlatModel()).configs[0])
+    assert measured not in picks.values()
+
+
 class _BrokenModel:
     def predict(self, rows):
         raise ValueError("feature schema mismatch")

@@ -116,3 +116,12 @@ def load(name: str, defines: tuple[tuple[str, int], ...] = ()) -> ModuleType:
     if not defines and not _sanitize():
         return importlib.import_module(f"kernels_c._{name}_ext")
     return build_variant(name, dict(defines))
+
+
+def load_for(name: str, params: dict[str, int], compiled: dict[str, int],
+             macros: dict[str, str]) -> ModuleType:
+    """The module of ``name`` for kernel ``params``: the installed build where every
+    compile-time parameter (``macros``: parameter -> C macro) has its ``compiled`` value,
+    otherwise the variant with the differing ones defined."""
+    return load(name, tuple((macros[p], int(params[p])) for p in sorted(macros)
+                            if params[p] != compiled[p]))

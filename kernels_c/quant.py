@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import _isa
-from ._loader import load
+from ._loader import load_for
 from ._validate import check_dense, check_out, check_threads
 
 __all__ = ["QuantizedWeight", "dequantize", "plan_qgemm", "qgemm", "qgemm_dynamic",
@@ -51,7 +51,9 @@ PARAMS: dict[str, tuple[int, ...]] = {
     # compile-time (variant cache): software prefetch distance into packed B, bytes; 0 = off
     "pf_dist": (0, 2048, 4096, 8192, 16384),
 }
-DEFAULT_PF_DIST = 8192
+#: values compiled into the installed module; others are built on demand (variant cache)
+COMPILED_DEFAULTS = {"pf_dist": 8192}
+_MACROS = {"pf_dist": "QG_PF_DIST"}
 _L2_A_BYTES = 256 * 1024
 INT32_MAX = 2**31 - 1
 _OUT_INT32, _OUT_F32, _OUT_U8 = 0, 1, 2
@@ -306,7 +308,7 @@ def default_params(m: int, n: int, k: int, isa: str | None = None) -> dict[str, 
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     mr = MR[level][8]
     mc = max(mr, (_L2_A_BYTES // max(k, 1)) // mr * mr)
-    return {"mc": int(min(mc, _pad_to(max(m, 1), mr))), "nc": 0, "pf_dist": DEFAULT_PF_DIST}
+    return {"mc": int(min(mc, _pad_to(max(m, 1), mr))), "nc": 0, **COMPILED_DEFAULTS}
 
 
 def plan_qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWeight, *,
@@ -420,8 +422,7 @@ def plan_qgemm(x: np.ndarray, x_scale: float, x_zero_point: int, qw: QuantizedWe
             cols["col_mult"] = col(np.full(n, f32(1) / f32(sc)), f32)
     zc = 0 if out_zero_point is None else _as_int(out_zero_point, "out_zero_point", 0, 255)
 
-    pf = full["pf_dist"]
-    module = load("qgemm") if pf == DEFAULT_PF_DIST else load("qgemm", (("QG_PF_DIST", pf),))
+    module = load_for("qgemm", full, COMPILED_DEFAULTS, _MACROS)
     ffi = module.ffi
     args = ffi.new("qgemm_args *")
     args.m, args.n, args.k = m, n, k

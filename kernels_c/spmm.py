@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _isa
-from ._loader import load
+from ._loader import load_for
 from ._validate import check_csr, check_dense, check_out, check_threads
 
 IMPLEMENTED = ("portable", "avx2", "avx512")
@@ -160,9 +160,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     full = default_params(m, k, n, density, level)
     full.update(_check_params(params, level))
     out = check_out(out, (m, n), np.float32, (b, data))
-    defines = tuple((_MACROS[p], full[p]) for p in sorted(_MACROS)
-                    if full[p] != COMPILED_DEFAULTS[p])
-    module = load("spmm", defines)
+    module = load_for("spmm", full, COMPILED_DEFAULTS, _MACROS)
     ffi = module.ffi
     args = ffi.new("spmm_csr_f32_args *")
     args.m, args.k, args.n = m, k, n

@@ -24,7 +24,7 @@ Tuner counts the same way). Strategies:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +72,11 @@ class _Run:
 
 def trials_to_target(space: SearchSpace, table: pd.DataFrame, strategy: str, seed: int, *,
                      model: Any = None, top_k: int = 4, tolerance: float = 0.05,
-                     max_evaluations: int = 200) -> _Run:
+                     max_evaluations: int = 200,
+                     guide: Mapping[str, Any] | None = None) -> _Run:
     """Run one strategy on a replayed sweep until its best is within ``tolerance`` of the
-    optimum (or ``max_evaluations`` distinct configurations were measured)."""
+    optimum (or ``max_evaluations`` distinct configurations were measured). ``guide``:
+    keyword arguments of :class:`tuner.study.ModelGuide` (``every``, ``noise_scale``...)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -87,7 +89,7 @@ def trials_to_target(space: SearchSpace, table: pd.DataFrame, strategy: str, see
     if strategy in ("model", "model-only"):
         seed_study(study, space, model=model, top_k=top_k, from_store=False,
                    default=strategy == "model")
-        callbacks.append(ModelGuide(space, model, seed=seed))
+        callbacks.append(ModelGuide(space, model, seed=seed, **(guide or {})))
     elif strategy.startswith("default+"):
         seed_study(study, space, model=None, from_store=False)
     state = {"reached": False}
@@ -113,7 +115,7 @@ def _fit_model(results: pd.DataFrame) -> Any:
 def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
              strategies: Sequence[str] = STRATEGIES, seeds: int = 20, store: Any = None,
              timing: Any = None, tolerance: float = 0.05, max_evaluations: int = 200,
-             top_k: int = 4,
+             top_k: int = 4, guide: Mapping[str, Any] | None = None,
              fit_model: Callable[[pd.DataFrame], Any] = _fit_model,
              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Median evaluations to within ``tolerance`` of the exhaustive optimum.
@@ -125,6 +127,7 @@ def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
     seeds : runs per strategy and problem (seeds 0 .. seeds - 1).
     store : results store holding (or receiving) the exhaustive sweeps.
     timing : perfmodel.harness.TimingConfig of each sweep point (default 20 ms budget).
+    guide : keyword arguments of the model strategies' ModelGuide (default: its defaults).
     fit_model : fits the warm-start model on results rows (leave one problem out).
 
     Returns
@@ -158,7 +161,8 @@ def evaluate(problems: Sequence[dict[str, Any]] = PROBLEMS, *,
         drow = objective.table.get(config_key(*default_config(space)))
         for strategy in strategies:
             runs = [trials_to_target(space, table, strategy, seed, model=model, top_k=top_k,
-                                     tolerance=tolerance, max_evaluations=max_evaluations)
+                                     tolerance=tolerance, max_evaluations=max_evaluations,
+                                     guide=guide)
                     for seed in range(seeds)]
             ev = np.array([r.evaluations for r in runs])
             rows.append({

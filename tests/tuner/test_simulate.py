@@ -125,6 +125,13 @@ def test_strategies_reach_the_target(tiny_sweep, tiny_space):
     run = trials_to_target(tiny_space, table, "random", seed=3, tolerance=0.0)
     assert run.reached
     assert opt > 0
+    # the guide's settings pass through (an uninformed prior still gets there)
+    run = trials_to_target(tiny_space, table, "model-only", seed=3, model=_FlatModel(),
+                           tolerance=0.0, guide={"every": 2, "kappa": 1.0})
+    assert run.reached
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        trials_to_target(tiny_space, table, "model", seed=3, model=_FlatModel(),
+                         guide={"kapa": 1.0})
 
 
 def test_format_table():

@@ -286,7 +286,7 @@ class ModelGuide:
     surrogate proposes every trial and the study's sampler (TPE) only fills in while a
     proposal is still queued (warm start, another worker's). The defaults come from the
     comparison in docs/tuner.md (noise 0.05 and TPE every second trial needed up to 22.5
-    evaluations where these need up to 10.5).
+    evaluations on the first ten tune-eval problems where these need up to 10).
 
     Parameters
     ----------

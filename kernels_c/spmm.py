@@ -32,6 +32,11 @@ _L2_TILE_BYTES = 512 * 1024
 _NNZ_PER_SEGMENT = 16
 #: below this density K blocking loses to streaming B from L2 with software prefetch
 _MIN_K_BLOCK_DENSITY = 0.15
+#: K blocks grow while their slice of B (k_block x N fp32) stays within this: fewer
+#: segments per row and C-tile reloads, and a sparsely touched block this size still hits
+#: L1/L2 (measured on Zen 5 at sparsity 0.55-0.7: 1.0-1.3x over 64-row blocks, 128 KiB
+#: worse; docs/spmm.md)
+_B_BLOCK_BYTES = 64 * 1024
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -41,8 +46,9 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
 
     Register tiles of 4 vectors (a narrower N is one masked tile). When B (K x N fp32) fits
     half of a 1 MiB L2, or N fits one vector, no further blocking. Otherwise, down to a
-    density of 0.15, K blocks of about 16 / density rows of B (so that a row segment holds
-    ~16 nonzeros) are swept by blocks of 32 rows of C, reusing B's block across those rows;
+    density of 0.15, K blocks of at least 16 / density rows of B (so that a row segment
+    holds ~16 nonzeros), doubled while the block of B stays within 64 KiB, are swept by
+    blocks of 32 rows of C, reusing B's block across those rows;
     sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead.
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
@@ -56,6 +62,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         return params
     k_block = 64
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
+        k_block *= 2
+    while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:
         k_block *= 2
     if k_block < k:
         params["k_block"] = k_block

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from . import _isa
 from ._blas import blas_function, blas_threads
 from ._loader import load
+from ._memory import aligned_empty
 from ._validate import check_csr, check_dense, check_out, check_threads
 
 IMPLEMENTED = ("portable", "avx2", "avx512")
@@ -227,13 +228,6 @@ def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
     return out
 
 
-def _aligned_empty(size: int, alignment: int = 64) -> np.ndarray:
-    """float32 buffer of ``size`` whose data starts on an ``alignment``-byte boundary."""
-    raw = np.empty(size + alignment // 4, dtype=np.float32)
-    skip = (-raw.ctypes.data % alignment) // 4
-    return raw[skip:skip + size]
-
-
 @dataclass
 class ConvPlan:
     """A validated convolution call whose C argument block can be run or timed repeatedly.
@@ -365,7 +359,7 @@ class SparseConv2d:
         out = check_out(out, self.output_shape(n), np.float32, (x,))
         per_image = -(-(self._img_stride + self._slack) // 16) * 16  # keep 64-byte alignment
         n_xpad = threads if 1 < threads <= n else 1
-        xpad = _aligned_empty(n_xpad * per_image)
+        xpad = aligned_empty(n_xpad * per_image)
         scratch = np.empty(threads * self.params["o_block"] * self._plane_alloc, np.float32)
         module = load("conv")
         ffi = module.ffi

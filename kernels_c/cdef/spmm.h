@@ -20,6 +20,11 @@
  *                range, so that the register tiles after it load B at vector-aligned
  *                addresses (set by the caller when every row of B has the same
  *                misalignment; 0 = none). A vector load that crosses a cache line costs two.
+ *   b_pack       NULL, or a buffer of K x ld_pack floats (64-byte aligned, ld_pack a multiple
+ *                of 16 and >= N) that the call first copies B into, then reads B from: every
+ *                row of B then starts on a cache line (the caller sets it when N is not a
+ *                multiple of the vector width, where no peel can align all rows). peel must
+ *                be 0 with it.
  * The portable path ignores k_block/row_block/prefetch.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).
@@ -43,6 +48,8 @@ typedef struct {
     const int32_t *kptr;
     int prefetch;
     int peel;
+    float *b_pack;
+    int64_t ld_pack;
 } spmm_csr_f32_args;
 
 int spmm_csr_f32(void *args);

@@ -332,16 +332,21 @@ DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, do
 #endif /* KC_X86 */
 
 int spmm_csr_f32(void *args) {
-    const spmm_csr_f32_args *a = (const spmm_csr_f32_args *)args;
+    const spmm_csr_f32_args *in = (const spmm_csr_f32_args *)args;
     void (*rows)(const spmm_csr_f32_args *, int64_t, int64_t, int64_t, int64_t) = rows_portable;
 #if KC_X86
-    if (a->isa >= KC_ISA_AVX512) rows = rows_avx512;
-    else if (a->isa == KC_ISA_AVX2) rows = rows_avx2;
+    if (in->isa >= KC_ISA_AVX512) rows = rows_avx512;
+    else if (in->isa == KC_ISA_AVX2) rows = rows_avx2;
 #else
-    if (a->isa != KC_ISA_PORTABLE) return KC_ERR_ISA;
+    if (in->isa != KC_ISA_PORTABLE) return KC_ERR_ISA;
 #endif
-    const int64_t tile = a->n_tile > 0 ? a->n_tile : a->n;
-    const int nt = a->threads > 0 ? a->threads : 1;
+    spmm_csr_f32_args a = *in;
+    if (in->b_pack) { /* B is read from its copy with cache-line-aligned rows (spmm.h) */
+        a.b = in->b_pack;
+        a.ldb = in->ld_pack;
+    }
+    const int64_t tile = a.n_tile > 0 ? a.n_tile : a.n;
+    const int nt = a.threads > 0 ? a.threads : 1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = 0, n_threads = 1;
@@ -349,9 +354,16 @@ int spmm_csr_f32(void *args) {
         t = omp_get_thread_num();
         n_threads = omp_get_num_threads();
 #endif
+        if (in->b_pack) {
+            const int64_t k1 = in->k * (t + 1) / n_threads;
+            for (int64_t r = in->k * t / n_threads; r < k1; ++r)
+                memcpy(in->b_pack + r * in->ld_pack, in->b + r * in->ldb,
+                       (size_t)in->n * sizeof(float));
+#pragma omp barrier
+        }
         int64_t r0, r1;
-        row_range(a->indptr, a->m, t, n_threads, &r0, &r1);
-        for (int64_t j0 = 0; j0 < a->n; j0 += tile) rows(a, r0, r1, j0, KC_MIN(j0 + tile, a->n));
+        row_range(a.indptr, a.m, t, n_threads, &r0, &r1);
+        for (int64_t j0 = 0; j0 < a.n; j0 += tile) rows(&a, r0, r1, j0, KC_MIN(j0 + tile, a.n));
     }
     return KC_OK;
 }

@@ -143,6 +143,31 @@ def test_every_misalignment_of_b_is_peeled_correctly(isa_path, extra):
         assert len(peels) > 1   # the misaligned offsets were peeled
 
 
+@pytest.mark.parametrize("n", [17, 49, 100, 196])
+@pytest.mark.parametrize("extra", [{}, {"k_block": 32}, {"n_tile": 48, "reg_vectors": 1}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, extra,
+                                                                  threads):
+    """N not a multiple of the vector width: each run first copies B into aligned rows
+    (plan.args.b_pack) and reads that copy; any offset of B, and a changed B is seen."""
+    from kernels_c.spmm import plan_spmm
+
+    rng = np.random.default_rng(n)
+    a = _random_csr(rng, 41, 70, 0.4)
+    raw = np.empty(70 * n + 16, dtype=np.float32)
+    for offset in (0, 1, 5):
+        b = raw[offset:offset + 70 * n].reshape(70, n)
+        b[...] = rng.standard_normal((70, n))
+        _check(a, b, isa=isa_path, threads=threads, **extra)
+        plan = plan_spmm(a, b, isa=isa_path, threads=threads, **extra)
+        first = plan.run().copy()
+        b *= 2.0  # the plan reads B anew on every run: so must the copy
+        np.testing.assert_allclose(plan.run(), 2.0 * first, rtol=1e-5, atol=1e-5)
+        vw = VECTOR_WIDTH[plan.isa]
+        expect = plan.isa != "portable" and n % vw != 0 and n >= 2 * vw
+        assert (plan.args.b_pack != plan.module.ffi.NULL) == expect
+
+
 def test_nan_inf_propagate_through_stored_entries(isa_path):
     a = sp.csr_array(np.array([[1, 0, 0], [0, 2, 0], [0, 0, 0], [0, 0, 1]], np.float32))
     a.data[2] = np.inf  # row 3, column 2

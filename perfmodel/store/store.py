@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sqlite3
+import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -221,15 +222,32 @@ class Store:
     def _write(self):  # type: ignore[no-untyped-def]
         if self.readonly:
             raise StoreError(f"store {self.url} was opened read-only")
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(perfmodel_write=True)
-            with conn.begin():
-                yield conn
+        with self._transaction(write=True) as conn:
+            yield conn
 
     @contextmanager
     def _read(self):  # type: ignore[no-untyped-def]
-        with self.engine.connect() as conn, conn.begin():
+        with self._transaction(write=False) as conn:
             yield conn
+
+    @contextmanager
+    def _transaction(self, *, write: bool):  # type: ignore[no-untyped-def]
+        with self.engine.connect() as conn:
+            if write:
+                conn = conn.execution_options(perfmodel_write=True)
+            try:
+                with conn.begin():
+                    yield conn
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # Ctrl-C inside a statement: SQLAlchemy closes the connection, but a
+                # closed SQLite connection lives on, with its locks, while a statement of
+                # it is still referenced -- here by the frames of this traceback. The next
+                # write of this process (closing the run as interrupted) then waited
+                # busy_timeout for a lock it held itself. Drop those frames' locals so the
+                # statement is finalized and the connection really closes.
+                traceback.clear_frames(exc.__traceback__)
+                conn.invalidate()
+                raise
 
     def _prepare(self, create: bool) -> None:
         try:

@@ -382,7 +382,9 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     """))
     db = tmp_path / "r.db"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-           "PERFMODEL_HOME": str(tmp_path / "home")}
+           "PERFMODEL_HOME": str(tmp_path / "home"),
+           # a hang after Ctrl-C is diagnosed below: SIGABRT then dumps every thread's stack
+           "PYTHONFAULTHANDLER": "1"}
     # a shell that starts the test run in the background leaves SIGINT ignored, and an
     # ignored disposition is inherited: restore the default so Python installs its handler
     proc = subprocess.Popen([sys.executable, "-m", "perfmodel", "sweep", str(spec_file),
@@ -399,7 +401,12 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
             continue
     assert proc.poll() is None, "the sweep finished before it could be interrupted"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"the sweep did not stop within 60 s of Ctrl-C; its stacks:\n{err[-6000:]}")
     assert proc.returncode == 130 and "rerun the same command to resume" in err
     done = len(load_results(db))
     with open_store(db) as st, st.engine.connect() as conn:

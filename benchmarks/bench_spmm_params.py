@@ -1,0 +1,123 @@
+"""spmm default parameters against variants, side by side with dense BLAS in one process.
+
+For each shape and sparsity: dense OpenBLAS (numpy), ``kernels_c.spmm`` with its defaults,
+and each ``--variant`` (the defaults with some parameters overridden), timed in interleaved
+rounds over three allocations of B (numpy's alignment of B varies between allocations);
+prints each one's speed relative to dense (median). How docs/spmm.md compared the default
+K blocks, row blocks and the aligned copy of B:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm_params.py \\
+        --variant k_block=64 --variant row_block=32 --variant pack=0
+
+``pack=0`` turns off the aligned copy of B (taken when N is not a multiple of the vector
+width); every other name is a ``kernels_c.spmm`` parameter. ``--dlmc`` adds three pruned
+ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# the module (kernels_c.spmm the attribute is the function of the same name)
+spmm_module = importlib.import_module("kernels_c.spmm")
+from perfmodel.shapes import load_matrix, matrix_sources  # noqa: E402
+
+DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
+DLMC_LAYERS = ("bottleneck_2_block_group3_1_1", "bottleneck_3_block_group3_2_1",
+               "bottleneck_2_block_group4_1_1")
+
+SHAPES = [(4096, 4096, 128), (1024, 1024, 256), (384, 2304, 1352), (2048, 2048, 128),
+          (256, 2304, 196), (128, 1152, 784), (512, 4608, 49), (2048, 1024, 49),
+          (1024, 256, 196), (64, 576, 3136)]
+
+
+def _variant(text: str) -> dict[str, int]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        out[name.strip()] = int(value)
+    return out
+
+
+def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
+    params = {k: v for k, v in overrides.items() if k != "pack"}
+    saved = spmm_module._MIN_USES_TO_PACK
+    if overrides.get("pack", 1) == 0:
+        spmm_module._MIN_USES_TO_PACK = sys.maxsize  # never copy B
+    try:
+        return spmm_module.plan_spmm(a, b, **params)
+    finally:
+        spmm_module._MIN_USES_TO_PACK = saved
+
+
+def _problems(args: argparse.Namespace, rng: np.random.Generator):
+    """Yield (label, CSR matrix with int32 indices, N)."""
+    for m, k, n in SHAPES[:args.shapes]:
+        for s in (float(x) for x in args.sparsities.split(",")):
+            a = sp.random_array((m, k), density=1 - s, format="csr", dtype=np.float32,
+                                rng=rng)
+            a.indices, a.indptr = a.indices.astype(np.int32), a.indptr.astype(np.int32)
+            yield f"{m}x{k}x{n} {s:g}", a, n
+    if args.dlmc and DLMC.is_dir():
+        for layer in DLMC_LAYERS:
+            for s in ("0.7", "0.8", "0.9"):
+                src = matrix_sources(DLMC / "magnitude_pruning" / s / f"{layer}.smtx")[0]
+                yield f"{layer} {s}", load_matrix(src.path, seed=1), src.n_hint
+
+
+def _median_time(f, reps: int) -> float:
+    f()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", action="append", default=[],
+                    help="parameters overriding the defaults, e.g. k_block=64,row_block=32")
+    ap.add_argument("--sparsities", default="0.55,0.7,0.9")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per B")
+    ap.add_argument("--shapes", type=int, default=len(SHAPES), help="the first N shapes")
+    ap.add_argument("--dlmc", action="store_true", help="also three DLMC ResNet-50 layers")
+    args = ap.parse_args()
+    variants = {"default": {}, **{v: _variant(v) for v in args.variant}}
+    rng = np.random.default_rng(0)
+    print("problem " + " ".join(f"[{v}]" for v in variants) + "  (speed / dense)")
+    with threadpool_limits(1):
+        for label, a, n in _problems(args, rng):
+            k = a.shape[1]
+            dense_a = a.toarray()
+            times: dict[str, list[float]] = {"dense": [], **{v: [] for v in variants}}
+            for _ in range(3):
+                b = rng.standard_normal((k, n), dtype=np.float32)
+                plans = {v: _plan(a, b, o) for v, o in variants.items()}
+                dense_run = functools.partial(np.matmul, dense_a, b)
+                for _ in range(args.rounds):
+                    times["dense"].append(_median_time(dense_run, 3))
+                    for v, plan in plans.items():
+                        times[v].append(_median_time(plan.run, 5))
+            dense = statistics.median(times["dense"])
+            cells = " ".join(f"{dense / statistics.median(times[v]):.2f}" for v in variants)
+            print(f"{label} {cells}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,9 +87,10 @@ def trials_to_target(space: SearchSpace, table: pd.DataFrame, strategy: str, see
     study = optuna.create_study(direction="minimize", sampler=sampler)
     callbacks: list[Any] = []
     if strategy in ("model", "model-only"):
+        model_guide = ModelGuide(space, model, seed=seed, **(guide or {}))
         seed_study(study, space, model=model, top_k=top_k, from_store=False,
-                   default=strategy == "model")
-        callbacks.append(ModelGuide(space, model, seed=seed, **(guide or {})))
+                   default=strategy == "model", predicted=model_guide.predicted)
+        callbacks.append(model_guide)
     elif strategy.startswith("default+"):
         seed_study(study, space, model=None, from_store=False)
     state = {"reached": False}

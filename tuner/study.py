@@ -193,18 +193,21 @@ def _rows_for_model(space: SearchSpace, configs: list[tuple[str, dict[str, Any]]
     } for kernel, params in configs])
 
 
-def model_top_k(space: SearchSpace, model: Any, k: int, *,
-                diverse: bool = False) -> list[tuple[str, dict, float]]:
+def model_top_k(space: SearchSpace, model: Any, k: int, *, diverse: bool = False,
+                predicted: np.ndarray | None = None) -> list[tuple[str, dict, float]]:
     """The ``k`` configurations of ``space`` a fitted PerfModel predicts fastest:
     ``[(kernel, params, predicted_s), ...]``, fastest first.
 
     ``diverse``: no value of any parameter fills more than half of the picks (the next
     best prediction with another value is taken instead), a hedge against a model that is
     wrong about one parameter. Off by default: in the evaluation (docs/tuner.md) it helped
-    no problem and cost one (15.5 instead of 6 median evaluations).
+    no problem and cost one (15.5 instead of 6 median evaluations). ``predicted``: the
+    model's seconds for ``space.configs()`` in order, when already computed.
     """
     configs = list(space.configs())
-    pred = np.asarray(model.predict(_rows_for_model(space, configs)), dtype=np.float64)
+    if predicted is None:
+        predicted = model.predict(_rows_for_model(space, configs))
+    pred = np.asarray(predicted, dtype=np.float64)
     pred = np.where(np.isfinite(pred), pred, np.inf)
     order = np.argsort(pred, kind="stable")
     cap = max(1, -(-k // 2))
@@ -306,6 +309,8 @@ class ModelGuide:
         self.configs = list(space.configs())
         self.index = {config_key(*c): i for i, c in enumerate(self.configs)}
         pred = np.asarray(model.predict(_rows_for_model(space, self.configs)), dtype=float)
+        #: the model's seconds per configuration of ``space.configs()`` (as predicted)
+        self.predicted = pred
         usable = np.isfinite(pred) & (pred > 0)
         if not usable.any():
             raise ValueError("the model predicts no positive finite time for this space")
@@ -351,7 +356,7 @@ class ModelGuide:
         if not best or len(tried) >= len(self.configs):
             return
         idx = np.fromiter(best, dtype=int)
-        free = np.array([i for i in range(len(self.configs)) if i not in tried])
+        free = np.setdiff1d(np.arange(len(self.configs)), np.fromiter(tried, dtype=int))
         lcb = self.lower_bound(idx, np.log([best[i] for i in idx]), free)
         tied = np.flatnonzero(lcb <= lcb.min() + 1e-9)
         kernel, params = self.configs[int(free[int(self._rng.choice(tied))])]
@@ -374,11 +379,12 @@ class ModelGuide:
 
 
 def seed_study(study: Any, space: SearchSpace, *, store: Any = None, model: Any = None,
-               top_k: int = 4, from_store: bool = True,
-               default: bool = True) -> dict[str, int]:
+               top_k: int = 4, from_store: bool = True, default: bool = True,
+               predicted: np.ndarray | None = None) -> dict[str, int]:
     """Seed a new study: measured configurations from the store become completed trials,
     the kernel's default configuration (``default``) and the model's ``top_k``
-    predictions are enqueued. Returns counts."""
+    predictions are enqueued (``predicted``: the model's seconds per configuration when
+    already computed, e.g. ``ModelGuide.predicted``). Returns counts."""
     import optuna
 
     counts = {"store": 0, "default": 0, "model": 0}
@@ -404,9 +410,9 @@ def seed_study(study: Any, space: SearchSpace, *, store: Any = None, model: Any 
                 user_attrs={"config": key, "source": "store", "measurement_id": mid}))
             counts["store"] += 1
     if model is not None and model is not False and top_k > 0:
-        for kernel, params, predicted in model_top_k(space, model, top_k):
+        for kernel, params, seconds in model_top_k(space, model, top_k, predicted=predicted):
             study.enqueue_trial(space.optuna_params(kernel, params),
-                                user_attrs={"source": "model", "predicted_s": predicted},
+                                user_attrs={"source": "model", "predicted_s": seconds},
                                 skip_if_exists=True)
             counts["model"] += 1
     return counts
@@ -571,7 +577,8 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
         # the first worker seeds the study; a late one finds the attribute and skips
         study.set_user_attr("warm_started", True)
         counts = seed_study(study, space, store=store_obj, model=model, top_k=opts.top_k,
-                            from_store=not opts.simulate)
+                            from_store=not opts.simulate,
+                            predicted=guide.predicted if guide is not None else None)
         log.info("warm start: %s", counts)
     study.set_user_attr("op", op)
     study.set_user_attr("problem", space.problem)
@@ -579,11 +586,12 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
 
     # at most 20 trials per evaluation in all (repeats answered from earlier trials and
     # infeasible proposals are cheap but not free), retries after a lost race included
-    trials_left = [20 * n_trials]
+    trials_left = 20 * n_trials
 
     def enough(study: Any, trial: Any) -> None:
-        trials_left[0] -= 1
-        if objective.evaluations >= n_trials or objective.exhausted or trials_left[0] <= 0:
+        nonlocal trials_left
+        trials_left -= 1
+        if objective.evaluations >= n_trials or objective.exhausted or trials_left <= 0:
             study.stop()
 
     interrupted = False
@@ -592,7 +600,7 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                study.optimize(objective, n_trials=max(trials_left[0], 1), timeout=left,
+                study.optimize(objective, n_trials=max(trials_left, 1), timeout=left,
                                catch=(Exception,),
                                callbacks=[enough,
                                           *(c for c in (guide, progress) if c is not None)])
@@ -604,9 +612,9 @@ def tune(op: str, *, n_trials: int, timeout: float | None = None, storage: Any =
                     raise
                 # this worker's evaluation of that trial was not recorded: do one more
                 objective.evaluations -= int(getattr(objective, "counted_last", False))
-                trials_left[0] -= 1
+                trials_left -= 1
                 if objective.evaluations >= n_trials or objective.exhausted or left == 0.0 \
-                        or trials_left[0] <= 0:
+                        or trials_left <= 0:
                     break
     except KeyboardInterrupt:
         interrupted = True

@@ -12,7 +12,7 @@ from tuner import TuneOptions, tune
 from tuner.evaluate import format_table, trials_to_target
 from tuner.objective import config_key
 from tuner.simulate import ReplayObjective, recorded
-from tuner.study import default_config, seed_study
+from tuner.study import _rows_for_model, default_config, seed_study
 
 from .conftest import TINY, synthetic_seconds, write_sweep
 
@@ -166,6 +166,10 @@ def test_model_top_k_spreads_parameter_values(tiny_space):
     assert spread[0][2] == 1.0  # still the best prediction first
     keys = {config_key(k, p) for k, p, _ in spread}
     assert len(keys) == 6
+    # predictions computed once (the guide's) are used as given: no second model pass
+    given = np.asarray(_KBlockModel().predict(_rows_for_model(
+        tiny_space, list(tiny_space.configs()))), dtype=float)
+    assert model_top_k(tiny_space, _BrokenModel(), 6, predicted=given) == plain
 
 
 def test_default_configuration_is_tried_first():

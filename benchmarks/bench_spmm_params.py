@@ -11,7 +11,12 @@ K blocks, row blocks and the aligned copy of B:
 
 ``pack=0`` turns off the aligned copy of B (taken when N is not a multiple of the vector
 width); every other name is a ``kernels_c.spmm`` parameter. ``--dlmc`` adds three pruned
-ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present.
+ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present. ``--narrow``
+runs 4096 x 4096 with N = 2, 4, 8, 16 instead of the wide shapes; how docs/spmm.md compared
+the narrow-N K blocks with none:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm_params.py \
+        --narrow --sparsities 0.5,0.8,0.9,0.95,0.98 --variant k_block=0
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ DLMC_LAYERS = ("bottleneck_2_block_group3_1_1", "bottleneck_3_block_group3_2_1",
 SHAPES = [(4096, 4096, 128), (1024, 1024, 256), (384, 2304, 1352), (2048, 2048, 128),
           (256, 2304, 196), (128, 1152, 784), (512, 4608, 49), (2048, 1024, 49),
           (1024, 256, 196), (64, 576, 3136)]
+NARROW_SHAPES = [(4096, 4096, n) for n in (2, 4, 8, 16)]
 
 
 def _variant(text: str) -> dict[str, int]:
@@ -65,7 +71,7 @@ def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
 
 def _problems(args: argparse.Namespace, rng: np.random.Generator):
     """Yield (label, CSR matrix with int32 indices, N)."""
-    for m, k, n in SHAPES[:args.shapes]:
+    for m, k, n in (NARROW_SHAPES if args.narrow else SHAPES)[:args.shapes]:
         for s in (float(x) for x in args.sparsities.split(",")):
             a = sp.random_array((m, k), density=1 - s, format="csr", dtype=np.float32,
                                 rng=rng)
@@ -96,6 +102,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per B")
     ap.add_argument("--shapes", type=int, default=len(SHAPES), help="the first N shapes")
     ap.add_argument("--dlmc", action="store_true", help="also three DLMC ResNet-50 layers")
+    ap.add_argument("--narrow", action="store_true", help="N = 2, 4, 8, 16 (4096 x 4096)")
     args = ap.parse_args()
     variants = {"default": {}, **{v: _variant(v) for v in args.variant}}
     rng = np.random.default_rng(0)

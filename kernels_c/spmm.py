@@ -41,25 +41,52 @@ _MIN_K_BLOCK_DENSITY = 0.15
 #: L1/L2 (measured on Zen 5 at sparsity 0.55-0.7: 1.0-1.3x over 64-row blocks, 128 KiB
 #: worse; docs/spmm.md)
 _B_BLOCK_BYTES = 64 * 1024
+#: narrow N (one vector per row of C): K blocks start with B's block at half the 48 KiB L1
+#: and double, up to _B_BLOCK_BYTES, while a row segment holds fewer than 128 nonzeros
+#: (each segment reloads and stores its row of C); only when B exceeds _B_BLOCK_BYTES and
+#: segments reach 64 nonzeros.
+#: Measured 1.2-1.5x at N = 8 and 16, K = 4096, sparsity 0.5-0.9 (docs/spmm.md).
+_NARROW_B_BLOCK_BYTES = 32 * 1024
+_NARROW_NNZ_PER_SEGMENT = 128
+#: rows of C swept per K block at narrow N: as many as fit this (C re-read per K block)
+_NARROW_C_BYTES = 256 * 1024
+#: the plan-time regrouping of A for those blocks costs 5-8 narrow runs (8M nonzeros:
+#: 20 ms against 2.7 ms per run), recovered at 1.2-1.5x after about this many calls
+_NARROW_BLOCKING_MIN_CALLS = 20
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
-                   isa: str | None = None) -> dict[str, int]:
+                   isa: str | None = None, expected_calls: int | None = None
+                   ) -> dict[str, int]:
     """Default blocking for a problem (density = nnz / (M K)), chosen from measurements on
     an AVX-512 machine (benchmarks/bench_spmm.py, docs/spmm.md).
 
-    Register tiles of 4 vectors (a narrower N is one masked tile). When B (K x N fp32) fits
-    half of a 1 MiB L2, or N fits one vector, no further blocking. Otherwise, down to a
-    density of 0.15, K blocks of at least 16 / density rows of B (so that a row segment
-    holds ~16 nonzeros), doubled while the block of B stays within 64 KiB, are swept by
-    blocks of 64 rows of C (32 when N > 2048), reusing B's block across those rows;
-    sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead.
+    Register tiles of 4 vectors (a narrower N is one masked tile). When N fits one vector
+    (and N > 1) and B (K x N fp32) exceeds 64 KiB, K blocks that keep B's block in L1 (32
+    KiB, up to 64 KiB for row segments of ~128 nonzeros; none if segments stay below 64)
+    are swept by as many rows of C as fit 256 KiB. When B fits half of a 1 MiB L2, no
+    further blocking. Otherwise, down to a density of 0.15, K blocks of at least 16 /
+    density rows of B (so that a row segment holds ~16 nonzeros), doubled while the block
+    of B stays within 64 KiB, are swept by blocks of 64 rows of C (32 when N > 2048),
+    reusing B's block across those rows; sparser matrices stream B from L2/L3 with B rows
+    prefetched 16 nonzeros ahead.
+
+    ``expected_calls`` is how often one plan will run (None: many, as when timing or
+    serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time
+    copy of A costs about as much as 5-8 runs (MKL's ``mkl_sparse_set_mm_hint`` takes
+    the same hint).
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
     params = {"reg_vectors": 4, "n_tile": 0, "k_block": 0, "row_block": 32, "prefetch": 0,
               **COMPILED_DEFAULTS}
-    if 4 * k * n <= _L2_TILE_BYTES or n <= vw or level == "portable":
+    if level == "portable" or n == 1:
+        return params
+    if n <= vw:
+        if expected_calls is not None and expected_calls < _NARROW_BLOCKING_MIN_CALLS:
+            return params
+        return {**params, **_narrow_k_blocks(k, n, density)}
+    if 4 * k * n <= _L2_TILE_BYTES:
         return params
     if density < _MIN_K_BLOCK_DENSITY:
         params["prefetch"] = 16
@@ -81,18 +108,42 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     return params
 
 
-def _k_block_offsets(indptr: np.ndarray, indices: np.ndarray, m: int, k: int,
-                     k_block: int) -> tuple[np.ndarray, int]:
-    """kptr (M, n_kblocks + 1), int32: start of each K block within each (sorted) row."""
+def _narrow_k_blocks(k: int, n: int, density: float) -> dict[str, int]:
+    """K blocking for a B of one vector per row: {} when B fits _B_BLOCK_BYTES."""
+    row_bytes = 4 * n
+    if k * row_bytes <= _B_BLOCK_BYTES:
+        return {}
+    k_block = 1 << max(0, (_NARROW_B_BLOCK_BYTES // row_bytes).bit_length() - 1)
+    while (density * k_block < _NARROW_NNZ_PER_SEGMENT
+           and 2 * k_block * row_bytes <= _B_BLOCK_BYTES):
+        k_block *= 2
+    if k_block >= k or density * k_block < _NARROW_NNZ_PER_SEGMENT / 2:
+        return {}  # (at sparsity 0.98 streaming B from L2 was 1.2-1.4x faster)
+    return {"k_block": k_block, "row_block": max(1, _NARROW_C_BYTES // row_bytes)}
+
+
+def _k_block_layout(module: Any, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                    m: int, k: int, k_block: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A's nonzeros regrouped K block by K block (kernels_c/cdef/spmm.h), in C (O(nnz)).
+
+    Returns ``kptr`` (n_kblocks * M + 1,) int32, the regrouped ``indices`` (nnz,) int32 and
+    ``data`` (nnz,) float32, and n_kblocks. Within a segment the nonzeros keep their order
+    in the row, so the rows need not be sorted by column.
+    """
     n_kblocks = max(1, -(-k // k_block))
-    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(indptr))
-    counts = np.bincount(rows * n_kblocks + indices // k_block,
-                         minlength=m * n_kblocks).reshape(m, n_kblocks)
-    kptr = np.empty((m, n_kblocks + 1), dtype=np.int32)
-    kptr[:, 0] = indptr[:-1]
-    np.cumsum(counts, axis=1, out=kptr[:, 1:])
-    kptr[:, 1:] += indptr[:-1, None]
-    return kptr, n_kblocks
+    kptr = np.empty(n_kblocks * m + 1, dtype=np.int32)
+    packed_indices = np.empty_like(indices)
+    packed_data = np.empty_like(data)
+    ffi = module.ffi
+    status = module.lib.spmm_pack_k_blocks(
+        ffi.from_buffer("int32_t[]", indptr), ffi.from_buffer("int32_t[]", indices),
+        ffi.from_buffer("float[]", data), m, k_block, n_kblocks,
+        ffi.from_buffer("int32_t[]", kptr), ffi.from_buffer("int32_t[]", packed_indices),
+        ffi.from_buffer("float[]", packed_data))
+    if status != 0:
+        raise MemoryError("spmm_pack_k_blocks: out of memory")
+    return kptr, packed_indices, packed_data, n_kblocks
 
 
 def _alignment_peel(b: np.ndarray, level: str, reg_vectors: int) -> int:
@@ -120,15 +171,6 @@ def _packed_b(k: int, n: int, nnz: int, level: str) -> np.ndarray | None:
         return None
     ld = -(-n // 16) * 16
     return aligned_empty(k * ld).reshape(k, ld)
-
-
-def _rows_sorted(indptr: np.ndarray, indices: np.ndarray) -> bool:
-    if indices.size < 2:
-        return True
-    step_ok = np.diff(indices) >= 0
-    starts = indptr[1:-1]
-    step_ok[starts[(starts > 0) & (starts < indices.size)] - 1] = True  # row boundaries
-    return bool(step_ok.all())
 
 
 def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
@@ -174,8 +216,12 @@ class SpmmPlan:
 
 
 def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = None,
-              isa: str | None = None, **params: int) -> SpmmPlan:
-    """Validate operands and build the C call for ``out = a @ b`` (see :func:`spmm`)."""
+              isa: str | None = None, expected_calls: int | None = None,
+              **params: int) -> SpmmPlan:
+    """Validate operands and build the C call for ``out = a @ b`` (see :func:`spmm`).
+
+    ``expected_calls``: how often the plan will run (None = many), for
+    :func:`default_params`."""
     indptr, indices, data, (m, k) = check_csr(a, np.float32)
     b = check_dense(b, np.float32, "b")
     if b.shape[0] != k:
@@ -185,7 +231,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     threads = check_threads(threads)
     level, isa_id = _isa.resolve(isa, IMPLEMENTED)
     density = indices.shape[0] / max(1, m * k)
-    full = default_params(m, k, n, density, level)
+    full = default_params(m, k, n, density, level, expected_calls)
     full.update(_check_params(params, level))
     out = check_out(out, (m, n), np.float32, (b, data))
     module = load_for("spmm", full, COMPILED_DEFAULTS, _MACROS)
@@ -214,13 +260,10 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
         args.ld_pack = pack.shape[1]
         keep.append(pack)
     if full["k_block"] and level != "portable" and n > 1:
-        if not _rows_sorted(indptr, indices):
-            # K blocking needs the nonzeros of each row grouped by column: sort a copy once
-            order = np.lexsort((indices, np.repeat(np.arange(m), np.diff(indptr))))
-            indices, data = indices[order], data[order]
-            args.indices = ffi.from_buffer("int32_t[]", indices)
-            args.data = ffi.from_buffer("float[]", data)
-        kptr, n_kblocks = _k_block_offsets(indptr, indices, m, k, full["k_block"])
+        kptr, indices, data, n_kblocks = _k_block_layout(module, indptr, indices, data, m,
+                                                         k, full["k_block"])
+        args.indices = ffi.from_buffer("int32_t[]", indices)
+        args.data = ffi.from_buffer("float[]", data)
         args.kptr = ffi.from_buffer("int32_t[]", kptr)
         args.n_kblocks = n_kblocks
         keep += [indices, data, kptr]
@@ -242,8 +285,8 @@ def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = No
     isa : str, optional; a path at or below :func:`kernels_c.isa` (default: that one).
     **params : blocking parameters, see ``PARAMS`` and kernels_c/cdef/spmm.h:
         ``reg_vectors`` (1, 2, 4, 8), ``n_tile`` (0 or a multiple of the vector width),
-        ``k_block`` (0 = off, else rows of B per L1-resident block; needs column indices
-        sorted within rows, sorted in a copy at plan time if they are not), ``row_block``
+        ``k_block`` (0 = off, else rows of B per L1-resident block; A's nonzeros are then
+        regrouped block by block in a copy at plan time), ``row_block``
         (>= 1), ``prefetch`` (0, 8, 16 nonzeros ahead), and the compile-time ``acc_sets``
         (1, 2; compiled on demand when it differs from the installed build). Defaults:
         :func:`default_params`.
@@ -253,12 +296,13 @@ def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = No
     ndarray (M, N), float32. NaN/Inf in stored entries or in the rows of ``b`` they touch
     propagate as in any dense product; implicit zeros contribute nothing.
     """
-    return plan_spmm(a, b, threads=threads, out=out, isa=isa, **params).run()
+    return plan_spmm(a, b, threads=threads, out=out, isa=isa, expected_calls=1,
+                     **params).run()
 
 
 def spmm_reference(a: Any, b: np.ndarray) -> np.ndarray:
     """Naive C reference (double accumulation), validated like :func:`spmm`."""
-    plan = plan_spmm(a, b)
+    plan = plan_spmm(a, b, k_block=0)  # the reference reads A's rows in CSR order
     if plan.module.lib.spmm_csr_f32_ref(plan.args) != 0:
         raise RuntimeError("spmm_csr_f32_ref failed")
     return plan.out

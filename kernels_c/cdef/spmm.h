@@ -8,11 +8,14 @@
  * Blocking parameters (runtime):
  *   reg_vectors  SIMD vectors per register tile along N: 1, 2, 4 or 8.
  *   n_tile       columns of B per cache tile (a multiple of the vector width), 0 = N.
- *   k_block      rows of B per K block, 0 = no K blocking. With K blocking, `kptr` holds,
- *                for each row i, n_kblocks + 1 offsets into indices/data: kptr[i*(nkb+1)+b]
- *                is the first nonzero of row i whose column is >= b*k_block (column indices
- *                sorted within each row). A K block of B (k_block x n_tile) stays in L1 while
- *                row_block rows of C accumulate into it; C tiles are reloaded per K block.
+ *   k_block      rows of B per K block, 0 = no K blocking. With K blocking, `indices`/`data`
+ *                hold A's nonzeros K block by K block (a copy made at plan time, like a
+ *                packed weight: block 0 of every row, then block 1 of every row, ...) and
+ *                `kptr` (n_kblocks x M + 1 offsets into them) delimits the segment of row i
+ *                in block b: [kptr[b*M + i], kptr[b*M + i + 1]). A K block of B
+ *                (k_block x n_tile) stays in L1 while row_block rows of C accumulate into
+ *                it, and A is read in the order it is stored; C tiles are reloaded per K
+ *                block. `indptr` still delimits whole rows (the N = 1 path ignores kptr).
  *   row_block    rows of C per block when K blocking (>= 1).
  *   prefetch     how many nonzeros ahead the B rows of a register tile are prefetched into
  *                L1 (0 = off); pays off when B streams from L2/L3 (no K blocking).
@@ -54,4 +57,10 @@ typedef struct {
 
 int spmm_csr_f32(void *args);
 int spmm_csr_f32_ref(void *args);
+/* The K-block layout of A described at k_block above, made at plan time: kptr has
+ * n_kblocks * m + 1 entries, packed_indices/packed_data nnz each. Returns KC_ERR_NOMEM when
+ * out of memory. */
+int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const float *data,
+                       int64_t m, int32_t k_block, int32_t n_kblocks, int32_t *kptr,
+                       int32_t *packed_indices, float *packed_data);
 int spmm_acc_sets(void);

@@ -1,4 +1,5 @@
 /* CSR sparse x dense GEMM, fp32, with AVX-512F / AVX2+FMA / portable paths. */
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -142,22 +143,38 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     }
 
 /* A single-vector tile (N <= VW, or a 1-vector tail) has no register blocking to hide the
- * FMA latency, so it runs four independent accumulator chains over the nonzeros instead. */
-#define DEFINE_NARROW(P, TARGET, VEC, ZERO, SET1, FMA, ADD, MLOAD, MSTORE, MASK_T)             \
+ * FMA latency, so it runs four independent accumulator chains over the nonzeros instead.
+ * Four values at a time are loaded as one 128-bit quad, broadcast to every 128-bit lane
+ * and splat by an in-lane permute: a scalar broadcast per nonzero would be a third load
+ * per nonzero besides the index and the row of B, and loads are what limit this loop
+ * (1.3-1.45x at N = 8 in a standalone test on Zen 5, docs/spmm.md); two quads per step
+ * gave another 5 %. */
+/* Four nonzeros from p on into the accumulators s0..s3, their values splat from quad w. */
+#define NARROW_QUAD(FMA, SPLAT, MLOAD, w, p)                                                 \
+    s0 = FMA(SPLAT(w, 0x00), MLOAD(b + (int64_t)idx[(p)] * ldb, m), s0);                     \
+    s1 = FMA(SPLAT(w, 0x55), MLOAD(b + (int64_t)idx[(p) + 1] * ldb, m), s1);                 \
+    s2 = FMA(SPLAT(w, 0xaa), MLOAD(b + (int64_t)idx[(p) + 2] * ldb, m), s2);                 \
+    s3 = FMA(SPLAT(w, 0xff), MLOAD(b + (int64_t)idx[(p) + 3] * ldb, m), s3);
+#define DEFINE_NARROW(P, TARGET, VEC, ZERO, SET1, QUAD, SPLAT, FMA, ADD, MLOAD, MSTORE,      \
+                      MASK_T)                                                                \
     TARGET static void narrow_##P(const int32_t *restrict idx, const float *restrict val,    \
                                   int32_t len, const float *restrict b, int64_t ldb,         \
                                   float *restrict c, MASK_T m, int accumulate) {             \
         VEC s0 = accumulate ? MLOAD(c, m) : ZERO(), s1 = ZERO(), s2 = ZERO(), s3 = ZERO();   \
         int32_t p = 0;                                                                       \
-        for (; p + 3 < len; p += 4) {                                                        \
+        for (; p + 7 < len; p += 8) {                                                        \
             if (!(p & 15)) { /* a row of A streams from DRAM when N is this narrow */       \
                 _mm_prefetch((const char *)(idx + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);      \
                 _mm_prefetch((const char *)(val + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);      \
             }                                                                                \
-            s0 = FMA(SET1(val[p]), MLOAD(b + (int64_t)idx[p] * ldb, m), s0);                 \
-            s1 = FMA(SET1(val[p + 1]), MLOAD(b + (int64_t)idx[p + 1] * ldb, m), s1);         \
-            s2 = FMA(SET1(val[p + 2]), MLOAD(b + (int64_t)idx[p + 2] * ldb, m), s2);         \
-            s3 = FMA(SET1(val[p + 3]), MLOAD(b + (int64_t)idx[p + 3] * ldb, m), s3);         \
+            const VEC w = QUAD(val + p), x = QUAD(val + p + 4);                              \
+            NARROW_QUAD(FMA, SPLAT, MLOAD, w, p)                                             \
+            NARROW_QUAD(FMA, SPLAT, MLOAD, x, p + 4)                                         \
+        }                                                                                    \
+        if (p + 3 < len) {                                                                   \
+            const VEC w = QUAD(val + p);                                                     \
+            NARROW_QUAD(FMA, SPLAT, MLOAD, w, p)                                             \
+            p += 4;                                                                          \
         }                                                                                    \
         for (; p < len; ++p) s0 = FMA(SET1(val[p]), MLOAD(b + (int64_t)idx[p] * ldb, m), s0);\
         MSTORE(c, m, ADD(ADD(s0, s1), ADD(s2, s3)));                                         \
@@ -218,12 +235,12 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                             a->c + i * a->ldc, j0, j1, 0);                                   \
             return;                                                                          \
         }                                                                                    \
-        const int64_t stride = (int64_t)a->n_kblocks + 1;                                    \
+        /* A is stored K block by K block (spmm.h): segment (i, kb) = [kp[0], kp[1]) */      \
         for (int64_t ib = r0; ib < r1; ib += a->row_block) {                                 \
             const int64_t ie = KC_MIN(ib + a->row_block, r1);                                \
             for (int kb = 0; kb < a->n_kblocks; ++kb)                                        \
                 for (int64_t i = ib; i < ie; ++i) {                                          \
-                    const int32_t *kp = a->kptr + i * stride + kb;                           \
+                    const int32_t *kp = a->kptr + (int64_t)kb * a->m + i;                    \
                     if (kb > 0 && kp[1] == kp[0]) continue;                                  \
                     segment_##P(a, kp[0], kp[1] - kp[0], a->c + i * a->ldc, j0, j1, kb > 0); \
                 }                                                                            \
@@ -245,8 +262,10 @@ TILE512(5)
 TILE512(6)
 TILE512(7)
 TILE512(8)
-DEFINE_NARROW(avx512, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps,
-              _mm512_fmadd_ps, _mm512_add_ps, MLOAD512, MSTORE512, __mmask16)
+#define QUAD512(p) _mm512_broadcast_f32x4(_mm_loadu_ps(p))
+DEFINE_NARROW(avx512, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps, QUAD512,
+              _mm512_permute_ps, _mm512_fmadd_ps, _mm512_add_ps, MLOAD512, MSTORE512,
+              __mmask16)
 
 /* N == 1 (SpMV): 16 nonzeros per vector FMA. The 16 elements of b are fetched with scalar
  * loads into a stack vector rather than vgatherdps: on Zen 5 the gather delivers 3.3
@@ -303,8 +322,15 @@ TILE256(5)
 TILE256(6)
 TILE256(7)
 TILE256(8)
-DEFINE_NARROW(avx2, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps,
-              _mm256_fmadd_ps, _mm256_add_ps, MLOAD256, MSTORE256, __m256i)
+#define QUAD256(p) _mm256_broadcast_ps((const __m128 *)(p))
+DEFINE_NARROW(avx2, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps, QUAD256,
+              _mm256_permute_ps, _mm256_fmadd_ps, _mm256_add_ps, MLOAD256, MSTORE256, __m256i)
+/* A full 8-column row: plain loads and stores (masked ones are slower on AMD cores). */
+#define LOAD256_NOMASK(p, m) _mm256_loadu_ps(p)
+#define STORE256_NOMASK(p, m, v) _mm256_storeu_ps((p), (v))
+DEFINE_NARROW(avx2_full, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps, QUAD256,
+              _mm256_permute_ps, _mm256_fmadd_ps, _mm256_add_ps, LOAD256_NOMASK,
+              STORE256_NOMASK, __m256i)
 
 /* N == 1 on AVX2: four scalar FMA chains. AVX2 gathers are no faster than scalar loads on
  * Haswell-class cores (and QEMU 7.2's emulation of vgatherdps miscomputes). */
@@ -325,7 +351,8 @@ KC_TARGET_AVX2 static void narrow_rest_avx2(const int32_t *restrict idx,
                                             const float *restrict val, int32_t len,
                                             const float *restrict b, int64_t ldb,
                                             float *restrict c, int64_t rest, int accumulate) {
-    narrow_avx2(idx, val, len, b, ldb, c, tail256(rest), accumulate);
+    if (rest == 8) narrow_avx2_full(idx, val, len, b, ldb, c, tail256(rest), accumulate);
+    else narrow_avx2(idx, val, len, b, ldb, c, tail256(rest), accumulate);
 }
 DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, dot_avx2,
             narrow_rest_avx2)
@@ -365,6 +392,42 @@ int spmm_csr_f32(void *args) {
         row_range(a.indptr, a.m, t, n_threads, &r0, &r1);
         for (int64_t j0 = 0; j0 < a.n; j0 += tile) rows(&a, r0, r1, j0, KC_MIN(j0 + tile, a.n));
     }
+    return KC_OK;
+}
+
+/* Block of column j: a shift for the usual power-of-two k_block (a division costs ~4x). */
+#define SPMM_PACK_LOOP(BLOCK_OF)                                                             \
+    do {                                                                                     \
+        for (int64_t i = 0; i < m; ++i)                                                      \
+            for (int32_t p = indptr[i]; p < indptr[i + 1]; ++p)                              \
+                ++kptr[(int64_t)BLOCK_OF(indices[p]) * m + i + 1];                           \
+        for (int64_t s = 0; s < n_segments; ++s) kptr[s + 1] += kptr[s];                     \
+        memcpy(cursor, kptr, (size_t)n_segments * sizeof(int32_t));                          \
+        for (int64_t i = 0; i < m; ++i)                                                      \
+            for (int32_t p = indptr[i]; p < indptr[i + 1]; ++p) {                            \
+                const int32_t q = cursor[(int64_t)BLOCK_OF(indices[p]) * m + i]++;           \
+                packed_indices[q] = indices[p];                                              \
+                packed_data[q] = data[p];                                                    \
+            }                                                                                \
+    } while (0)
+
+int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const float *data,
+                       int64_t m, int32_t k_block, int32_t n_kblocks, int32_t *kptr,
+                       int32_t *packed_indices, float *packed_data) {
+    /* counting sort of the nonzeros by (K block, row), stable within a segment */
+    const int64_t n_segments = (int64_t)n_kblocks * m;
+    int32_t *cursor = malloc((size_t)n_segments * sizeof(int32_t));
+    if (!cursor) return KC_ERR_NOMEM;
+    memset(kptr, 0, (size_t)(n_segments + 1) * sizeof(int32_t));
+    if ((k_block & (k_block - 1)) == 0) {
+        const int shift = __builtin_ctz((unsigned)k_block);
+#define SHIFT_BLOCK(j) ((j) >> shift)
+        SPMM_PACK_LOOP(SHIFT_BLOCK);
+    } else {
+#define DIVIDE_BLOCK(j) ((j) / k_block)
+        SPMM_PACK_LOOP(DIVIDE_BLOCK);
+    }
+    free(cursor);
     return KC_OK;
 }
 

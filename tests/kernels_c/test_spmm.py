@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels_c
-from kernels_c.spmm import PARAMS, VECTOR_WIDTH, spmm_reference
+from kernels_c.spmm import PARAMS, VECTOR_WIDTH, default_params, plan_spmm, spmm_reference
 
 SENTINEL = np.float32(-7777.0)
 
@@ -57,7 +57,71 @@ def test_k_blocking(isa_path, k_block, row_block, threads):
                threads=threads, n_tile=16 * reg)
 
 
-def test_k_blocking_sorts_unsorted_rows_in_a_copy(isa_path):
+@pytest.mark.parametrize("n", [2, 5, 8, 13, 16])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_k_blocking_of_narrow_b(isa_path, n, threads):
+    rng = np.random.default_rng(n)
+    a = _random_csr(rng, 70, 1000, 0.3)
+    b = rng.standard_normal((1000, n), dtype=np.float32)
+    for k_block, row_block in ((128, 4096), (256, 9), (300, 64)):
+        _check(a, b, isa=isa_path, k_block=k_block, row_block=row_block, threads=threads)
+
+
+@pytest.mark.parametrize("k_block", [1, 7, 64, 256, 1000])
+def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block):
+    rng = np.random.default_rng(k_block)
+    dense = _random_csr(rng, 40, 300, 0.2).toarray()
+    dense[4] = 0  # an empty row
+    a = sp.csr_array(dense)
+    for s, e in zip(a.indptr[:-1], a.indptr[1:], strict=True):  # unsorted rows
+        order = rng.permutation(e - s)
+        a.indices[s:e], a.data[s:e] = a.indices[s:e][order], a.data[s:e][order]
+    plan = plan_spmm(a, rng.standard_normal((300, 20), dtype=np.float32), k_block=k_block,
+                     isa="avx2" if kernels_c.isa() != "portable" else "portable")
+    if plan.isa == "portable":
+        pytest.skip("the portable path has no K blocking")
+    ffi = plan.module.ffi
+    nkb = plan.args.n_kblocks
+    assert nkb == -(-300 // k_block)
+    kptr = np.frombuffer(ffi.buffer(plan.args.kptr, 4 * (nkb * 40 + 1)), np.int32)
+    idx = np.frombuffer(ffi.buffer(plan.args.indices, 4 * a.nnz), np.int32)
+    val = np.frombuffer(ffi.buffer(plan.args.data, 4 * a.nnz), np.float32)
+    assert kptr[0] == 0 and kptr[-1] == a.nnz and np.all(np.diff(kptr) >= 0)
+    for i in range(40):
+        row_idx = a.indices[a.indptr[i]:a.indptr[i + 1]]
+        row_val = a.data[a.indptr[i]:a.indptr[i + 1]]
+        for blk in range(nkb):
+            lo, hi = kptr[blk * 40 + i], kptr[blk * 40 + i + 1]
+            in_block = row_idx // k_block == blk
+            np.testing.assert_array_equal(idx[lo:hi], row_idx[in_block])
+            np.testing.assert_array_equal(val[lo:hi], row_val[in_block])
+
+
+def test_narrow_default_k_blocks():
+    if "avx512" not in kernels_c._isa.supported_levels():
+        pytest.skip("the narrow-N rule is for one 16-lane vector per row")
+
+    def k_block(m, k, n, density, **kw):
+        return default_params(m, k, n, density, isa="avx512", **kw)["k_block"]
+
+    assert k_block(4096, 4096, 8, 0.5) == 1024  # 32 KiB of B
+    assert k_block(4096, 4096, 8, 0.1) == 2048  # segments of ~128 nonzeros
+    assert k_block(4096, 4096, 8, 0.02) == 0    # segments too short even so
+    assert k_block(4096, 4096, 8, 0.5, expected_calls=1) == 0  # the copy would not pay
+    assert k_block(4096, 1024, 8, 0.5) == 0     # B fits 64 KiB
+    assert k_block(4096, 4096, 1, 0.5) == 0     # the SpMV path
+    assert default_params(8192, 4096, 8, 0.5, isa="avx512")["row_block"] == 8192
+
+
+def test_reference_ignores_the_k_block_layout():
+    rng = np.random.default_rng(9)
+    a = _random_csr(rng, 300, 4096, 0.3)
+    b = rng.standard_normal((4096, 8), dtype=np.float32)
+    expected = (a.astype(np.float64) @ b).astype(np.float32)
+    np.testing.assert_allclose(spmm_reference(a, b), expected, rtol=1e-4, atol=1e-3)
+
+
+def test_k_blocking_of_unsorted_rows_leaves_the_callers_matrix_alone(isa_path):
     rng = np.random.default_rng(8)
     a = _random_csr(rng, 30, 200, 0.2)
     perm = a.indices.copy()

@@ -41,6 +41,11 @@ _MIN_K_BLOCK_DENSITY = 0.15
 #: L1/L2 (measured on Zen 5 at sparsity 0.55-0.7: 1.0-1.3x over 64-row blocks, 128 KiB
 #: worse; docs/spmm.md)
 _B_BLOCK_BYTES = 64 * 1024
+#: rows of C swept per K block: as many as fit this. Each K block of B is then reused by
+#: that many rows; C is re-read once per K block (from L2/L3). With A stored K block by K
+#: block, 1024-4096 rows ran 1.00-1.15x faster than 64 on every shape measured
+#: (docs/spmm.md), so the only limit is C falling out of the L3.
+_C_BLOCK_BYTES = 4 * 1024 * 1024
 #: narrow N (one vector per row of C): K blocks start with B's block at half the 48 KiB L1
 #: and double, up to _B_BLOCK_BYTES, while a row segment holds fewer than 128 nonzeros
 #: (each segment reloads and stores its row of C); only when B exceeds _B_BLOCK_BYTES and
@@ -48,8 +53,6 @@ _B_BLOCK_BYTES = 64 * 1024
 #: Measured 1.2-1.5x at N = 8 and 16, K = 4096, sparsity 0.5-0.9 (docs/spmm.md).
 _NARROW_B_BLOCK_BYTES = 32 * 1024
 _NARROW_NNZ_PER_SEGMENT = 128
-#: rows of C swept per K block at narrow N: as many as fit this (C re-read per K block)
-_NARROW_C_BYTES = 256 * 1024
 #: the plan-time regrouping of A for those blocks costs 5-8 narrow runs (8M nonzeros:
 #: 20 ms against 2.7 ms per run), recovered at 1.2-1.5x after about this many calls
 _NARROW_BLOCKING_MIN_CALLS = 20
@@ -64,12 +67,12 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     Register tiles of 4 vectors (a narrower N is one masked tile). When N fits one vector
     (and N > 1) and B (K x N fp32) exceeds 64 KiB, K blocks that keep B's block in L1 (32
     KiB, up to 64 KiB for row segments of ~128 nonzeros; none if segments stay below 64)
-    are swept by as many rows of C as fit 256 KiB. When B fits half of a 1 MiB L2, no
-    further blocking. Otherwise, down to a density of 0.15, K blocks of at least 16 /
-    density rows of B (so that a row segment holds ~16 nonzeros), doubled while the block
-    of B stays within 64 KiB, are swept by blocks of 64 rows of C (32 when N > 2048),
-    reusing B's block across those rows; sparser matrices stream B from L2/L3 with B rows
-    prefetched 16 nonzeros ahead.
+    are swept by blocks of rows of C. When B fits half of a 1 MiB L2, no further blocking.
+    Otherwise, down to a density of 0.15, K blocks of at least 16 / density rows of B (so
+    that a row segment holds ~16 nonzeros), doubled while the block of B stays within 64
+    KiB, are swept by blocks of rows of C, reusing B's block across those rows; sparser
+    matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead. A block of rows
+    of C is as many rows as fit 4 MiB (all rows, mostly).
 
     ``expected_calls`` is how often one plan will run (None: many, as when timing or
     serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time
@@ -85,7 +88,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     if n <= vw:
         if expected_calls is not None and expected_calls < _NARROW_BLOCKING_MIN_CALLS:
             return params
-        return {**params, **_narrow_k_blocks(k, n, density)}
+        k_block = _narrow_k_block(k, n, density)
+        if k_block:
+            params.update(k_block=k_block, row_block=_row_block(m, n))
+        return params
     if 4 * k * n <= _L2_TILE_BYTES:
         return params
     if density < _MIN_K_BLOCK_DENSITY:
@@ -97,10 +103,7 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:
         k_block *= 2
     if k_block < k:
-        params["k_block"] = k_block
-        # more rows of C per K block reuse B's block more often; 64 while those rows of C
-        # fit the L2 budget (measured 1.02-1.11x over 32 on 7 of 8 shapes, docs/spmm.md)
-        params["row_block"] = 64 if 64 * n * 4 <= _L2_TILE_BYTES else 32
+        params.update(k_block=k_block, row_block=_row_block(m, n))
         return params
     width = 4 * vw
     cols = max(width, (_L2_TILE_BYTES // max(4 * k, 1)) // width * width)
@@ -108,18 +111,22 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     return params
 
 
-def _narrow_k_blocks(k: int, n: int, density: float) -> dict[str, int]:
-    """K blocking for a B of one vector per row: {} when B fits _B_BLOCK_BYTES."""
+def _narrow_k_block(k: int, n: int, density: float) -> int:
+    """K block for a B of one vector per row, 0 for none (B fits _B_BLOCK_BYTES)."""
     row_bytes = 4 * n
     if k * row_bytes <= _B_BLOCK_BYTES:
-        return {}
+        return 0
     k_block = 1 << max(0, (_NARROW_B_BLOCK_BYTES // row_bytes).bit_length() - 1)
     while (density * k_block < _NARROW_NNZ_PER_SEGMENT
            and 2 * k_block * row_bytes <= _B_BLOCK_BYTES):
         k_block *= 2
     if k_block >= k or density * k_block < _NARROW_NNZ_PER_SEGMENT / 2:
-        return {}  # (at sparsity 0.98 streaming B from L2 was 1.2-1.4x faster)
-    return {"k_block": k_block, "row_block": max(1, _NARROW_C_BYTES // row_bytes)}
+        return 0  # (at sparsity 0.98 streaming B from L2 was 1.2-1.4x faster)
+    return k_block
+
+
+def _row_block(m: int, n: int) -> int:
+    return max(1, min(m, _C_BLOCK_BYTES // (4 * n)))
 
 
 def _k_block_layout(module: Any, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,

@@ -110,7 +110,8 @@ def test_narrow_default_k_blocks():
     assert k_block(4096, 4096, 8, 0.5, expected_calls=1) == 0  # the copy would not pay
     assert k_block(4096, 1024, 8, 0.5) == 0     # B fits 64 KiB
     assert k_block(4096, 4096, 1, 0.5) == 0     # the SpMV path
-    assert default_params(8192, 4096, 8, 0.5, isa="avx512")["row_block"] == 8192
+    assert default_params(8192, 4096, 8, 0.5, isa="avx512")["row_block"] == 8192  # all rows
+    assert default_params(2048, 4096, 1024, 0.5)["row_block"] == 1024  # 4 MiB of C
 
 
 def test_reference_ignores_the_k_block_layout():

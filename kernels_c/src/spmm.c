@@ -325,7 +325,7 @@ TILE256(8)
 #define QUAD256(p) _mm256_broadcast_ps((const __m128 *)(p))
 DEFINE_NARROW(avx2, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps, QUAD256,
               _mm256_permute_ps, _mm256_fmadd_ps, _mm256_add_ps, MLOAD256, MSTORE256, __m256i)
-/* A full 8-column row: plain loads and stores (masked ones are slower on AMD cores). */
+/* A full 8-column row needs no mask: plain loads and stores. */
 #define LOAD256_NOMASK(p, m) _mm256_loadu_ps(p)
 #define STORE256_NOMASK(p, m, v) _mm256_storeu_ps((p), (v))
 DEFINE_NARROW(avx2_full, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps, QUAD256,

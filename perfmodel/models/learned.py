@@ -34,7 +34,7 @@ from .roofline import FAMILIES, RooflineModel, footprint
 __all__ = ["FEATURE_SCHEMA_VERSION", "LearnedModel", "load_calibration"]
 
 FORMAT = "perfmodel-learned-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FEATURE_SCHEMA_VERSION = 3
 #: features every model has, in order (kernel and parameter columns follow, per file)
 BASE_FEATURES: tuple[str, ...] = (
@@ -246,21 +246,67 @@ class _Forest:
                 "value": self.value.tolist(), "is_leaf": self.is_leaf.astype(int).tolist(),
                 "roots": self.roots.tolist(), "baseline": self.baseline, "depth": self.depth}
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+
+class _ForestSet:
+    """Several forests (one per model group) evaluated in one lockstep walk: every row
+    walks the trees of its own forest; shorter forests are padded with a zero leaf. One
+    walk instead of one per group keeps a ``best_config`` query at one numpy pass."""
+
+    def __init__(self, forests: Mapping[str, _Forest]) -> None:
+        self.forests = dict(forests)
+        parts = {k: [] for k in ("feature", "threshold", "left", "right", "missing_left",
+                                 "value", "is_leaf")}
+        self.roots: dict[str, np.ndarray] = {}
+        self.baseline: dict[str, float] = {}
+        offset = 0
+        for name, f in self.forests.items():
+            for k in parts:
+                arr = getattr(f, k)
+                parts[k].append(arr + offset if k in ("left", "right") else arr)
+            self.roots[name] = f.roots + offset
+            self.baseline[name] = f.baseline
+            offset += f.feature.size
+        self.pad = offset  # a leaf of value 0 for rows whose forest has fewer trees
+        for k, fill in (("feature", 0), ("threshold", 0.0), ("left", offset),
+                        ("right", offset), ("missing_left", False), ("value", 0.0),
+                        ("is_leaf", True)):
+            parts[k].append(np.array([fill], dtype=parts[k][0].dtype if parts[k] else float))
+        for k, v in parts.items():
+            setattr(self, k, np.concatenate(v))
+        self.width = max((r.size for r in self.roots.values()), default=0)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.forests
+
+    def predict(self, x: np.ndarray, names: np.ndarray) -> np.ndarray:
+        """Sum of each row's forest (``names[i]``); NaN where there is no such forest."""
         x = np.atleast_2d(x)
         n = x.shape[0]
-        node = np.broadcast_to(self.roots[None, :], (n, self.roots.size)).copy()
-        rows = np.arange(n)[:, None]
-        for _ in range(self.depth + 1):
-            leaf = self.is_leaf[node]
-            if leaf.all():
-                break
-            feat = self.feature[node]
-            v = x[rows, feat]
-            go_left = np.where(np.isnan(v), self.missing_left[node], v <= self.threshold[node])
-            nxt = np.where(go_left, self.left[node], self.right[node])
-            node = np.where(leaf, node, nxt)
-        return self.baseline + self.value[node].sum(axis=1)
+        out = np.full(n, np.nan)
+        known = np.array([name in self.forests for name in names], dtype=bool)
+        if not known.any():
+            return out
+        node = np.full((n, self.width), self.pad, dtype=np.int64)
+        base = np.zeros(n)
+        for name in set(names[known].tolist()):
+            sel = names == name
+            node[sel, :self.roots[name].size] = self.roots[name]
+            base[sel] = self.baseline[name]
+        # walk only the (row, tree) pairs still at an inner node: paths are mostly far
+        # shorter than the deepest tree
+        node = node.ravel()
+        row = np.repeat(np.arange(n), self.width)
+        active = np.flatnonzero(~self.is_leaf[node])
+        while active.size:
+            at = node[active]
+            v = x[row[active], self.feature[at]]
+            go_left = np.where(np.isnan(v), self.missing_left[at], v <= self.threshold[at])
+            at = np.where(go_left, self.left[at], self.right[at])
+            node[active] = at
+            active = active[~self.is_leaf[at]]
+        total = self.value[node].reshape(n, self.width).sum(axis=1)
+        out[known] = (base + total)[known]
+        return out
 
 
 class LearnedModel(PerfModel):
@@ -272,19 +318,24 @@ class LearnedModel(PerfModel):
         passed to ``sklearn.ensemble.HistGradientBoostingRegressor`` (``loss`` on
         log(time / reference): ``"absolute_error"`` fits the median, robust to noisy points).
     kernel_balance : float
-        exponent of the per-kernel weight (rows / kernels / rows of this kernel): 1 = every
-        kernel weighs the same in total, 0 = every row the same.
+        exponent of the per-kernel weight in an operation's model (rows / kernels / rows of
+        this kernel): 1 = every kernel weighs the same in total, 0 = every row the same.
+    own_model_rows : int
+        a kernel with at least this many training rows gets a boosted model of its own;
+        the others (and kernels the training never saw) use their operation's model, fitted
+        on every row of that operation. Rows of an operation absent from the training get
+        the calibrated roofline, flagged as extrapolation.
     random_state : int, seed of the regressor.
     target : str, the machine the training rows come from (``"host"``).
     """
 
     name = "learned"
 
-    def __init__(self, *, max_iter: int = 1000, learning_rate: float = 0.02,
+    def __init__(self, *, max_iter: int = 300, learning_rate: float = 0.05,
                  max_leaf_nodes: int = 15, min_samples_leaf: int = 8,
                  l2_regularization: float = 1e-3, loss: str = "absolute_error",
-                 kernel_balance: float = 1.0, random_state: int = 0,
-                 target: str = "host") -> None:
+                 kernel_balance: float = 1.0, own_model_rows: int = 50,
+                 random_state: int = 0, target: str = "host") -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
@@ -292,14 +343,13 @@ class LearnedModel(PerfModel):
         self.l2_regularization = l2_regularization
         self.loss = loss
         self.kernel_balance = kernel_balance
+        self.own_model_rows = own_model_rows
         self.random_state = random_state
         self.target = target
 
     # -- fit / predict ---------------------------------------------------------------
     def fit(self, results: pd.DataFrame) -> LearnedModel:
         """Train on measured rows (status ok); returns ``self``."""
-        from sklearn.ensemble import HistGradientBoostingRegressor
-
         rows = ok_rows(results)
         if len(rows) < 10:
             raise ValueError(f"need at least 10 measured rows to fit, got {len(rows)}; run a "
@@ -315,38 +365,39 @@ class LearnedModel(PerfModel):
         self.featurizer_ = _Featurizer(kernels, sorted(params), self.target)
         x, bound = self.featurizer_.matrix(rows)
         y = np.log(rows["median_s"].to_numpy(dtype=np.float64) / bound)
-        est = HistGradientBoostingRegressor(
-            max_iter=self.max_iter, learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
-            l2_regularization=self.l2_regularization, loss=self.loss,
-            random_state=self.random_state, early_stopping=False)
-        # one thread: the sets are small, and OpenMP on a loaded machine costs ~20x
-        from threadpoolctl import threadpool_limits
-        # every kernel weighs the same in total: dense baselines are measured once per
-        # shape, sparse kernels at every sparsity and parameter set
-        kernel = rows["kernel"].astype(str)
-        counts = kernel.map(kernel.value_counts())
-        weight = ((len(rows) / kernel.nunique() / counts) ** self.kernel_balance).to_numpy(
-            dtype=np.float64)
+        kernel = rows["kernel"].astype(str).to_numpy()
+        op = rows["op"].astype(str).to_numpy()
+        # trust converged timings more than ones a busy machine left uncertain
+        trust = np.ones(len(rows))
         if "rel_ci" in rows:
-            # trust converged timings more than ones a busy machine left uncertain
             rel = rows["rel_ci"].astype(float).fillna(0.05).clip(0.0, 1.0).to_numpy()
-            weight = weight * (0.1 / (0.05 + rel))
-        with threadpool_limits(1):
-            est.fit(x, y, sample_weight=weight)
-        self.forest_ = _Forest.from_sklearn(est)
-        with threadpool_limits(1):
-            reference = est.predict(x)
-        if not np.allclose(self.forest_.predict(x), reference, rtol=1e-9, atol=1e-9):
-            raise RuntimeError("exported trees disagree with scikit-learn's prediction; "
-                               "this scikit-learn version changed its tree layout")
+            trust = 0.1 / (0.05 + rel)
+        # One model per operation over all of its rows, and one per kernel with enough rows
+        # of its own: in a single shared model the trees split on shape features before
+        # they split on the kernel, and one kernel's cliffs (scipy at N = 4: 5x its
+        # neighbours) leaked into the others' predictions; per kernel, leave-shape-out MAPE
+        # fell from 17-19 % to 13.5-14 % on the standard sweep (docs/models.md).
+        forests: dict[str, _Forest] = {}
+        counts = pd.Series(kernel).value_counts()
+        groups = [(f"op:{o}", op == o) for o in sorted(set(op))]
+        groups += [(f"kernel:{k}", kernel == k) for k in sorted(counts.index)
+                   if counts[k] >= self.own_model_rows]
+        for name, sel in groups:
+            # every kernel weighs the same within the model: dense baselines are measured
+            # once per shape, sparse kernels at every sparsity and parameter set
+            k_sel = pd.Series(kernel[sel])
+            balance = (sel.sum() / k_sel.nunique() / k_sel.map(k_sel.value_counts())
+                       ).to_numpy(dtype=np.float64) ** self.kernel_balance
+            forests[name] = self._fit_forest(x[sel], y[sel], trust[sel] * balance)
+        self.forests_ = _ForestSet(forests)
+        pred = self._log_ratio(x, kernel, op)
         self.roofline_ = RooflineModel(target=self.target).fit(rows)
         ranges = {}
         for name in RANGE_FEATURES:
             col = x[:, self.featurizer_.names.index(name)]
             ranges[name] = [float(np.nanmin(col)), float(np.nanmax(col))]
         self.ranges_ = ranges
-        resid = y - self.forest_.predict(x)
+        resid = y - pred
         # in-sample spread underestimates; evaluate() reports held-out numbers and fit()
         # callers may replace this with the cross-validated spread
         self.log_uncertainty_ = float(np.quantile(np.abs(resid), 0.68)) if len(resid) else 0.5
@@ -355,15 +406,57 @@ class LearnedModel(PerfModel):
                                         .dropna().astype(str)))
         return self
 
+    def _fit_forest(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> _Forest:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from threadpoolctl import threadpool_limits
+
+        # columns that are all missing here (other operations' parameters) cannot be
+        # binned; constant, they are never split on, so prediction may see any value there
+        x = np.where(np.isnan(x).all(axis=0), 0.0, x)
+        est = HistGradientBoostingRegressor(
+            max_iter=self.max_iter, learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization, loss=self.loss,
+            random_state=self.random_state, early_stopping=False)
+        # one thread: the sets are small, and OpenMP on a loaded machine costs ~20x
+        with threadpool_limits(1):
+            est.fit(x, y, sample_weight=weight)
+            reference = est.predict(x)
+        forest = _Forest.from_sklearn(est)
+        check = _ForestSet({"": forest}).predict(x, np.full(len(x), "", dtype=object))
+        if not np.allclose(check, reference, rtol=1e-9, atol=1e-9):
+            raise RuntimeError("exported trees disagree with scikit-learn's prediction; "
+                               "this scikit-learn version changed its tree layout")
+        return forest
+
+    def _log_ratio(self, x: np.ndarray, kernel: np.ndarray, op: np.ndarray) -> np.ndarray:
+        """Predicted log(time / reference) per row: the kernel's own model, else its
+        operation's; NaN for an operation the training never saw."""
+        names = np.array([f"kernel:{k}" if f"kernel:{k}" in self.forests_ else f"op:{o}"
+                          for k, o in zip(kernel, op, strict=True)], dtype=object)
+        return self.forests_.predict(x, names)
+
+    def _seconds(self, x: np.ndarray, bound: np.ndarray, records: list[Mapping[str, Any]]
+                 ) -> np.ndarray:
+        kernel = np.array([str(r["kernel"]) for r in records], dtype=object)
+        op = np.array([str(r["op"]) for r in records], dtype=object)
+        seconds = bound * np.exp(self._log_ratio(x, kernel, op))
+        unseen = np.isnan(seconds)
+        if unseen.any():
+            seconds[unseen] = self.roofline_.predict(
+                pd.DataFrame([records[i] for i in np.flatnonzero(unseen)]))
+        return seconds
+
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        check_is_fitted(self, "forest_")
+        check_is_fitted(self, "forests_")
         x, bound = self.featurizer_.matrix(rows)
-        return bound * np.exp(self.forest_.predict(x))
+        return self._seconds(x, bound, rows[["kernel", "op"]].to_dict("records") if len(rows)
+                             else [])
 
     def predict_records(self, records: list[Mapping[str, Any]]) -> tuple[np.ndarray,
                                                                          np.ndarray]:
         """Predicted seconds and extrapolation flags for plain dict rows (fast path)."""
-        check_is_fitted(self, "forest_")
+        check_is_fitted(self, "forests_")
         # candidates differ mostly in their parameters: featurize each problem+kernel once
         bases: dict[tuple, tuple[np.ndarray, float]] = {}
         rows, bound = [], []
@@ -375,8 +468,7 @@ class LearnedModel(PerfModel):
             rows.append(np.concatenate([base, self.featurizer_.param_vector(r.get("params"))]))
             bound.append(b)
         x = np.vstack(rows)
-        bound = np.array(bound)
-        return bound * np.exp(self.forest_.predict(x)), self.extrapolating(x, records)
+        return self._seconds(x, np.array(bound), records), self.extrapolating(x, records)
 
     def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:
         """True where a row lies outside the training ranges or uses an unseen kernel."""
@@ -386,13 +478,14 @@ class LearnedModel(PerfModel):
             span = max(hi - lo, 1e-9)
             flags |= (col < lo - 0.05 * span) | (col > hi + 0.05 * span)
         known = set(self.featurizer_.kernels)
-        flags |= np.array([str(r["kernel"]) not in known for r in records])
+        flags |= np.array([str(r["kernel"]) not in known
+                           or f"op:{r.get('op')}" not in self.forests_ for r in records])
         return flags
 
     # -- persistence -----------------------------------------------------------------
     def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
         """Write the fitted model as JSON (no pickle)."""
-        check_is_fitted(self, "forest_")
+        check_is_fitted(self, "forests_")
         path = Path(path)
         f = self.featurizer_
         doc = {
@@ -403,8 +496,9 @@ class LearnedModel(PerfModel):
             "target": self.target,
             "hyperparameters": {k: getattr(self, k) for k in (
                 "max_iter", "learning_rate", "max_leaf_nodes", "min_samples_leaf",
-                "l2_regularization", "loss", "kernel_balance", "random_state")},
-            "forest": self.forest_.to_json(),
+                "l2_regularization", "loss", "kernel_balance", "own_model_rows",
+                "random_state")},
+            "forests": {name: f.to_json() for name, f in self.forests_.forests.items()},
             "roofline": {"factors": self.roofline_.factors_,
                          "source": self.roofline_.calibration_source_},
             "ranges": self.ranges_, "log_uncertainty": self.log_uncertainty_,
@@ -426,7 +520,8 @@ class LearnedModel(PerfModel):
         model = cls(target=doc.get("target", "host"), **doc.get("hyperparameters", {}))
         model.featurizer_ = _Featurizer(list(schema["kernels"]), list(schema["params"]),
                                         model.target)
-        model.forest_ = _Forest(doc["forest"])
+        model.forests_ = _ForestSet({str(name): _Forest(f)
+                                     for name, f in doc["forests"].items()})
         model.roofline_ = RooflineModel(target=model.target).defaults()
         model.roofline_.factors_ = doc["roofline"]["factors"]
         model.roofline_.calibration_source_ = doc["roofline"]["source"]
@@ -434,7 +529,7 @@ class LearnedModel(PerfModel):
         model.log_uncertainty_ = float(doc["log_uncertainty"])
         model.n_train_ = int(doc["training"]["rows"])
         model.fingerprints_ = list(doc["training"].get("fingerprints", []))
-        model.metadata_ = {k: v for k, v in doc.items() if k not in ("forest",)}
+        model.metadata_ = {k: v for k, v in doc.items() if k not in ("forests",)}
         return model
 
 

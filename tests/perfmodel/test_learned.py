@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from perfmodel.models._evaluate import crossover, evaluate, metrics
@@ -93,6 +94,35 @@ def test_extrapolation_flag(fitted):
     assert flags.tolist() == [False, True, True]
 
 
+def test_a_kernel_with_enough_rows_has_a_model_of_its_own(data):
+    counts = data[data["status"] == "ok"]["kernel"].value_counts()
+    threshold = int(counts.sort_values().iloc[len(counts) // 2])
+    model = LearnedModel(max_iter=20, own_model_rows=threshold).fit(data)
+    groups = set(model.forests_.forests)
+    assert {f"op:{o}" for o in data["op"].unique()} <= groups
+    assert {f"kernel:{k}" for k, c in counts.items() if c >= threshold} == \
+        {g for g in groups if g.startswith("kernel:")}
+    assert any(c < threshold for c in counts)  # and some kernels use their op's model
+    # a kernel's own model and its operation's model are different models
+    rows = data[data["kernel"] == counts.index[0]]
+    own = model.predict(rows)
+    shared_only = LearnedModel(max_iter=20, own_model_rows=10**9).fit(data)
+    assert set(shared_only.forests_.forests) == {f"op:{o}" for o in data["op"].unique()}
+    assert not np.allclose(own, shared_only.predict(rows))
+
+
+def test_an_operation_never_trained_gets_the_roofline_and_a_flag(data):
+    spmm_only = data[data["op"] == "spmm"]
+    model = LearnedModel(max_iter=20).fit(spmm_only)
+    conv = {"op": "conv2d", "kernel": "conv_direct_sparse_f32", "threads": 1, "c": 64,
+            "h": 28, "w": 28, "o": 64, "r": 3, "s": 3, "stride": 1, "padding": 1,
+            "batch": 1, "sparsity": 0.8, "density": 0.2, "params": {}}
+    seconds, flags = model.predict_records([conv])
+    assert np.isfinite(seconds[0]) and seconds[0] > 0 and flags.tolist() == [True]
+    expected = model.roofline_.predict(pd.DataFrame([conv]))[0]
+    assert seconds[0] == pytest.approx(expected)
+
+
 def test_crossover_interpolation():
     assert crossover(np.array([0.5, 0.6, 0.7]), np.array([0.8, 1.0, 1.25])) == \
         pytest.approx(0.6)
@@ -132,8 +162,6 @@ def test_fit_and_save(data, tmp_path):
 def test_qgemm_rows(tmp_path):
     """int8/int4 GEMM rows (dense operands, bits column) train and rank with their
     fp32 baseline."""
-    import pandas as pd
-
     from perfmodel.models._evaluate import metrics
     from perfmodel.query import best_config
 

@@ -64,15 +64,15 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     """Default blocking for a problem (density = nnz / (M K)), chosen from measurements on
     an AVX-512 machine (benchmarks/bench_spmm.py, docs/spmm.md).
 
-    Register tiles of 4 vectors (a narrower N is one masked tile). When N fits one vector
-    (and N > 1) and B (K x N fp32) exceeds 64 KiB, K blocks that keep B's block in L1 (32
-    KiB, up to 64 KiB for row segments of ~128 nonzeros; none if segments stay below 64)
-    are swept by blocks of rows of C. When B fits half of a 1 MiB L2, no further blocking.
-    Otherwise, down to a density of 0.15, K blocks of at least 16 / density rows of B (so
-    that a row segment holds ~16 nonzeros), doubled while the block of B stays within 64
-    KiB, are swept by blocks of rows of C, reusing B's block across those rows; sparser
-    matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead. A block of rows
-    of C is as many rows as fit 4 MiB (all rows, mostly).
+    Register tiles of 4 vectors (1 when N fits one vector: one masked tile). When N fits
+    one vector (and N > 1) and B (K x N fp32) exceeds 64 KiB, K blocks that keep B's block
+    in L1 (32 KiB, up to 64 KiB for row segments of ~128 nonzeros; none if segments stay
+    below 64) are swept by blocks of rows of C. When B fits half of a 1 MiB L2, no further
+    blocking. Otherwise, down to a density of 0.15, K blocks of at least 16 / density rows
+    of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
+    within 64 KiB, are swept by blocks of rows of C, reusing B's block across those rows;
+    sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead. A block
+    of rows of C is as many rows as fit 4 MiB (all rows, mostly).
 
     ``expected_calls`` is how often one plan will run (None: many, as when timing or
     serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time
@@ -81,8 +81,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
-    params = {"reg_vectors": 4, "n_tile": 0, "k_block": 0, "row_block": 32, "prefetch": 0,
-              **COMPILED_DEFAULTS}
+    # one register vector when N fits one (the narrow loop runs either way; 1 is the
+    # canonical value, the one the tuner's space keeps)
+    params = {"reg_vectors": 1 if n <= vw else 4, "n_tile": 0, "k_block": 0, "row_block": 32,
+              "prefetch": 0, **COMPILED_DEFAULTS}
     if level == "portable" or n == 1:
         return params
     if n <= vw:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import itertools
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,16 +39,20 @@ class KernelSpec:
     constraints : expressions that must hold for a configuration to be valid.
     conditions : name -> expression; the parameter is tuned only where it holds.
     fixed : name -> value a conditional parameter takes where its condition is false.
+    defaults : problem -> the kernel's default parameters for it, or None. Their values
+        join the grid, so that the configuration an untuned call runs is in the space
+        (spmm's default blocking depends on the shape and is not always a grid value).
     """
 
     params: Mapping[str, tuple[Any, ...]]
     constraints: tuple[str, ...] = ()
     conditions: Mapping[str, str] = field(default_factory=dict)
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 def _spmm_specs() -> dict[str, KernelSpec]:
-    from kernels_c.spmm import PARAMS
+    from kernels_c.spmm import PARAMS, default_params
 
     grid = {name: tuple(PARAMS[name]) for name in
             ("reg_vectors", "n_tile", "k_block", "row_block", "acc_sets", "prefetch")}
@@ -66,6 +70,7 @@ def _spmm_specs() -> dict[str, KernelSpec]:
             ),
             conditions={"row_block": "k_block > 0"},
             fixed={"row_block": 32},
+            defaults=lambda p: default_params(p["m"], p["k"], p["n"], 1.0 - p["sparsity"]),
         ),
         # the dense baseline: the sparse matrix densified, through the system BLAS
         "gemm_blas_f32": KernelSpec(params={}),
@@ -311,6 +316,9 @@ def search_space(op: str, *, threads: int | tuple[int, ...] | None = None,
     kernels: dict[str, _Kernel] = {}
     for kernel, spec in specs.items():
         values = {name: tuple(v) for name, v in spec.params.items()}
+        for name, v in (spec.defaults(problem) if spec.defaults else {}).items():
+            if name in values and v not in values[name]:
+                values[name] = tuple(sorted((*values[name], v)))
         values["threads"] = thread_values
         multi = []
         for expr in (*spec.constraints, *spec.conditions.values()):

@@ -117,3 +117,21 @@ def test_canonical_fixes_inactive_parameters():
     fixed = space.canonical("spmm_csr_f32", params)
     assert fixed["row_block"] == 32 and space.violation("spmm_csr_f32", fixed) is None
     assert space.canonical("spmm_csr_f32", {**params, "k_block": 64})["row_block"] == 8
+
+
+@pytest.mark.parametrize("shape", [dict(m=256, n=512, k=1024, sparsity=0.8),
+                                   dict(m=4096, n=8, k=4096, sparsity=0.5)])
+def test_the_default_configuration_is_always_in_the_space(shape):
+    from tuner.study import default_config
+
+    space = search_space("spmm", threads=1, **shape)
+    kernel, params = default_config(space)
+    assert space.violation(kernel, params) is None
+    assert any(c == (kernel, params) for c in space.configs())
+
+
+def test_kernel_defaults_join_the_grid():
+    spec = KernelSpec(params={"tile": (8, 16)}, defaults=lambda p: {"tile": p["m"] // 2})
+    space = search_space("spmm", threads=1, specs={"k": spec}, m=100, n=4, k=4,
+                         sparsity=0.5)
+    assert space.values("k")["tile"] == (8, 16, 50)

@@ -238,6 +238,10 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
                          f" (b must have K = {k} rows)")
     n = int(b.shape[1])
     threads = check_threads(threads)
+    if expected_calls is not None and (isinstance(expected_calls, bool) or not isinstance(
+            expected_calls, (int, np.integer)) or expected_calls < 1):
+        raise ValueError(f"expected_calls must be a positive int or None, got "
+                         f"{expected_calls!r}")
     level, isa_id = _isa.resolve(isa, IMPLEMENTED)
     density = indices.shape[0] / max(1, m * k)
     full = default_params(m, k, n, density, level, expected_calls)

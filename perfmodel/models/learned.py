@@ -8,8 +8,10 @@ physical scale that is smooth in the problem dimensions. Learning a correction t
 generalizes to unseen shapes better than learning raw times, and better than a correction
 to the hierarchical bound, whose cache cliffs rarely sit where the machine's do.
 
-Files are JSON (no pickle): the trees of a fitted ``HistGradientBoostingRegressor`` exported
-as arrays and evaluated here with numpy, plus the feature schema and its hash. A file whose
+One regressor per kernel with enough training rows and one per operation for the rest
+(``LearnedModel.own_model_rows``). Files are JSON (no pickle): the trees of each fitted
+``HistGradientBoostingRegressor`` exported as arrays and evaluated here with numpy, plus
+the feature schema and its hash. A file whose
 schema differs from this code's (another feature set or schema version) is refused.
 """
 

@@ -114,6 +114,13 @@ def test_narrow_default_k_blocks():
     assert default_params(2048, 4096, 1024, 0.5)["row_block"] == 1024  # 4 MiB of C
 
 
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "many", True])
+def test_expected_calls_must_be_a_positive_int(bad):
+    a = _random_csr(np.random.default_rng(0), 8, 8, 0.5)
+    with pytest.raises(ValueError, match="expected_calls"):
+        plan_spmm(a, np.ones((8, 4), np.float32), expected_calls=bad)
+
+
 def test_reference_ignores_the_k_block_layout():
     rng = np.random.default_rng(9)
     a = _random_csr(rng, 300, 4096, 0.3)

@@ -37,7 +37,7 @@ __all__ = ["FEATURE_SCHEMA_VERSION", "LearnedModel", "load_calibration"]
 
 FORMAT = "perfmodel-learned-model"
 FORMAT_VERSION = 2
-FEATURE_SCHEMA_VERSION = 3
+FEATURE_SCHEMA_VERSION = 4
 #: features every model has, in order (kernel and parameter columns follow, per file)
 BASE_FEATURES: tuple[str, ...] = (
     "is_conv", "is_qgemm", "log2_m", "log2_n", "log2_k", "density", "log2_nnz",
@@ -190,7 +190,16 @@ class _Featurizer:
         # cliff lies (the VM's share of L3, prefetchers) is learned from the features above
         # instead of being built into the target (leave-shape-out MAPE 18.6 % -> 16.4 % on
         # the standard sweep, docs/models.md)
-        reference = max(t_comp, t_mem[self._roof._target(threads).main_memory().name])
+        target = self._roof._target(threads)
+        if fam == "spmm":
+            # spmm kernels vectorize along N: a nonzero costs at least one whole vector of
+            # FMAs however narrow N is. Without this the compute term of a cache-resident
+            # narrow problem shrinks with N while the time does not (our kernel: 0.3 ns per
+            # nonzero from N = 1 to 8), and log(time / reference) fell by ln 2 per doubling
+            # of N, which trees cannot interpolate for an unseen N (docs/models.md)
+            lanes = _fp32_lanes(target.isa)
+            t_comp *= math.ceil(p["n"] / lanes) * lanes / p["n"]
+        reference = max(t_comp, t_mem[target.main_memory().name])
         return np.asarray(x, dtype=np.float64), reference
 
     def matrix(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -200,6 +209,17 @@ class _Featurizer:
             return np.empty((0, len(self.names))), np.empty(0)
         out = [self.row(r) for r in recs]
         return np.vstack([x for x, _ in out]), np.array([b for _, b in out])
+
+
+def _fp32_lanes(isa: str) -> int:
+    """fp32 lanes of one SIMD vector of a CPU ISA path (``Target.isa``); 1 (no padding)
+    for GPUs, whose threads do not map to one vector per nonzero."""
+    isa = isa.lower()
+    if isa.startswith("avx512"):
+        return 16
+    if isa.startswith("avx"):
+        return 8
+    return 4 if isa.startswith(("sse", "portable", "neon")) else 1
 
 
 class _Forest:

@@ -123,6 +123,24 @@ def test_an_operation_never_trained_gets_the_roofline_and_a_flag(data):
     assert seconds[0] == pytest.approx(expected)
 
 
+def test_spmm_reference_counts_whole_vectors_per_nonzero():
+    """Narrow N does not make an spmm nonzero cheaper than one vector of FMAs: the
+    reference of a cache-resident problem is flat up to N = 16 on AVX-512 (16 fp32 lanes)
+    and steps by 8 columns on AVX2."""
+    from perfmodel.models.learned import _Featurizer
+
+    def reference(target, n):
+        return _Featurizer(["spmm_csr_f32"], [], target=target).base(
+            {"op": "spmm", "kernel": "spmm_csr_f32", "threads": 1, "m": 256, "n": n,
+             "k": 256, "sparsity": 0.5, "density": 0.5, "nnz": 32768, "params": {}})[1]
+
+    avx512, avx2 = "xeon-8470", "xeon-e5-2697v4"
+    assert reference(avx512, 1) == reference(avx512, 4) == reference(avx512, 16)
+    assert reference(avx512, 32) == pytest.approx(2 * reference(avx512, 16))
+    assert reference(avx2, 12) == pytest.approx(reference(avx2, 16))
+    assert reference(avx2, 16) == pytest.approx(2 * reference(avx2, 8))
+
+
 def test_crossover_interpolation():
     assert crossover(np.array([0.5, 0.6, 0.7]), np.array([0.8, 1.0, 1.25])) == \
         pytest.approx(0.6)

@@ -116,12 +116,15 @@ class SearchSpace:
     """
 
     def __init__(self, op: str, problem: dict[str, Any], env: dict[str, Any],
-                 kernels: dict[str, _Kernel]) -> None:
+                 kernels: dict[str, _Kernel],
+                 defaults: dict[str, dict[str, Any]] | None = None) -> None:
         self.op = op
         self.problem = problem    # the shape, normalized
         self.env = env            # problem + derived variables the expressions may use
         self._kernels = kernels
         self.kernels = tuple(kernels)
+        #: kernel -> its default parameters for this problem (``KernelSpec.defaults``)
+        self.defaults = dict(defaults or {})
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.op}, {self.problem}, kernels={list(self.kernels)})"
@@ -314,9 +317,11 @@ def search_space(op: str, *, threads: int | tuple[int, ...] | None = None,
     env = {**problem, "vector_width": _vector_width(), "cores": cores}
     specs = dict(specs if specs is not None else SPECS[op]())
     kernels: dict[str, _Kernel] = {}
+    defaults = {kernel: dict(spec.defaults(problem)) for kernel, spec in specs.items()
+                if spec.defaults}
     for kernel, spec in specs.items():
         values = {name: tuple(v) for name, v in spec.params.items()}
-        for name, v in (spec.defaults(problem) if spec.defaults else {}).items():
+        for name, v in defaults.get(kernel, {}).items():
             if name in values and v not in values[name]:
                 values[name] = tuple(sorted((*values[name], v)))
         values["threads"] = thread_values
@@ -336,7 +341,7 @@ def search_space(op: str, *, threads: int | tuple[int, ...] | None = None,
                 multi.append(expr)
         kernels[kernel] = _Kernel(kernel, values, tuple(multi), dict(spec.conditions),
                                   dict(spec.fixed))
-    space = SearchSpace(op, problem, env, kernels)
+    space = SearchSpace(op, problem, env, kernels, defaults)
     emptied = []
     for kernel in list(kernels):
         space.kernels = (kernel,)

@@ -420,13 +420,11 @@ def seed_study(study: Any, space: SearchSpace, *, store: Any = None, model: Any 
 
 # ---- the end of a run -----------------------------------------------------------------
 def default_config(space: SearchSpace) -> tuple[str, dict[str, Any]]:
-    """The configuration an untuned call runs: spmm with its default blocking."""
-    from kernels_c.spmm import default_params
-
-    p = space.problem
+    """The configuration an untuned call runs: spmm with its default blocking
+    (``space.defaults``, from the kernel's ``KernelSpec.defaults``)."""
     threads = space.values(space.kernels[0]).get("threads", (1,))
-    params = default_params(p["m"], p["k"], p["n"], 1.0 - p["sparsity"])
-    return "spmm_csr_f32", {**params, "threads": 1 if 1 in threads else int(threads[0])}
+    return "spmm_csr_f32", {**space.defaults["spmm_csr_f32"],
+                            "threads": 1 if 1 in threads else int(threads[0])}
 
 
 def _best_distinct(study: Any, n: int) -> list[tuple[str, dict[str, Any], float]]:

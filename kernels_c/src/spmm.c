@@ -416,7 +416,7 @@ int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const floa
                        int32_t *packed_indices, float *packed_data) {
     /* counting sort of the nonzeros by (K block, row), stable within a segment */
     const int64_t n_segments = (int64_t)n_kblocks * m;
-    int32_t *cursor = malloc((size_t)n_segments * sizeof(int32_t));
+    int32_t *cursor = malloc((size_t)(n_segments + 1) * sizeof(int32_t)); /* never 0 bytes */
     if (!cursor) return KC_ERR_NOMEM;
     memset(kptr, 0, (size_t)(n_segments + 1) * sizeof(int32_t));
     if ((k_block & (k_block - 1)) == 0) {
@@ -427,6 +427,8 @@ int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const floa
 #define DIVIDE_BLOCK(j) ((j) / k_block)
         SPMM_PACK_LOOP(DIVIDE_BLOCK);
     }
+#undef SHIFT_BLOCK
+#undef DIVIDE_BLOCK
     free(cursor);
     return KC_OK;
 }

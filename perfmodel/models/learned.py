@@ -11,8 +11,8 @@ to the hierarchical bound, whose cache cliffs rarely sit where the machine's do.
 One regressor per kernel with enough training rows and one per operation for the rest
 (``LearnedModel.own_model_rows``). Files are JSON (no pickle): the trees of each fitted
 ``HistGradientBoostingRegressor`` exported as arrays and evaluated here with numpy, plus
-the feature schema and its hash. A file whose
-schema differs from this code's (another feature set or schema version) is refused.
+the feature schema and its hash. A file whose schema differs from this code's (another
+feature set or schema version) is refused.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def _fp32_lanes(isa: str) -> int:
 
 
 class _Forest:
-    """Exported boosted trees, evaluated with numpy (all trees walked in lockstep)."""
+    """Exported boosted trees as flat arrays (evaluated by :class:`_ForestSet`)."""
 
     def __init__(self, arrays: Mapping[str, Any]) -> None:
         self.feature = np.asarray(arrays["feature"], dtype=np.int64)
@@ -235,13 +235,12 @@ class _Forest:
         self.is_leaf = np.asarray(arrays["is_leaf"], dtype=bool)
         self.roots = np.asarray(arrays["roots"], dtype=np.int64)
         self.baseline = float(arrays["baseline"])
-        self.depth = int(arrays["depth"])
 
     @classmethod
     def from_sklearn(cls, est: Any) -> _Forest:
         parts = {k: [] for k in ("feature", "threshold", "left", "right", "missing_left",
                                  "value", "is_leaf")}
-        roots, offset, depth = [], 0, 0
+        roots, offset = [], 0
         for (pred,) in est._predictors:
             nodes = pred.nodes
             if nodes["is_categorical"].any():
@@ -254,11 +253,10 @@ class _Forest:
             parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
             parts["value"].append(nodes["value"].astype(np.float64))
             parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
-            depth = max(depth, int(nodes["depth"].max()))
             offset += len(nodes)
         arrays = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
         arrays.update(roots=np.array(roots, dtype=np.int64),
-                      baseline=float(np.ravel(est._baseline_prediction)[0]), depth=depth)
+                      baseline=float(np.ravel(est._baseline_prediction)[0]))
         return cls(arrays)
 
     def to_json(self) -> dict[str, Any]:
@@ -266,11 +264,11 @@ class _Forest:
                 "left": self.left.tolist(), "right": self.right.tolist(),
                 "missing_left": self.missing_left.astype(int).tolist(),
                 "value": self.value.tolist(), "is_leaf": self.is_leaf.astype(int).tolist(),
-                "roots": self.roots.tolist(), "baseline": self.baseline, "depth": self.depth}
+                "roots": self.roots.tolist(), "baseline": self.baseline}
 
 
 class _ForestSet:
-    """Several forests (one per model group) evaluated in one lockstep walk: every row
+    """Several forests (one per model group) evaluated in one numpy walk: every row
     walks the trees of its own forest; shorter forests are padded with a zero leaf. One
     walk instead of one per group keeps a ``best_config`` query at one numpy pass."""
 

@@ -56,6 +56,21 @@ _NARROW_NNZ_PER_SEGMENT = 128
 #: the plan-time regrouping of A for those blocks costs 5-8 narrow runs (8M nonzeros:
 #: 20 ms against 2.7 ms per run), recovered at 1.2-1.5x after about this many calls
 _NARROW_BLOCKING_MIN_CALLS = 20
+#: AVX-512 (32 vector registers) above N = 128: register tiles of 8 vectors (16
+#: accumulators with two sets). When the K block of all N columns exceeds _B_BLOCK_BYTES,
+#: N tiles of _SPLIT_N_TILE columns (one such register tile) keep the block's slice in
+#: L1/L2 across the rows of C, and K blocking pays down to density 0.08 instead of 0.15 --
+#: unless N is a multiple of 256: rows of B 1 KiB apart (or any multiple) map a K block's
+#: 512-byte slices onto half the 64 sets of a 48 KiB 12-way L1 or fewer, and N tiles lost
+#: (0.7-0.85x at N = 512 and 1024). Without N tiles an 8-vector tile needs its slice of the
+#: K block within _TILE_SLICE_BYTES (64 rows), else 4-vector tiles. Against 4-vector tiles
+#: and no N tiles (docs/spmm.md): 1.1-1.7x at N = 196-3136 and sparsity 0.5-0.9
+#: (384 x 2304 x 1352: 0.68 -> 1.10 x dense at 0.55, 1.86 -> 2.35 at 0.9); at N = 128 (one
+#: 8-vector tile per row, K blocks halved to fit it) 0.94-0.99x, so N = 128 keeps 4.
+_TILE_SLICE_BYTES = 32 * 1024
+_SPLIT_N_TILE = 128
+_ALIASING_COLUMNS = 256
+_MIN_SPLIT_K_BLOCK_DENSITY = 0.08
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -64,13 +79,16 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     """Default blocking for a problem (density = nnz / (M K)), chosen from measurements on
     an AVX-512 machine (benchmarks/bench_spmm.py, docs/spmm.md).
 
-    Register tiles of 4 vectors (1 when N fits one vector: one masked tile). When N fits
+    Register tiles of 4 vectors (1 when N fits one vector: one masked tile; 8 on AVX-512
+    above N = 128 when K blocks are at most 64 rows or absent). When N fits
     one vector (and N > 1) and B (K x N fp32) exceeds 64 KiB, K blocks that keep B's block
     in L1 (32 KiB, up to 64 KiB for row segments of ~128 nonzeros; none if segments stay
     below 64) are swept by blocks of rows of C. When B fits half of a 1 MiB L2, no further
     blocking. Otherwise, down to a density of 0.15, K blocks of at least 16 / density rows
     of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
-    within 64 KiB, are swept by blocks of rows of C, reusing B's block across those rows;
+    within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
+    N tiles of 128 columns, unless N is a multiple of 256, where they alias in L1), are
+    swept by blocks of rows of C, reusing B's block across those rows;
     sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead. A block
     of rows of C is as many rows as fit 4 MiB (all rows, mostly).
 
@@ -94,20 +112,30 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         if k_block:
             params.update(k_block=k_block, row_block=_row_block(m, n))
         return params
+    if level == "avx512" and n > 8 * vw:
+        params["reg_vectors"] = 8
     if 4 * k * n <= _L2_TILE_BYTES:
-        return params
-    if density < _MIN_K_BLOCK_DENSITY:
-        params["prefetch"] = 16
         return params
     k_block = 64
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
         k_block *= 2
-    while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:
-        k_block *= 2
+    split_n = (params["reg_vectors"] == 8 and k_block * n * 4 > _B_BLOCK_BYTES
+               and n % _ALIASING_COLUMNS != 0)
+    if density < (_MIN_SPLIT_K_BLOCK_DENSITY if split_n else _MIN_K_BLOCK_DENSITY):
+        params["prefetch"] = 16
+        return params
+    if split_n:
+        params["n_tile"] = _SPLIT_N_TILE
+    else:
+        if params["reg_vectors"] == 8 and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
+            params["reg_vectors"] = 4  # the 8-vector tile's slice would leave L1
+        if params["reg_vectors"] == 4:
+            while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:
+                k_block *= 2
     if k_block < k:
         params.update(k_block=k_block, row_block=_row_block(m, n))
         return params
-    width = 4 * vw
+    width = params["reg_vectors"] * vw
     cols = max(width, (_L2_TILE_BYTES // max(4 * k, 1)) // width * width)
     params["n_tile"] = 0 if cols >= n else int(cols)
     return params

@@ -94,6 +94,11 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 }
 
 #if KC_X86
+/* The tile loops over its NV vectors must be unrolled so the accumulator arrays live in
+ * registers: GCC 12 -O3 left them on the stack from NV = 5 on (reg_vectors = 8 ran at
+ * 0.65x of 4). */
+#define KC_UNROLL _Pragma("GCC unroll 8")
+
 /* One register tile: NV vectors of VW columns of one output row, accumulated over the
  * nonzeros (idx, val, len) of one row (or one K block of it). The last vector is loaded and
  * stored under `tail` (all lanes for a full tile). With `accumulate`, the tile starts from
@@ -105,9 +110,9 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                                        float *restrict c, MASK_T tail, int accumulate,       \
                                        int pf) {                                             \
         VEC acc0[NV], acc1[NV];                                                              \
-        for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = ZERO();                             \
+        KC_UNROLL for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = ZERO();                   \
         if (accumulate) {                                                                    \
-            for (int v = 0; v < NV - 1; ++v) acc0[v] = LOAD(c + VW * v);                     \
+            KC_UNROLL for (int v = 0; v < NV - 1; ++v) acc0[v] = LOAD(c + VW * v);           \
             acc0[NV - 1] = MLOAD(c + VW * (NV - 1), tail);                                   \
         }                                                                                    \
         int32_t p = 0;                                                                       \
@@ -119,12 +124,12 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                 if (pf && p + pf + 1 < len) {                                                \
                     const float *f0 = b + (int64_t)idx[p + pf] * ldb;                        \
                     const float *f1 = b + (int64_t)idx[p + pf + 1] * ldb;                    \
-                    for (int v = 0; v < NV; ++v) {                                           \
+                    KC_UNROLL for (int v = 0; v < NV; ++v) {                                 \
                         _mm_prefetch((const char *)(f0 + VW * v), _MM_HINT_T0);              \
                         _mm_prefetch((const char *)(f1 + VW * v), _MM_HINT_T0);              \
                     }                                                                        \
                 }                                                                            \
-                for (int v = 0; v < NV - 1; ++v) {                                           \
+                KC_UNROLL for (int v = 0; v < NV - 1; ++v) {                                 \
                     acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);                           \
                     acc1[v] = FMA(w1, LOAD(b1 + VW * v), acc1[v]);                           \
                 }                                                                            \
@@ -135,10 +140,11 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         for (; p < len; ++p) {                                                               \
             const float *b0 = b + (int64_t)idx[p] * ldb;                                     \
             const VEC w0 = SET1(val[p]);                                                     \
-            for (int v = 0; v < NV - 1; ++v) acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);  \
+            KC_UNROLL for (int v = 0; v < NV - 1; ++v)                                       \
+                acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);                               \
             acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);           \
         }                                                                                    \
-        for (int v = 0; v < NV - 1; ++v) STORE(c + VW * v, ADD(acc0[v], acc1[v]));           \
+        KC_UNROLL for (int v = 0; v < NV - 1; ++v) STORE(c + VW * v, ADD(acc0[v], acc1[v])); \
         MSTORE(c + VW * (NV - 1), tail, ADD(acc0[NV - 1], acc1[NV - 1]));                    \
     }
 

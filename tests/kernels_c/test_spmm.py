@@ -114,6 +114,28 @@ def test_narrow_default_k_blocks():
     assert default_params(2048, 4096, 1024, 0.5)["row_block"] == 1024  # 4 MiB of C
 
 
+def test_wide_default_tiles():
+    if "avx512" not in kernels_c._isa.supported_levels():
+        pytest.skip("the rule is for AVX-512's 32 vector registers")
+
+    def tiles(m, k, n, density, isa="avx512"):
+        p = default_params(m, k, n, density, isa=isa)
+        return p["reg_vectors"], p["k_block"], p["n_tile"]
+
+    assert tiles(384, 2304, 1352, 0.45) == (8, 64, 128)  # 64 x 1352 of B > 64 KiB: N tiles
+    assert tiles(1024, 1024, 256, 0.45) == (8, 64, 0)    # the K block of all N fits
+    assert tiles(1024, 1024, 512, 0.45) == (8, 64, 0)    # N % 256 == 0: tiles alias in L1
+    assert tiles(4096, 4096, 128, 0.45) == (4, 128, 0)   # N = 128 keeps 4-vector tiles
+    assert tiles(384, 2304, 1352, 0.1) == (8, 256, 128)  # N tiles: K blocks to 0.08
+    assert tiles(384, 2304, 1352, 0.05) == (8, 0, 0)     # too sparse to K block
+    assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
+    assert tiles(1024, 1024, 512, 0.1)[:2] == (8, 0)     # (0.15 without N tiles)
+    assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
+    for level in ("portable", "avx2", "avx512"):
+        p = default_params(384, 2304, 1352, 0.45, isa=level)
+        assert p["n_tile"] % VECTOR_WIDTH[level] == 0
+
+
 @pytest.mark.parametrize("bad", [0, -3, 2.5, "many", True])
 def test_expected_calls_must_be_a_positive_int(bad):
     a = _random_csr(np.random.default_rng(0), 8, 8, 0.5)

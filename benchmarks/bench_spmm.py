@@ -11,7 +11,7 @@ are prepared once (``plan_spmm``, like prepacked weights); times are medians.
 Prints, per shape, speed relative to dense BLAS for each sparsity, the crossover sparsity
 (where each sparse kernel starts to beat dense, linearly interpolated), and for N <= 8 the
 fraction of STREAM-triad bandwidth our kernel reaches (bytes: values + indices + row
-pointers + B + C).
+pointers + B + C), the STREAM runs interleaved with the kernels.
 """
 
 from __future__ import annotations
@@ -58,17 +58,18 @@ def _mkl_peer():
     return dot_product_mkl
 
 
-def stream_bandwidth(threads: int) -> dict[str, float]:
-    """STREAM triad and read-only bandwidth (bytes/s) with the C micro-benchmarks, 3 x 64 MiB
-    fp32 arrays (twice the 32 MiB L3 of the development machine), median of 5 runs."""
+def stream_contenders(threads: int) -> tuple[dict, dict[str, int]]:
+    """STREAM triad and read-only runs (3 x 64 MiB fp32 arrays, twice the 32 MiB L3 of the
+    development machine) as contenders for :func:`time_interleaved`, and the bytes each
+    moves: timed in the same rounds as the kernels, the reference sees the same load (on
+    the shared machine it moved 32-45 GB/s between runs)."""
     from kernels_c import microbench
 
     n = 16 * 1024 * 1024
     b, c, a = (np.ones(n, np.float32) for _ in range(3))
     triad = microbench.plan_stream("triad", b, a=a, c=c, threads=threads)
     read = microbench.plan_stream("read", b, threads=threads)
-    return {"triad": statistics.median(triad.run().bandwidth for _ in range(5)),
-            "read": statistics.median(read.run().bandwidth for _ in range(5))}
+    return {"triad": triad.run, "read": read.run}, {"triad": 12 * n, "read": 4 * n}
 
 
 def time_interleaved(contenders: dict, repeats: int, budget_s: float) -> dict[str, float]:
@@ -149,12 +150,14 @@ def main() -> None:
         for threads in args.threads:
             with threadpool_limits(threads):
                 rows = []
+                streams, stream_bytes = stream_contenders(threads) if n <= 8 else ({}, {})
                 for s, a in mats.items():
                     plan = plan_spmm(a, b, threads=threads)
                     contenders = {"dense": lambda d=dense_a[s], b=b: d @ b, "ours": plan.run,
                                   "scipy": lambda a=a, b=b: a @ b}
                     if mkl is not None:
                         contenders["mkl"] = lambda a=a, b=b: mkl(a, b)
+                    contenders.update(streams)
                     t = time_interleaved(contenders, args.repeats, budget_s=3.0)
                     rows.append((s, t, a.nnz))
             print(f"\n{label}  M={m} K={k} N={n}  threads={threads}")
@@ -172,14 +175,13 @@ def main() -> None:
                      for c in names}
             print("  crossover sparsity: " + ", ".join(
                 _fmt_cross(v, min(mats), max(mats), c) for c, v in cross.items()))
-            if n <= 8:
-                bw = stream_bandwidth(threads)
-                for s, t, nnz in rows:
-                    moved = nnz * 8 + (m + 1) * 4 + 4 * (k * n + m * n)
-                    rate = moved / t["ours"]
-                    print(f"  s={s:.2f}: {rate / 1e9:6.1f} GB/s = {rate / bw['triad']:5.0%} of "
-                          f"triad {bw['triad'] / 1e9:.1f} GB/s, {rate / bw['read']:5.0%} of "
-                          f"read {bw['read'] / 1e9:.1f} GB/s")
+            for s, t, nnz in rows if n <= 8 else ():
+                moved = nnz * 8 + (m + 1) * 4 + 4 * (k * n + m * n)
+                rate = moved / t["ours"]
+                bw = {kind: stream_bytes[kind] / t[kind] for kind in stream_bytes}
+                print(f"  s={s:.2f}: {rate / 1e9:6.1f} GB/s = {rate / bw['triad']:5.0%} of "
+                      f"triad {bw['triad'] / 1e9:.1f} GB/s, {rate / bw['read']:5.0%} of "
+                      f"read {bw['read'] / 1e9:.1f} GB/s (interleaved)")
             summary.append((label, n, threads, cross, min(mats), max(mats)))
     print("\nsummary: crossover sparsity per shape")
     for label, n, threads, cross, lo, hi in summary:

@@ -46,13 +46,15 @@ _B_BLOCK_BYTES = 64 * 1024
 #: block, 1024-4096 rows ran 1.00-1.15x faster than 64 on every shape measured
 #: (docs/spmm.md), so the only limit is C falling out of the L3.
 _C_BLOCK_BYTES = 4 * 1024 * 1024
-#: narrow N (one vector per row of C): K blocks start with B's block at half the 48 KiB L1
-#: and double, up to _B_BLOCK_BYTES, while a row segment holds fewer than 128 nonzeros
-#: (each segment reloads and stores its row of C); only when B exceeds _B_BLOCK_BYTES and
-#: segments reach 64 nonzeros.
-#: Measured 1.2-1.5x at N = 8 and 16, K = 4096, sparsity 0.5-0.9 (docs/spmm.md).
+#: narrow N (one vector per row of C): when B exceeds half the 48 KiB L1, K blocks start
+#: with B's block at that size and double, up to _B_BLOCK_BYTES, while a row segment holds
+#: fewer than 64 nonzeros (each segment reloads and stores its row of C); none if segments
+#: stay below 32. Measured 1.2-1.5x at N = 8 and 16, K = 4096, sparsity 0.5-0.9; with
+#: rows visited sorted by length (plan_spmm) shorter segments cost less, and halving the
+#: thresholds (from 128 / 64 nonzeros, B from 64 KiB) gave up to 1.3x more at N = 4 and 8
+#: (docs/spmm.md).
 _NARROW_B_BLOCK_BYTES = 32 * 1024
-_NARROW_NNZ_PER_SEGMENT = 128
+_NARROW_NNZ_PER_SEGMENT = 64
 #: the plan-time regrouping of A for those blocks costs 5-8 narrow runs (8M nonzeros:
 #: 20 ms against 2.7 ms per run), recovered at 1.2-1.5x after about this many calls
 _NARROW_BLOCKING_MIN_CALLS = 20
@@ -81,9 +83,9 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
 
     Register tiles of 4 vectors (1 when N fits one vector: one masked tile; 8 on AVX-512
     above N = 128 when K blocks are at most 64 rows or absent). When N fits
-    one vector (and N > 1) and B (K x N fp32) exceeds 64 KiB, K blocks that keep B's block
-    in L1 (32 KiB, up to 64 KiB for row segments of ~128 nonzeros; none if segments stay
-    below 64) are swept by blocks of rows of C. When B fits half of a 1 MiB L2, no further
+    one vector (and N > 1) and B (K x N fp32) exceeds 32 KiB, K blocks that keep B's block
+    in L1 (32 KiB, up to 64 KiB for row segments of ~64 nonzeros; none if segments stay
+    below 32) are swept by blocks of rows of C. When B fits half of a 1 MiB L2, no further
     blocking. Otherwise, down to a density of 0.15, K blocks of at least 16 / density rows
     of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
@@ -142,16 +144,16 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
 
 
 def _narrow_k_block(k: int, n: int, density: float) -> int:
-    """K block for a B of one vector per row, 0 for none (B fits _B_BLOCK_BYTES)."""
+    """K block for a B of one vector per row, 0 for none (B fits half the L1)."""
     row_bytes = 4 * n
-    if k * row_bytes <= _B_BLOCK_BYTES:
+    if k * row_bytes <= _NARROW_B_BLOCK_BYTES:
         return 0
     k_block = 1 << max(0, (_NARROW_B_BLOCK_BYTES // row_bytes).bit_length() - 1)
     while (density * k_block < _NARROW_NNZ_PER_SEGMENT
            and 2 * k_block * row_bytes <= _B_BLOCK_BYTES):
         k_block *= 2
     if k_block >= k or density * k_block < _NARROW_NNZ_PER_SEGMENT / 2:
-        return 0  # (at sparsity 0.98 streaming B from L2 was 1.2-1.4x faster)
+        return 0  # (e.g. N = 4 at sparsity 0.98: streaming B from L2 was 1.1x faster)
     return k_block
 
 
@@ -160,27 +162,56 @@ def _row_block(m: int, n: int) -> int:
 
 
 def _k_block_layout(module: Any, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
-                    m: int, k: int, k_block: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                    m: int, k: int, k_block: int, order_threads: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray | None]:
     """A's nonzeros regrouped K block by K block (kernels_c/cdef/spmm.h), in C (O(nnz)).
 
     Returns ``kptr`` (n_kblocks * M + 1,) int32, the regrouped ``indices`` (nnz,) int32 and
-    ``data`` (nnz,) float32, and n_kblocks. Within a segment the nonzeros keep their order
-    in the row, so the rows need not be sorted by column.
+    ``data`` (nnz,) float32, n_kblocks, and the row order (n_kblocks * M,) int32 that A is
+    stored and visited in — with ``order_threads`` > 0, each of that many threads' rows
+    sorted by segment length, else None (rows in order). Within a segment the nonzeros
+    keep their order in the row, so the rows need not be sorted by column.
     """
     n_kblocks = max(1, -(-k // k_block))
-    kptr = np.empty(n_kblocks * m + 1, dtype=np.int32)
+    ffi, lib = module.ffi, module.lib
+    counts = np.empty(n_kblocks * m, dtype=np.int32)
+    lib.spmm_count_k_blocks(ffi.from_buffer("int32_t[]", indptr),
+                            ffi.from_buffer("int32_t[]", indices), m, k_block, n_kblocks,
+                            ffi.from_buffer("int32_t[]", counts))
+    order = position_of = None
+    visited = counts
+    if order_threads:
+        bounds = np.empty(order_threads + 1, dtype=np.int64)
+        lib.spmm_thread_rows(ffi.from_buffer("int32_t[]", indptr), m, order_threads,
+                             ffi.from_buffer("int64_t[]", bounds))
+        order = _row_order(counts.reshape(n_kblocks, m), bounds)
+        visited = np.take_along_axis(counts.reshape(n_kblocks, m), order, axis=1).ravel()
+        position_of = np.empty_like(order)
+        np.put_along_axis(position_of, order, np.arange(m, dtype=np.int32)[None, :], axis=1)
+        order, position_of = order.ravel(), position_of.ravel()
+    kptr = np.zeros(n_kblocks * m + 1, dtype=np.int32)
+    np.cumsum(visited, out=kptr[1:])
     packed_indices = np.empty_like(indices)
     packed_data = np.empty_like(data)
-    ffi = module.ffi
-    status = module.lib.spmm_pack_k_blocks(
+    status = lib.spmm_pack_k_blocks(
         ffi.from_buffer("int32_t[]", indptr), ffi.from_buffer("int32_t[]", indices),
         ffi.from_buffer("float[]", data), m, k_block, n_kblocks,
+        ffi.NULL if position_of is None else ffi.from_buffer("int32_t[]", position_of),
         ffi.from_buffer("int32_t[]", kptr), ffi.from_buffer("int32_t[]", packed_indices),
         ffi.from_buffer("float[]", packed_data))
     if status != 0:
         raise MemoryError("spmm_pack_k_blocks: out of memory")
-    return kptr, packed_indices, packed_data, n_kblocks
+    return kptr, packed_indices, packed_data, n_kblocks, order
+
+
+def _row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Per K block (rows of ``lengths``, (n_kblocks, M) segment lengths), each thread's rows
+    [bounds[t], bounds[t + 1]) sorted by length (stable); int32 (n_kblocks, M)."""
+    n_kblocks, m = lengths.shape
+    thread_of = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    block_of = np.repeat(np.arange(n_kblocks), m)
+    flat = np.lexsort((lengths.ravel(), np.tile(thread_of, n_kblocks), block_of))
+    return (flat - block_of * m).astype(np.int32).reshape(n_kblocks, m)
 
 
 def _alignment_peel(b: np.ndarray, level: str, reg_vectors: int) -> int:
@@ -197,16 +228,28 @@ def _alignment_peel(b: np.ndarray, level: str, reg_vectors: int) -> int:
     return int((-b.ctypes.data % (4 * vw)) // 4)
 
 
-def _packed_b(k: int, n: int, nnz: int, level: str) -> np.ndarray | None:
-    """An aligned K x ceil(N / 16) * 16 buffer the kernel copies B into on each call, or
-    None. When N is not a multiple of the vector width, B's rows start at varying offsets
-    from a cache line and no peel aligns them all; with aligned rows the same problem ran
-    1.04-1.3x faster (N = 196 and 1352, docs/spmm.md). The copy reads and writes B once, so
-    only when each row of B is used at least 4 times on average."""
+def _packed_b(b: np.ndarray, nnz: int, level: str) -> np.ndarray | None:
+    """An aligned K x ld buffer the kernel copies B into on each call, or None.
+
+    Wide N not a multiple of the vector width: B's rows start at varying offsets from a
+    cache line and no peel aligns them all; with aligned rows (ld = N rounded up to 16)
+    the same problem ran 1.04-1.3x faster (N = 196 and 1352, docs/spmm.md). Narrow N
+    (5-16 columns, one 256- or 512-bit vector per row of B): rows padded to that vector
+    and aligned to it, else every other row of a 16-byte-aligned B (numpy's guarantee)
+    splits a cache line; 0.76 -> 0.85 nonzeros per cycle at N = 8. The copy reads and
+    writes B once, so only when each row of B is used at least 4 times on average."""
+    k, n = b.shape
     vw = VECTOR_WIDTH[level]
-    if level == "portable" or n % vw == 0 or n < 2 * vw or nnz < _MIN_USES_TO_PACK * k:
+    if level == "portable" or n == 1 or nnz < _MIN_USES_TO_PACK * k:
         return None
-    ld = -(-n // 16) * 16
+    if n > vw:
+        if n % vw == 0 or n < 2 * vw:
+            return None
+        ld = -(-n // 16) * 16
+    else:
+        ld = 8 if n <= 8 else 16  # the 256-bit path's 8 lanes, else one 16-lane vector
+        if n <= 4 or (n == ld and b.ctypes.data % (4 * ld) == 0):
+            return None  # rows within 16 bytes never split a line; or already aligned
     return aligned_empty(k * ld).reshape(k, ld)
 
 
@@ -295,19 +338,31 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.prefetch = full["prefetch"]
     args.peel = _alignment_peel(b, level, full["reg_vectors"])
     keep = [indptr, indices, data, b, out]
-    pack = _packed_b(k, n, indices.shape[0], level)
+    pack = _packed_b(b, indices.shape[0], level)
     if pack is not None:
         args.b_pack = ffi.from_buffer("float[]", pack)
         args.ld_pack = pack.shape[1]
         keep.append(pack)
-    if full["k_block"] and level != "portable" and n > 1:
-        kptr, indices, data, n_kblocks = _k_block_layout(module, indptr, indices, data, m,
-                                                         k, full["k_block"])
+    k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
+    # One vector per row of C: a row costs a few dozen cycles, and rows of random lengths
+    # end their loops at unpredictable trips (~45 cycles per row at N = 8). A copy of A with
+    # each thread's rows sorted by segment length runs 1.05-1.38x faster (docs/spmm.md);
+    # plan-time work again, so from _NARROW_BLOCKING_MIN_CALLS calls on.
+    ordered = (level != "portable" and 1 < n <= VECTOR_WIDTH[level] and m > 1
+               and (expected_calls is None or expected_calls >= _NARROW_BLOCKING_MIN_CALLS))
+    if k_blocked or ordered:
+        kptr, indices, data, n_kblocks, order = _k_block_layout(
+            module, indptr, indices, data, m, k, full["k_block"] if k_blocked else k,
+            threads if ordered else 0)
         args.indices = ffi.from_buffer("int32_t[]", indices)
         args.data = ffi.from_buffer("float[]", data)
         args.kptr = ffi.from_buffer("int32_t[]", kptr)
         args.n_kblocks = n_kblocks
         keep += [indices, data, kptr]
+        if order is not None:
+            args.row_order = ffi.from_buffer("int32_t[]", order)
+            args.order_threads = threads
+            keep.append(order)
     return SpmmPlan(args, module, out, level, full, tuple(keep))
 
 
@@ -343,7 +398,8 @@ def spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None = No
 
 def spmm_reference(a: Any, b: np.ndarray) -> np.ndarray:
     """Naive C reference (double accumulation), validated like :func:`spmm`."""
-    plan = plan_spmm(a, b, k_block=0)  # the reference reads A's rows in CSR order
+    # the reference reads A's rows in CSR order: no K blocks, no plan-time row order
+    plan = plan_spmm(a, b, k_block=0, expected_calls=1)
     if plan.module.lib.spmm_csr_f32_ref(plan.args) != 0:
         raise RuntimeError("spmm_csr_f32_ref failed")
     return plan.out

@@ -16,6 +16,9 @@
  *                (k_block x n_tile) stays in L1 while row_block rows of C accumulate into
  *                it, and A is read in the order it is stored; C tiles are reloaded per K
  *                block. `indptr` still delimits whole rows (the N = 1 path ignores kptr).
+ *                With row_order, kptr is indexed by position instead of row: block b's
+ *                segment at position r is [kptr[b*M + r], kptr[b*M + r + 1]), of row
+ *                row_order[b*M + r], and A is stored in that order.
  *   row_block    rows of C per block when K blocking (>= 1).
  *   prefetch     how many nonzeros ahead the B rows of a register tile are prefetched into
  *                L1 (0 = off); pays off when B streams from L2/L3 (no K blocking).
@@ -27,8 +30,19 @@
  *                of 16 and >= N) that the call first copies B into, then reads B from: every
  *                row of B then starts on a cache line (the caller sets it when N is not a
  *                multiple of the vector width, where no peel can align all rows). peel must
- *                be 0 with it.
- * The portable path ignores k_block/row_block/prefetch.
+ *                be 0 with it. ld_pack is a multiple of 8 (one 256-bit vector per row of B
+ *                when N <= 8) or of 16.
+ *   row_order    NULL, or (only with kptr) the order to visit the rows of C in, per K
+ *                block (n_kblocks x M entries): block b's list is, for each thread's rows
+ *                [r0, r1) (spmm_thread_rows for order_threads threads), a permutation of
+ *                them sorted by the length of their segments in block b, so that
+ *                consecutive rows run the same number of loop trips and the loop exits are
+ *                predicted (set by the caller for one vector per row of C, where a row costs
+ *                a few dozen cycles; one K block of all K when B needs no blocking). All
+ *                rows then form one row block. Run with another thread count, each thread
+ *                scans every position for its rows (correct, slower).
+ *   order_threads  the thread count row_order was made for.
+ * The portable path ignores k_block/row_block/prefetch/row_order.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).
  */
@@ -53,14 +67,25 @@ typedef struct {
     int peel;
     float *b_pack;
     int64_t ld_pack;
+    const int32_t *row_order;
+    int order_threads;
 } spmm_csr_f32_args;
 
 int spmm_csr_f32(void *args);
 int spmm_csr_f32_ref(void *args);
-/* The K-block layout of A described at k_block above, made at plan time: kptr has
- * n_kblocks * m + 1 entries, packed_indices/packed_data nnz each. Returns KC_ERR_NOMEM when
- * out of memory. */
+/* The K-block layout of A described at k_block above, made at plan time in two passes:
+ * counts[b*m + i] = nonzeros of row i in K block b (n_kblocks * m entries); then, with kptr
+ * the caller's prefix sum of those counts in visiting order (n_kblocks * m + 1 entries) and
+ * position_of[b*m + i] the position of row i in block b's order (NULL: i), the nonzeros
+ * scattered into packed_indices/packed_data (nnz each). Returns KC_ERR_NOMEM when out of
+ * memory. */
+int spmm_count_k_blocks(const int32_t *indptr, const int32_t *indices, int64_t m,
+                        int32_t k_block, int32_t n_kblocks, int32_t *counts);
 int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const float *data,
-                       int64_t m, int32_t k_block, int32_t n_kblocks, int32_t *kptr,
+                       int64_t m, int32_t k_block, int32_t n_kblocks,
+                       const int32_t *position_of, const int32_t *kptr,
                        int32_t *packed_indices, float *packed_data);
 int spmm_acc_sets(void);
+/* Rows [bounds[t], bounds[t + 1]) of each of `threads` threads (threads + 1 entries): equal
+ * shares of nonzeros plus one per row, as the kernel splits them. */
+void spmm_thread_rows(const int32_t *indptr, int64_t m, int threads, int64_t *bounds);

@@ -40,6 +40,10 @@ static void row_range(const int32_t *indptr, int64_t m, int t, int nt, int64_t *
     *r1 = (t == nt - 1) ? m : bounds[1];
 }
 
+void spmm_thread_rows(const int32_t *indptr, int64_t m, int threads, int64_t *bounds) {
+    for (int t = 0; t < threads; ++t) row_range(indptr, m, t, threads, bounds + t, bounds + t + 1);
+}
+
 /* ---------------------------------------------------------------- portable */
 /* GCC/Clang generic vectors: SSE2 at the x86-64 baseline, NEON on aarch64, scalar code
  * elsewhere; no ISA intrinsics. A register tile of 8 x 4 columns per row, then 4-column
@@ -54,8 +58,9 @@ static inline kc_v4f load4(const float *p) {
 
 static inline void store4(float *p, kc_v4f v) { memcpy(p, &v, sizeof(v)); }
 
-static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, int64_t j0,
-                          int64_t j1) {
+static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, int64_t p0,
+                          int64_t p1, int64_t j0, int64_t j1) {
+    (void)p0, (void)p1; /* (no K-block layout on this path) */
     const int32_t *restrict idx = a->indices;
     const float *restrict val = a->data;
     const int64_t ldb = a->ldb;
@@ -156,17 +161,18 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
  * (1.3-1.45x at N = 8 in a standalone test on Zen 5, docs/spmm.md); two quads per step
  * gave another 5 %. */
 /* Four nonzeros from p on into the accumulators s0..s3, their values splat from quad w. */
-#define NARROW_QUAD(FMA, SPLAT, MLOAD, w, p)                                                 \
-    s0 = FMA(SPLAT(w, 0x00), MLOAD(b + (int64_t)idx[(p)] * ldb, m), s0);                     \
-    s1 = FMA(SPLAT(w, 0x55), MLOAD(b + (int64_t)idx[(p) + 1] * ldb, m), s1);                 \
-    s2 = FMA(SPLAT(w, 0xaa), MLOAD(b + (int64_t)idx[(p) + 2] * ldb, m), s2);                 \
-    s3 = FMA(SPLAT(w, 0xff), MLOAD(b + (int64_t)idx[(p) + 3] * ldb, m), s3);
+#define NARROW_QUAD(FMA, SPLAT, MLOAD, w, p, t0, t1, t2, t3)                                 \
+    t0 = FMA(SPLAT(w, 0x00), MLOAD(b + (int64_t)idx[(p)] * ldb, m), t0);                     \
+    t1 = FMA(SPLAT(w, 0x55), MLOAD(b + (int64_t)idx[(p) + 1] * ldb, m), t1);                 \
+    t2 = FMA(SPLAT(w, 0xaa), MLOAD(b + (int64_t)idx[(p) + 2] * ldb, m), t2);                 \
+    t3 = FMA(SPLAT(w, 0xff), MLOAD(b + (int64_t)idx[(p) + 3] * ldb, m), t3);
 #define DEFINE_NARROW(P, TARGET, VEC, ZERO, SET1, QUAD, SPLAT, FMA, ADD, MLOAD, MSTORE,      \
                       MASK_T)                                                                \
     TARGET static void narrow_##P(const int32_t *restrict idx, const float *restrict val,    \
                                   int32_t len, const float *restrict b, int64_t ldb,         \
                                   float *restrict c, MASK_T m, int accumulate) {             \
         VEC s0 = accumulate ? MLOAD(c, m) : ZERO(), s1 = ZERO(), s2 = ZERO(), s3 = ZERO();   \
+        VEC s4 = ZERO(), s5 = ZERO(), s6 = ZERO(), s7 = ZERO();                              \
         int32_t p = 0;                                                                       \
         for (; p + 7 < len; p += 8) {                                                        \
             if (!(p & 15)) { /* a row of A streams from DRAM when N is this narrow */       \
@@ -174,15 +180,16 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                 _mm_prefetch((const char *)(val + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);      \
             }                                                                                \
             const VEC w = QUAD(val + p), x = QUAD(val + p + 4);                              \
-            NARROW_QUAD(FMA, SPLAT, MLOAD, w, p)                                             \
-            NARROW_QUAD(FMA, SPLAT, MLOAD, x, p + 4)                                         \
+            NARROW_QUAD(FMA, SPLAT, MLOAD, w, p, s0, s1, s2, s3)                             \
+            NARROW_QUAD(FMA, SPLAT, MLOAD, x, p + 4, s4, s5, s6, s7)                         \
         }                                                                                    \
         if (p + 3 < len) {                                                                   \
             const VEC w = QUAD(val + p);                                                     \
-            NARROW_QUAD(FMA, SPLAT, MLOAD, w, p)                                             \
+            NARROW_QUAD(FMA, SPLAT, MLOAD, w, p, s0, s1, s2, s3)                             \
             p += 4;                                                                          \
         }                                                                                    \
         for (; p < len; ++p) s0 = FMA(SET1(val[p]), MLOAD(b + (int64_t)idx[p] * ldb, m), s0);\
+        s0 = ADD(s0, s4), s1 = ADD(s1, s5), s2 = ADD(s2, s6), s3 = ADD(s3, s7);              \
         MSTORE(c, m, ADD(ADD(s0, s1), ADD(s2, s3)));                                         \
     }
 
@@ -226,7 +233,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         }                                                                                    \
     }                                                                                        \
     TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
-                                int64_t j0, int64_t j1) {                                    \
+                                int64_t p0, int64_t p1, int64_t j0, int64_t j1) {            \
         if (a->n == 1) {                                                                     \
             for (int64_t i = r0; i < r1; ++i) {                                              \
                 const int32_t s = a->indptr[i];                                              \
@@ -241,15 +248,25 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                             a->c + i * a->ldc, j0, j1, 0);                                   \
             return;                                                                          \
         }                                                                                    \
-        /* A is stored K block by K block (spmm.h): segment (i, kb) = [kp[0], kp[1]) */      \
-        for (int64_t ib = r0; ib < r1; ib += a->row_block) {                                 \
-            const int64_t ie = KC_MIN(ib + a->row_block, r1);                                \
-            for (int kb = 0; kb < a->n_kblocks; ++kb)                                        \
-                for (int64_t i = ib; i < ie; ++i) {                                          \
-                    const int32_t *kp = a->kptr + (int64_t)kb * a->m + i;                    \
+        /* A is stored K block by K block (spmm.h): the segment at position r of block kb   \
+         * is [kp[0], kp[1]), of row r, or with a row order of row row_order[kb*M + r] --    \
+         * visiting positions [p0, p1), which hold the rows [r0, r1) when the order was made \
+         * for this thread count (else all positions, skipping other threads' rows); one    \
+         * block of rows then */                                                            \
+        const int64_t rb = a->row_order ? a->m : a->row_block;                               \
+        for (int64_t ib = r0; ib < r1; ib += rb) {                                           \
+            const int64_t ie = KC_MIN(ib + rb, r1);                                          \
+            const int64_t q0 = a->row_order ? p0 : ib, q1 = a->row_order ? p1 : ie;          \
+            for (int kb = 0; kb < a->n_kblocks; ++kb) {                                      \
+                const int32_t *order = a->row_order ? a->row_order + (int64_t)kb * a->m : 0; \
+                for (int64_t r = q0; r < q1; ++r) {                                          \
+                    const int64_t i = order ? order[r] : r;                                  \
+                    if (order && (i < r0 || i >= r1)) continue;                              \
+                    const int32_t *kp = a->kptr + (int64_t)kb * a->m + r;                    \
                     if (kb > 0 && kp[1] == kp[0]) continue;                                  \
                     segment_##P(a, kp[0], kp[1] - kp[0], a->c + i * a->ldc, j0, j1, kb > 0); \
                 }                                                                            \
+            }                                                                                \
         }                                                                                    \
     }
 
@@ -366,7 +383,8 @@ DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, do
 
 int spmm_csr_f32(void *args) {
     const spmm_csr_f32_args *in = (const spmm_csr_f32_args *)args;
-    void (*rows)(const spmm_csr_f32_args *, int64_t, int64_t, int64_t, int64_t) = rows_portable;
+    void (*rows)(const spmm_csr_f32_args *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                 int64_t) = rows_portable;
 #if KC_X86
     if (in->isa >= KC_ISA_AVX512) rows = rows_avx512;
     else if (in->isa == KC_ISA_AVX2) rows = rows_avx2;
@@ -396,48 +414,60 @@ int spmm_csr_f32(void *args) {
         }
         int64_t r0, r1;
         row_range(a.indptr, a.m, t, n_threads, &r0, &r1);
-        for (int64_t j0 = 0; j0 < a.n; j0 += tile) rows(&a, r0, r1, j0, KC_MIN(j0 + tile, a.n));
+        const int exact = !a.row_order || n_threads == a.order_threads;
+        const int64_t p0 = exact ? r0 : 0, p1 = exact ? r1 : a.m;
+        for (int64_t j0 = 0; j0 < a.n; j0 += tile)
+            rows(&a, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, a.n));
     }
     return KC_OK;
 }
 
-/* Block of column j: a shift for the usual power-of-two k_block (a division costs ~4x). */
-#define SPMM_PACK_LOOP(BLOCK_OF)                                                             \
+/* Runs BODY for every nonzero p of row i, with blk its K block: a shift for the usual
+ * power-of-two k_block (a division costs ~4x). */
+#define SPMM_FOR_EACH_NONZERO(BODY)                                                          \
     do {                                                                                     \
-        for (int64_t i = 0; i < m; ++i)                                                      \
-            for (int32_t p = indptr[i]; p < indptr[i + 1]; ++p)                              \
-                ++kptr[(int64_t)BLOCK_OF(indices[p]) * m + i + 1];                           \
-        for (int64_t s = 0; s < n_segments; ++s) kptr[s + 1] += kptr[s];                     \
-        memcpy(cursor, kptr, (size_t)n_segments * sizeof(int32_t));                          \
-        for (int64_t i = 0; i < m; ++i)                                                      \
-            for (int32_t p = indptr[i]; p < indptr[i + 1]; ++p) {                            \
-                const int32_t q = cursor[(int64_t)BLOCK_OF(indices[p]) * m + i]++;           \
-                packed_indices[q] = indices[p];                                              \
-                packed_data[q] = data[p];                                                    \
-            }                                                                                \
+        if ((k_block & (k_block - 1)) == 0) {                                                \
+            const int shift = __builtin_ctz((unsigned)k_block);                              \
+            for (int64_t i = 0; i < m; ++i)                                                  \
+                for (int32_t p = indptr[i]; p < indptr[i + 1]; ++p) {                        \
+                    const int64_t blk = indices[p] >> shift;                                 \
+                    BODY;                                                                    \
+                }                                                                            \
+        } else {                                                                             \
+            for (int64_t i = 0; i < m; ++i)                                                  \
+                for (int32_t p = indptr[i]; p < indptr[i + 1]; ++p) {                        \
+                    const int64_t blk = indices[p] / k_block;                                \
+                    BODY;                                                                    \
+                }                                                                            \
+        }                                                                                    \
     } while (0)
 
+int spmm_count_k_blocks(const int32_t *indptr, const int32_t *indices, int64_t m,
+                        int32_t k_block, int32_t n_kblocks, int32_t *counts) {
+    memset(counts, 0, (size_t)n_kblocks * (size_t)m * sizeof(int32_t));
+    SPMM_FOR_EACH_NONZERO(++counts[blk * m + i]);
+    return KC_OK;
+}
+
 int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const float *data,
-                       int64_t m, int32_t k_block, int32_t n_kblocks, int32_t *kptr,
+                       int64_t m, int32_t k_block, int32_t n_kblocks,
+                       const int32_t *position_of, const int32_t *kptr,
                        int32_t *packed_indices, float *packed_data) {
-    /* counting sort of the nonzeros by (K block, row), stable within a segment */
+    /* the scatter of a counting sort by (K block, position), stable within a segment */
     const int64_t n_segments = (int64_t)n_kblocks * m;
-    int32_t *cursor = malloc((size_t)(n_segments + 1) * sizeof(int32_t)); /* never 0 bytes */
+    int32_t *cursor = malloc((size_t)n_segments * sizeof(int32_t) + 1); /* never 0 bytes */
     if (!cursor) return KC_ERR_NOMEM;
-    memset(kptr, 0, (size_t)(n_segments + 1) * sizeof(int32_t));
-    if ((k_block & (k_block - 1)) == 0) {
-        const int shift = __builtin_ctz((unsigned)k_block);
-#define SHIFT_BLOCK(j) ((j) >> shift)
-        SPMM_PACK_LOOP(SHIFT_BLOCK);
-    } else {
-#define DIVIDE_BLOCK(j) ((j) / k_block)
-        SPMM_PACK_LOOP(DIVIDE_BLOCK);
-    }
-#undef SHIFT_BLOCK
-#undef DIVIDE_BLOCK
+    memcpy(cursor, kptr, (size_t)n_segments * sizeof(int32_t));
+#define SPMM_SCATTER                                                                         \
+    const int32_t q = cursor[position_of ? blk * m + position_of[blk * m + i] : blk * m + i]++; \
+    packed_indices[q] = indices[p];                                                          \
+    packed_data[q] = data[p]
+    SPMM_FOR_EACH_NONZERO(SPMM_SCATTER);
+#undef SPMM_SCATTER
     free(cursor);
     return KC_OK;
 }
+#undef SPMM_FOR_EACH_NONZERO
 
 int spmm_csr_f32_ref(void *args) {
     /* Naive reference: no tiling, no SIMD intrinsics, double accumulation. */

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -9,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernels_c
+from kernels_c._memory import aligned_empty
 from kernels_c.spmm import PARAMS, VECTOR_WIDTH, default_params, plan_spmm, spmm_reference
 
 SENTINEL = np.float32(-7777.0)
@@ -68,7 +71,11 @@ def test_k_blocking_of_narrow_b(isa_path, n, threads):
 
 
 @pytest.mark.parametrize("k_block", [1, 7, 64, 256, 1000])
-def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block):
+@pytest.mark.parametrize("n,threads", [(20, 1), (8, 1), (8, 2)])
+def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads):
+    """Segment (row i, block b) holds row i's nonzeros of block b in row order; with one
+    vector per row of C (N = 8 on AVX2) the rows are stored and visited per block sorted
+    by segment length within each thread's rows."""
     rng = np.random.default_rng(k_block)
     dense = _random_csr(rng, 40, 300, 0.2).toarray()
     dense[4] = 0  # an empty row
@@ -76,7 +83,8 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block):
     for s, e in zip(a.indptr[:-1], a.indptr[1:], strict=True):  # unsorted rows
         order = rng.permutation(e - s)
         a.indices[s:e], a.data[s:e] = a.indices[s:e][order], a.data[s:e][order]
-    plan = plan_spmm(a, rng.standard_normal((300, 20), dtype=np.float32), k_block=k_block,
+    plan = plan_spmm(a, rng.standard_normal((300, n), dtype=np.float32), k_block=k_block,
+                     threads=threads,
                      isa="avx2" if kernels_c.isa() != "portable" else "portable")
     if plan.isa == "portable":
         pytest.skip("the portable path has no K blocking")
@@ -86,15 +94,44 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block):
     kptr = np.frombuffer(ffi.buffer(plan.args.kptr, 4 * (nkb * 40 + 1)), np.int32)
     idx = np.frombuffer(ffi.buffer(plan.args.indices, 4 * a.nnz), np.int32)
     val = np.frombuffer(ffi.buffer(plan.args.data, 4 * a.nnz), np.float32)
+    assert (plan.args.row_order != ffi.NULL) == (n <= 8)
+    if n <= 8:
+        assert plan.args.order_threads == threads
+        order = np.frombuffer(ffi.buffer(plan.args.row_order, 4 * nkb * 40), np.int32)
+        order = order.reshape(nkb, 40)
+        bounds = np.empty(threads + 1, np.int64)
+        plan.module.lib.spmm_thread_rows(ffi.from_buffer("int32_t[]", a.indptr), 40,
+                                         threads, ffi.from_buffer("int64_t[]", bounds))
+    else:
+        order = np.tile(np.arange(40), (nkb, 1))
+        bounds = np.array([0, 40])
     assert kptr[0] == 0 and kptr[-1] == a.nnz and np.all(np.diff(kptr) >= 0)
-    for i in range(40):
-        row_idx = a.indices[a.indptr[i]:a.indptr[i + 1]]
-        row_val = a.data[a.indptr[i]:a.indptr[i + 1]]
-        for blk in range(nkb):
-            lo, hi = kptr[blk * 40 + i], kptr[blk * 40 + i + 1]
+    for blk in range(nkb):
+        lengths = np.diff(kptr[blk * 40:(blk + 1) * 40 + 1])
+        for lo, hi in itertools.pairwise(bounds):  # each thread's rows, shortest first
+            assert sorted(order[blk, lo:hi]) == list(range(lo, hi))
+            assert np.all(np.diff(lengths[lo:hi]) >= 0) or n > 8
+        for r in range(40):
+            i = order[blk, r]
+            row_idx = a.indices[a.indptr[i]:a.indptr[i + 1]]
+            row_val = a.data[a.indptr[i]:a.indptr[i + 1]]
+            lo, hi = kptr[blk * 40 + r], kptr[blk * 40 + r + 1]
             in_block = row_idx // k_block == blk
             np.testing.assert_array_equal(idx[lo:hi], row_idx[in_block])
             np.testing.assert_array_equal(val[lo:hi], row_val[in_block])
+
+
+@pytest.mark.parametrize("n", [2, 8, 16])
+@pytest.mark.parametrize("planned,run", [(1, 2), (2, 1), (2, 2)])
+def test_row_order_for_another_thread_count(isa_path, n, planned, run):
+    """A plan's row order is made for its thread count; run with another (as when OpenMP
+    grants fewer threads) every row is still computed once."""
+    rng = np.random.default_rng(n)
+    a = _random_csr(rng, 333, 700, 0.3)
+    b = rng.standard_normal((700, n), dtype=np.float32)
+    plan = plan_spmm(a, b, threads=planned, isa=isa_path)
+    plan.args.threads = run
+    np.testing.assert_allclose(plan.run(), spmm_reference(a, b), rtol=1e-4, atol=1e-4)
 
 
 def test_narrow_default_k_blocks():
@@ -105,10 +142,11 @@ def test_narrow_default_k_blocks():
         return default_params(m, k, n, density, isa="avx512", **kw)["k_block"]
 
     assert k_block(4096, 4096, 8, 0.5) == 1024  # 32 KiB of B
-    assert k_block(4096, 4096, 8, 0.1) == 2048  # segments of ~128 nonzeros
-    assert k_block(4096, 4096, 8, 0.02) == 0    # segments too short even so
+    assert k_block(4096, 4096, 8, 0.05) == 2048  # segments of ~100 nonzeros
+    assert k_block(4096, 4096, 8, 0.005) == 0    # segments too short even so
     assert k_block(4096, 4096, 8, 0.5, expected_calls=1) == 0  # the copy would not pay
-    assert k_block(4096, 1024, 8, 0.5) == 0     # B fits 64 KiB
+    assert k_block(4096, 4096, 4, 0.2) == 2048  # B of 64 KiB: 32 KiB blocks
+    assert k_block(4096, 1024, 8, 0.5) == 0     # B fits 32 KiB
     assert k_block(4096, 4096, 1, 0.5) == 0     # the SpMV path
     assert default_params(8192, 4096, 8, 0.5, isa="avx512")["row_block"] == 8192  # all rows
     assert default_params(2048, 4096, 1024, 0.5)["row_block"] == 1024  # 4 MiB of C
@@ -259,6 +297,28 @@ def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, e
         np.testing.assert_allclose(plan.run(), 2.0 * first, rtol=1e-5, atol=1e-5)
         vw = VECTOR_WIDTH[plan.isa]
         expect = plan.isa != "portable" and n % vw != 0 and n >= 2 * vw
+        assert (plan.args.b_pack != plan.module.ffi.NULL) == expect
+
+
+@pytest.mark.parametrize("n", [2, 4, 5, 8, 13, 16])
+@pytest.mark.parametrize("extra", [{}, {"k_block": 32}])
+def test_narrow_b_copied_to_aligned_rows(isa_path, n, extra):
+    """One vector per row of B (N <= the vector width): rows over 16 bytes are read from
+    a copy padded and aligned to that vector unless B already is."""
+    from kernels_c.spmm import plan_spmm
+
+    rng = np.random.default_rng(n)
+    a = _random_csr(rng, 41, 70, 0.4)
+    raw = aligned_empty(70 * 16 + 16)
+    for offset in (0, 1, 4, 8):
+        b = raw[offset:offset + 70 * n].reshape(70, n)
+        b[...] = rng.standard_normal((70, n))
+        _check(a, b, isa=isa_path, **extra)
+        plan = plan_spmm(a, b, isa=isa_path, **extra)
+        if n > VECTOR_WIDTH[plan.isa]:
+            continue  # (the wide rule, tested above)
+        row = 8 if n <= 8 else 16
+        expect = plan.isa != "portable" and n > 4 and (n != row or offset % row != 0)
         assert (plan.args.b_pack != plan.module.ffi.NULL) == expect
 
 

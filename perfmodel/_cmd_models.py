@@ -142,7 +142,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", help="results store (path or URL; default: the default store)")
     p.add_argument("-o", "--output", help="model file (default: $PERFMODEL_HOME/model.json)")
     p.add_argument("--max-iter", type=int, default=None,
-                   help="boosting iterations (default: the model's, 1000)")
+                   help="boosting iterations (default: the model's; see perfmodel.models."
+                        "LearnedModel)")
     p.add_argument("--cv-folds", type=int, default=3,
                    help="leave-shape-out folds for the uncertainty estimate (0: in-sample)")
     p.add_argument("--all-machines", action="store_true",
@@ -158,7 +159,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="repeatable; default: all three")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--max-iter", type=int, default=None,
-                   help="boosting iterations (default: the model's, 1000)")
+                   help="boosting iterations (default: the model's; see perfmodel.models."
+                        "LearnedModel)")
     p.add_argument("--threads", type=int, action="append",
                    help="only rows measured with this many threads (repeatable)")
     p.add_argument("--json", help="also write the metrics as JSON to this file")

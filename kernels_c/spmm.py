@@ -73,6 +73,10 @@ _TILE_SLICE_BYTES = 32 * 1024
 _SPLIT_N_TILE = 128
 _ALIASING_COLUMNS = 256
 _MIN_SPLIT_K_BLOCK_DENSITY = 0.08
+#: B within _L2_TILE_BYTES is K blocked too from this density on: a row segment then holds
+#: >= 16 nonzeros of a 64-row block, and B's block in L1 beat B from L2 by 1.1-1.7x at
+#: sparsity 0.5-0.7 (N = 128-320, K = 256-768); at 0.8 even, at 0.9 0.7-0.9x (docs/spmm.md)
+_MIN_L2_K_BLOCK_DENSITY = 0.25
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -85,8 +89,9 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     above N = 128 when K blocks are at most 64 rows or absent). When N fits
     one vector (and N > 1) and B (K x N fp32) exceeds 32 KiB, K blocks that keep B's block
     in L1 (32 KiB, up to 64 KiB for row segments of ~64 nonzeros; none if segments stay
-    below 32) are swept by blocks of rows of C. When B fits half of a 1 MiB L2, no further
-    blocking. Otherwise, down to a density of 0.15, K blocks of at least 16 / density rows
+    below 32) are swept by blocks of rows of C. When B fits half of a 1 MiB L2 and the
+    density is below 0.25, no further blocking. Otherwise, down to a density of 0.15, K
+    blocks of at least 16 / density rows
     of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
     N tiles of 128 columns, unless N is a multiple of 256, where they alias in L1), are
@@ -116,7 +121,7 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         return params
     if level == "avx512" and n > 8 * vw:
         params["reg_vectors"] = 8
-    if 4 * k * n <= _L2_TILE_BYTES:
+    if 4 * k * n <= _L2_TILE_BYTES and density < _MIN_L2_K_BLOCK_DENSITY:
         return params
     k_block = 64
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:

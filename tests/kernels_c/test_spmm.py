@@ -169,6 +169,8 @@ def test_wide_default_tiles():
     assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
     assert tiles(1024, 1024, 512, 0.1)[:2] == (8, 0)     # (0.15 without N tiles)
     assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
+    assert tiles(1024, 256, 196, 0.5) == (8, 64, 0)      # B in L2, dense enough to block
+    assert tiles(1024, 256, 196, 0.2) == (8, 0, 0)       # B in L2: streamed
     for level in ("portable", "avx2", "avx512"):
         p = default_params(384, 2304, 1352, 0.45, isa=level)
         assert p["n_tile"] % VECTOR_WIDTH[level] == 0

@@ -61,11 +61,13 @@ _NARROW_BLOCKING_MIN_CALLS = 20
 #: AVX-512 (32 vector registers) above N = 128: register tiles of 8 vectors (16
 #: accumulators with two sets). When the K block of all N columns exceeds _B_BLOCK_BYTES,
 #: N tiles of _SPLIT_N_TILE columns (one such register tile) keep the block's slice in
-#: L1/L2 across the rows of C, and K blocking pays down to density 0.08 instead of 0.15 --
+#: L1/L2 across the rows of C; K blocking pays down to density 0.08 instead of 0.15 with
+#: 8-vector tiles (1.05-1.6x at sparsity 0.88-0.92, K blocks of 256 rows); N tiles --
 #: unless N is a multiple of 256: rows of B 1 KiB apart (or any multiple) map a K block's
 #: 512-byte slices onto half the 64 sets of a 48 KiB 12-way L1 or fewer, and N tiles lost
-#: (0.7-0.85x at N = 512 and 1024). Without N tiles an 8-vector tile needs its slice of the
-#: K block within _TILE_SLICE_BYTES (64 rows), else 4-vector tiles. Against 4-vector tiles
+#: (0.7-0.85x at N = 512 and 1024). Without N tiles, from density 0.15 on, an 8-vector
+#: tile needs its slice of the K block within _TILE_SLICE_BYTES (64 rows), else 4-vector
+#: tiles. Against 4-vector tiles
 #: and no N tiles (docs/spmm.md): 1.1-1.7x at N = 196-3136 and sparsity 0.5-0.9
 #: (384 x 2304 x 1352: 0.68 -> 1.10 x dense at 0.55, 1.86 -> 2.35 at 0.9); at N = 128 (one
 #: 8-vector tile per row, K blocks halved to fit it) 0.94-0.99x, so N = 128 keeps 4.
@@ -128,11 +130,14 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         k_block *= 2
     split_n = (params["reg_vectors"] == 8 and k_block * n * 4 > _B_BLOCK_BYTES
                and n % _ALIASING_COLUMNS != 0)
-    if density < (_MIN_SPLIT_K_BLOCK_DENSITY if split_n else _MIN_K_BLOCK_DENSITY):
+    wide = params["reg_vectors"] == 8
+    if density < (_MIN_SPLIT_K_BLOCK_DENSITY if wide else _MIN_K_BLOCK_DENSITY):
         params["prefetch"] = 16
         return params
     if split_n:
         params["n_tile"] = _SPLIT_N_TILE
+    elif wide and density < _MIN_K_BLOCK_DENSITY:
+        pass  # density 0.08-0.15: 8-vector tiles over K blocks of >= 128 rows
     else:
         if params["reg_vectors"] == 8 and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
             params["reg_vectors"] = 4  # the 8-vector tile's slice would leave L1

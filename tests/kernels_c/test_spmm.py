@@ -167,7 +167,8 @@ def test_wide_default_tiles():
     assert tiles(384, 2304, 1352, 0.1) == (8, 256, 128)  # N tiles: K blocks to 0.08
     assert tiles(384, 2304, 1352, 0.05) == (8, 0, 0)     # too sparse to K block
     assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
-    assert tiles(1024, 1024, 512, 0.1)[:2] == (8, 0)     # (0.15 without N tiles)
+    assert tiles(1024, 1024, 512, 0.1) == (8, 256, 0)    # 8-vector tiles: to 0.08 too
+    assert tiles(1024, 1024, 512, 0.05)[:2] == (8, 0)    # too sparse to K block
     assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
     assert tiles(1024, 256, 196, 0.5) == (8, 64, 0)      # B in L2, dense enough to block
     assert tiles(1024, 256, 196, 0.2) == (8, 0, 0)       # B in L2: streamed

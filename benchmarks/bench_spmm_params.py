@@ -10,7 +10,9 @@ K blocks, row blocks and the aligned copy of B:
         --variant k_block=64 --variant row_block=32 --variant pack=0
 
 ``pack=0`` turns off the aligned copy of B (taken when N is not a multiple of the vector
-width); every other name is a ``kernels_c.spmm`` parameter. ``--dlmc`` adds three pruned
+width, or for narrow N when B is misaligned), ``order=0`` keeps the rows of a narrow-N plan
+in place instead of sorted by length; every other name is a ``kernels_c.spmm`` parameter.
+``--shape MxKxN`` (repeatable) replaces the built-in shapes. ``--dlmc`` adds three pruned
 ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present. ``--narrow``
 runs 4096 x 4096 with N = 2, 4, 8, 16 instead of the wide shapes; how docs/spmm.md compared
 the narrow-N K blocks with none:
@@ -58,20 +60,33 @@ def _variant(text: str) -> dict[str, int]:
     return out
 
 
+def _in_row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Stand-in for spmm's row order that keeps every row in place (``order=0``)."""
+    return np.tile(np.arange(lengths.shape[1], dtype=np.int32), (lengths.shape[0], 1))
+
+
 def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
-    params = {k: v for k, v in overrides.items() if k != "pack"}
-    saved = spmm_module._MIN_USES_TO_PACK
+    params = {k: v for k, v in overrides.items() if k not in ("pack", "order")}
+    saved = spmm_module._MIN_USES_TO_PACK, spmm_module._row_order
     if overrides.get("pack", 1) == 0:
         spmm_module._MIN_USES_TO_PACK = sys.maxsize  # never copy B
+    if overrides.get("order", 1) == 0:
+        spmm_module._row_order = _in_row_order  # same layout, rows not sorted by length
     try:
         return spmm_module.plan_spmm(a, b, **params)
     finally:
-        spmm_module._MIN_USES_TO_PACK = saved
+        spmm_module._MIN_USES_TO_PACK, spmm_module._row_order = saved
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    m, k, n = (int(x) for x in text.lower().split("x"))
+    return m, k, n
 
 
 def _problems(args: argparse.Namespace, rng: np.random.Generator):
     """Yield (label, CSR matrix with int32 indices, N)."""
-    for m, k, n in (NARROW_SHAPES if args.narrow else SHAPES)[:args.shapes]:
+    shapes = args.shape or (NARROW_SHAPES if args.narrow else SHAPES)[:args.shapes]
+    for m, k, n in shapes:
         for s in (float(x) for x in args.sparsities.split(",")):
             a = sp.random_array((m, k), density=1 - s, format="csr", dtype=np.float32,
                                 rng=rng)
@@ -103,6 +118,8 @@ def main() -> int:
     ap.add_argument("--shapes", type=int, default=len(SHAPES), help="the first N shapes")
     ap.add_argument("--dlmc", action="store_true", help="also three DLMC ResNet-50 layers")
     ap.add_argument("--narrow", action="store_true", help="N = 2, 4, 8, 16 (4096 x 4096)")
+    ap.add_argument("--shape", action="append", type=_shape, metavar="MxKxN",
+                    help="these shapes instead (repeatable), e.g. 768x512x128")
     args = ap.parse_args()
     variants = {"default": {}, **{v: _variant(v) for v in args.variant}}
     rng = np.random.default_rng(0)

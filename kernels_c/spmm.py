@@ -136,10 +136,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         return params
     if split_n:
         params["n_tile"] = _SPLIT_N_TILE
-    elif wide and density < _MIN_K_BLOCK_DENSITY:
-        pass  # density 0.08-0.15: 8-vector tiles over K blocks of >= 128 rows
-    else:
-        if params["reg_vectors"] == 8 and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
+    elif density >= _MIN_K_BLOCK_DENSITY:  # (below: 8-vector tiles, K blocks as they are)
+        if wide and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
             params["reg_vectors"] = 4  # the 8-vector tile's slice would leave L1
         if params["reg_vectors"] == 4:
             while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:

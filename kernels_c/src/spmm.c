@@ -168,7 +168,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     t3 = FMA(SPLAT(w, 0xff), MLOAD(b + (int64_t)idx[(p) + 3] * ldb, m), t3);
 #define DEFINE_NARROW(P, TARGET, VEC, ZERO, SET1, QUAD, SPLAT, FMA, ADD, MLOAD, MSTORE,      \
                       MASK_T)                                                                \
-    TARGET static void narrow_##P(const int32_t *restrict idx, const float *restrict val,    \
+    TARGET static inline __attribute__((always_inline)) void narrow_##P(const int32_t *restrict idx, const float *restrict val,    \
                                   int32_t len, const float *restrict b, int64_t ldb,         \
                                   float *restrict c, MASK_T m, int accumulate) {             \
         VEC s0 = accumulate ? MLOAD(c, m) : ZERO(), s1 = ZERO(), s2 = ZERO(), s3 = ZERO();   \
@@ -193,9 +193,44 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         MSTORE(c, m, ADD(ADD(s0, s1), ADD(s2, s3)));                                         \
     }
 
-/* All register tiles of columns [j0, j1) for one row segment, then the driver over rows
- * (unblocked) or over row blocks x K blocks x rows (blocked). */
-#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, NARROW_REST)                 \
+/* Runs BODY for every row segment of the rows [r0, r1): nonzeros [s, s + len) of A's
+ * arrays, row i, acc set for a later K block (added to C). A is stored K block by K block
+ * when a->kptr is set (spmm.h): the segment at position r of block kb is [kp[0], kp[1]),
+ * of row r, or with a row order of row row_order[kb*M + r] -- visiting positions [p0, p1),
+ * which hold the rows [r0, r1) when the order was made for this thread count (else all
+ * positions, skipping other threads' rows); one block of rows then. */
+#define SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, BODY)                                       \
+    do {                                                                                     \
+        if (!(a)->kptr) {                                                                    \
+            for (int64_t i = (r0); i < (r1); ++i) {                                          \
+                const int32_t s = (a)->indptr[i], len = (a)->indptr[i + 1] - s;              \
+                const int acc = 0;                                                           \
+                BODY;                                                                        \
+            }                                                                                \
+            break;                                                                           \
+        }                                                                                    \
+        const int64_t rb = (a)->row_order ? (a)->m : (a)->row_block;                         \
+        for (int64_t ib = (r0); ib < (r1); ib += rb) {                                       \
+            const int64_t ie = KC_MIN(ib + rb, (r1));                                        \
+            const int64_t q0 = (a)->row_order ? (p0) : ib, q1 = (a)->row_order ? (p1) : ie;  \
+            for (int kb = 0; kb < (a)->n_kblocks; ++kb) {                                    \
+                const int32_t *order = (a)->row_order ? (a)->row_order + (int64_t)kb * (a)->m : 0; \
+                for (int64_t r = q0; r < q1; ++r) {                                          \
+                    const int64_t i = order ? order[r] : r;                                  \
+                    if (order && (i < (r0) || i >= (r1))) continue;                          \
+                    const int32_t *kp = (a)->kptr + (int64_t)kb * (a)->m + r;                \
+                    if (kb > 0 && kp[1] == kp[0]) continue;                                  \
+                    const int32_t s = kp[0], len = kp[1] - kp[0];                            \
+                    const int acc = kb > 0;                                                  \
+                    BODY;                                                                    \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    } while (0)
+
+/* All register tiles of columns [j0, j1) for one row segment, then the driver over the
+ * segments. */
+#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, NARROW_REST, NARROW_ROWS)                 \
     TARGET static inline void segment_##P(const spmm_csr_f32_args *a, int32_t s, int32_t len,\
                                           float *crow, int64_t j0, int64_t j1, int acc) {    \
         const int nv = a->reg_vectors, pf = a->prefetch;                                     \
@@ -242,32 +277,27 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             }                                                                                \
             return;                                                                          \
         }                                                                                    \
-        if (!a->kptr) {                                                                      \
-            for (int64_t i = r0; i < r1; ++i)                                                \
-                segment_##P(a, a->indptr[i], a->indptr[i + 1] - a->indptr[i],               \
-                            a->c + i * a->ldc, j0, j1, 0);                                   \
+        const int64_t w = j1 - j0;                                                           \
+        if (w <= VW && (a->peel <= 0 || w <= a->peel)) { /* one vector per row */           \
+            NARROW_ROWS(a, r0, r1, p0, p1, j0, w);                                           \
             return;                                                                          \
         }                                                                                    \
-        /* A is stored K block by K block (spmm.h): the segment at position r of block kb   \
-         * is [kp[0], kp[1]), of row r, or with a row order of row row_order[kb*M + r] --    \
-         * visiting positions [p0, p1), which hold the rows [r0, r1) when the order was made \
-         * for this thread count (else all positions, skipping other threads' rows); one    \
-         * block of rows then */                                                            \
-        const int64_t rb = a->row_order ? a->m : a->row_block;                               \
-        for (int64_t ib = r0; ib < r1; ib += rb) {                                           \
-            const int64_t ie = KC_MIN(ib + rb, r1);                                          \
-            const int64_t q0 = a->row_order ? p0 : ib, q1 = a->row_order ? p1 : ie;          \
-            for (int kb = 0; kb < a->n_kblocks; ++kb) {                                      \
-                const int32_t *order = a->row_order ? a->row_order + (int64_t)kb * a->m : 0; \
-                for (int64_t r = q0; r < q1; ++r) {                                          \
-                    const int64_t i = order ? order[r] : r;                                  \
-                    if (order && (i < r0 || i >= r1)) continue;                              \
-                    const int32_t *kp = a->kptr + (int64_t)kb * a->m + r;                    \
-                    if (kb > 0 && kp[1] == kp[0]) continue;                                  \
-                    segment_##P(a, kp[0], kp[1] - kp[0], a->c + i * a->ldc, j0, j1, kb > 0); \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1,                                             \
+                              segment_##P(a, s, len, a->c + i * a->ldc, j0, j1, acc));       \
+    }
+
+/* The rows of a narrow N (one vector per row) with the kernel chosen once per call, not
+ * per segment: rows of a few dozen nonzeros cost ~20 cycles besides their nonzeros at
+ * sparsity 0.9+, and the per-segment dispatch of segment_ was part of it. */
+#define DEFINE_NARROW_ROWS(P, TARGET, KERNEL, MASK_T, MASK)                                  \
+    TARGET static void narrow_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,   \
+                                       int64_t p0, int64_t p1, int64_t j0, int64_t w) {      \
+        const float *b = a->b + j0;                                                          \
+        const int64_t ldb = a->ldb;                                                          \
+        const MASK_T m = MASK(w);                                                            \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1,                                             \
+                              KERNEL(a->indices + s, a->data + s, len, b, ldb,               \
+                                     a->c + i * a->ldc + j0, m, acc));                       \
     }
 
 /* ---------------------------------------------------------------- AVX-512F */
@@ -324,8 +354,18 @@ KC_TARGET_AVX512 static void narrow_rest_avx512(const int32_t *restrict idx,
     if (rest <= 8) narrow_rest_avx2(idx, val, len, b, ldb, c, rest, accumulate);
     else narrow_avx512(idx, val, len, b, ldb, c, TAIL512(rest), accumulate);
 }
+KC_TARGET_AVX2 static void narrow_rows_avx2_any(const spmm_csr_f32_args *a, int64_t r0,
+                                                int64_t r1, int64_t p0, int64_t p1,
+                                                int64_t j0, int64_t w);
+DEFINE_NARROW_ROWS(avx512, KC_TARGET_AVX512, narrow_avx512, __mmask16, TAIL512)
+KC_TARGET_AVX512 static void narrow_rows_avx512_any(const spmm_csr_f32_args *a, int64_t r0,
+                                                    int64_t r1, int64_t p0, int64_t p1,
+                                                    int64_t j0, int64_t w) {
+    if (w <= 8) narrow_rows_avx2_any(a, r0, r1, p0, p1, j0, w);
+    else narrow_rows_avx512(a, r0, r1, p0, p1, j0, w);
+}
 DEFINE_ROWS(avx512, KC_TARGET_AVX512, 16, __mmask16, (__mmask16)0xffff, TAIL512, dot_avx512,
-            narrow_rest_avx512)
+            narrow_rest_avx512, narrow_rows_avx512_any)
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
 KC_TARGET_AVX2 static inline __m256i tail256(int64_t rem) {
@@ -377,8 +417,16 @@ KC_TARGET_AVX2 static void narrow_rest_avx2(const int32_t *restrict idx,
     if (rest == 8) narrow_avx2_full(idx, val, len, b, ldb, c, tail256(rest), accumulate);
     else narrow_avx2(idx, val, len, b, ldb, c, tail256(rest), accumulate);
 }
+DEFINE_NARROW_ROWS(avx2, KC_TARGET_AVX2, narrow_avx2, __m256i, tail256)
+DEFINE_NARROW_ROWS(avx2_full, KC_TARGET_AVX2, narrow_avx2_full, __m256i, tail256)
+KC_TARGET_AVX2 static void narrow_rows_avx2_any(const spmm_csr_f32_args *a, int64_t r0,
+                                                int64_t r1, int64_t p0, int64_t p1,
+                                                int64_t j0, int64_t w) {
+    if (w == 8) narrow_rows_avx2_full(a, r0, r1, p0, p1, j0, w);
+    else narrow_rows_avx2(a, r0, r1, p0, p1, j0, w);
+}
 DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, dot_avx2,
-            narrow_rest_avx2)
+            narrow_rest_avx2, narrow_rows_avx2_any)
 #endif /* KC_X86 */
 
 int spmm_csr_f32(void *args) {

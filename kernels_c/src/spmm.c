@@ -17,9 +17,12 @@
 
 int spmm_acc_sets(void) { return SPMM_ACC_SETS; }
 
-/* How far ahead (in nonzeros: 4 KiB of indices and of values) the narrow-N and SpMV loops
- * prefetch the CSR streams, which come from DRAM once A outgrows the caches. */
-#define SPMM_STREAM_AHEAD 1024
+/* How far ahead (in nonzeros: 16 KiB of indices and of values) the narrow-N and SpMV loops
+ * prefetch the CSR streams, which come from DRAM once A outgrows the caches. 4 KiB reached
+ * 70 % of the STREAM triad at N = 8 and 67 % at N = 1 (sparsity 0.5-0.9, 1 thread), 16 KiB
+ * 74 % and 69 % (three interleaved runs each, docs/spmm.md). No prefetch at all runs 1.1x
+ * as fast while A sits in L3, but 0.5-1x from DRAM. */
+#define SPMM_STREAM_AHEAD 4096
 
 /* Rows [r0, r1) handled by thread t of nt: balance nonzeros plus one unit per row (a row
  * costs a store of N outputs even when empty). */
@@ -323,7 +326,7 @@ DEFINE_NARROW(avx512, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_p
 /* N == 1 (SpMV): 16 nonzeros per vector FMA. The 16 elements of b are fetched with scalar
  * loads into a stack vector rather than vgatherdps: on Zen 5 the gather delivers 3.3
  * nonzeros/ns, scalar loads 4.5-5.0 while the matrix is cache-resident; from DRAM both
- * reach 3.3, and 3.9 with the idx/val streams prefetched 4 KiB ahead (docs/spmm.md). */
+ * reach 3.3, and 3.9 with the idx/val streams prefetched ahead (docs/spmm.md). */
 KC_TARGET_AVX512 static float dot_avx512(const int32_t *restrict idx, const float *restrict val,
                                          int32_t len, const float *restrict b, int64_t ldb) {
     __m512 acc = _mm512_setzero_ps();

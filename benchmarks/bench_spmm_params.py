@@ -10,8 +10,10 @@ K blocks, row blocks and the aligned copy of B:
         --variant k_block=64 --variant row_block=32 --variant pack=0
 
 ``pack=0`` turns off the aligned copy of B (taken when N is not a multiple of the vector
-width, or for narrow N when B is misaligned), ``order=0`` keeps the rows of a narrow-N plan
-in place instead of sorted by length; every other name is a ``kernels_c.spmm`` parameter.
+width; when it is but B is misaligned and each row of B serves >= 48 nonzeros, the peel
+runs instead; or for narrow N when B is misaligned), ``order=0`` keeps the rows of a
+narrow-N plan in place instead of sorted by length; every other name is a
+``kernels_c.spmm`` parameter.
 ``--shape MxKxN`` (repeatable) replaces the built-in shapes. ``--dlmc`` adds three pruned
 ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present. ``--narrow``
 runs 4096 x 4096 with N = 2, 4, 8, 16 instead of the wide shapes; how docs/spmm.md compared

@@ -34,6 +34,12 @@ _NNZ_PER_SEGMENT = 16
 #: B is copied to aligned rows (N not a multiple of the vector width) from this many
 #: nonzeros per row of B on (the copy costs about one read and one write of B)
 _MIN_USES_TO_PACK = 4
+#: N a multiple of the vector width with B misaligned: a peel aligns every row for one
+#: more narrow pass over each row's nonzeros, the copy for one read and write of B. Copy
+#: against peel (docs/spmm.md): 1.0-1.4x from 50 nonzeros per row of B on (N = 128-3136,
+#: sparsity 0.5-0.95), 0.94x at 38 (384 x 2304 x 1024 at 0.9), 0.83-0.88x at 13 (DLMC
+#: group1 at 0.8-0.9, M = 64)
+_MIN_USES_TO_PACK_ALIGNED = 48
 #: below this density K blocking loses to streaming B from L2 with software prefetch
 _MIN_K_BLOCK_DENSITY = 0.15
 #: K blocks grow while their slice of B (k_block x N fp32) stays within this: fewer
@@ -228,7 +234,8 @@ def _alignment_peel(b: np.ndarray, level: str, reg_vectors: int) -> int:
     that crosses a cache line costs two: misaligned B made the kernel 1.2-1.5x slower at
     N = 128-256 (docs/spmm.md). The peeled columns cost one more pass over each row's
     nonzeros, so only from two register tiles of N on; 0 when the rows of B are not all
-    misaligned alike (N not a multiple of the vector width)."""
+    misaligned alike (N not a multiple of the vector width). Not used when B is copied to
+    aligned rows instead (:func:`_packed_b`)."""
     vw = VECTOR_WIDTH[level]
     n = b.shape[1]
     if level == "portable" or n % vw or n < 2 * reg_vectors * vw:
@@ -241,7 +248,9 @@ def _packed_b(b: np.ndarray, nnz: int, level: str) -> np.ndarray | None:
 
     Wide N not a multiple of the vector width: B's rows start at varying offsets from a
     cache line and no peel aligns them all; with aligned rows (ld = N rounded up to 16)
-    the same problem ran 1.04-1.3x faster (N = 196 and 1352, docs/spmm.md). Narrow N
+    the same problem ran 1.04-1.3x faster (N = 196 and 1352, docs/spmm.md). A multiple of
+    the vector width at a misaligned address: copied instead of peeled when each row of B
+    serves at least 48 nonzeros (``_MIN_USES_TO_PACK_ALIGNED``). Narrow N
     (5-16 columns, one 256- or 512-bit vector per row of B): rows padded to that vector
     and aligned to it, else every other row of a 16-byte-aligned B (numpy's guarantee)
     splits a cache line; 0.76 -> 0.85 nonzeros per cycle at N = 8. The copy reads and
@@ -251,7 +260,8 @@ def _packed_b(b: np.ndarray, nnz: int, level: str) -> np.ndarray | None:
     if level == "portable" or n == 1 or nnz < _MIN_USES_TO_PACK * k:
         return None
     if n > vw:
-        if n % vw == 0 or n < 2 * vw:
+        if n < 2 * vw or (n % vw == 0 and (b.ctypes.data % (4 * vw) == 0
+                                           or nnz < _MIN_USES_TO_PACK_ALIGNED * k)):
             return None
         ld = -(-n // 16) * 16
     else:
@@ -346,9 +356,9 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.k_block = full["k_block"]
     args.row_block = full["row_block"]
     args.prefetch = full["prefetch"]
-    args.peel = _alignment_peel(b, level, full["reg_vectors"])
     keep = [indptr, indices, data, b, out]
     pack = _packed_b(b, indices.shape[0], level)
+    args.peel = 0 if pack is not None else _alignment_peel(b, level, full["reg_vectors"])
     if pack is not None:
         args.b_pack = ffi.from_buffer("float[]", pack)
         args.ld_pack = pack.shape[1]

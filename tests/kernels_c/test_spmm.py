@@ -278,6 +278,31 @@ def test_every_misalignment_of_b_is_peeled_correctly(isa_path, extra):
         assert len(peels) > 1   # the misaligned offsets were peeled
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_misaligned_b_copied_instead_of_peeled_when_rows_of_b_are_reused(isa_path, threads):
+    """N a multiple of the vector width: a misaligned B whose rows each serve >= 48
+    nonzeros is copied to aligned rows (no peel); an aligned B is read in place."""
+    from kernels_c.spmm import plan_spmm
+
+    rng = np.random.default_rng(5)
+    a = _random_csr(rng, 200, 30, 0.5)
+    assert a.nnz >= 48 * 30
+    n = 64
+    raw = aligned_empty(30 * n + 16)
+    for offset in (0, 1, 4, 8):
+        b = raw[offset:offset + 30 * n].reshape(30, n)
+        b[...] = rng.standard_normal((30, n))
+        _check(a, b, isa=isa_path, threads=threads)
+        plan = plan_spmm(a, b, isa=isa_path, threads=threads)
+        first = plan.run().copy()
+        b *= 2.0
+        np.testing.assert_allclose(plan.run(), 2.0 * first, rtol=1e-5, atol=1e-5)
+        vw = VECTOR_WIDTH[plan.isa]
+        expect = plan.isa != "portable" and offset % vw != 0
+        assert (plan.args.b_pack != plan.module.ffi.NULL) == expect
+        assert plan.args.peel == 0 or not expect
+
+
 @pytest.mark.parametrize("n", [17, 49, 100, 196])
 @pytest.mark.parametrize("extra", [{}, {"k_block": 32}, {"n_tile": 48, "reg_vectors": 1}])
 @pytest.mark.parametrize("threads", [1, 2])

@@ -37,6 +37,7 @@ import hashlib
 import os
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -558,9 +559,16 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
                     summary.converged += bool(row["converged"])
                     summary.noisy += bool(row["noisy"])
                 bar.update(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = "interrupted"
         summary.interrupted = True
+        # Before the run is closed as interrupted: an interrupt outside the store's own
+        # guard (Store._transaction) can leave a SQLite connection, and its write lock,
+        # referenced by this traceback's frames or pooled mid-transaction; the closing
+        # write below then waited its busy timeout on this process's own lock (seen once
+        # under a loaded test run). Drop both; the store reconnects.
+        traceback.clear_frames(exc.__traceback__)
+        st.close()
         raise
     finally:
         bar.close()

@@ -85,6 +85,12 @@ _MIN_SPLIT_K_BLOCK_DENSITY = 0.08
 #: >= 16 nonzeros of a 64-row block, and B's block in L1 beat B from L2 by 1.1-1.7x at
 #: sparsity 0.5-0.7 (N = 128-320, K = 256-768); at 0.8 even, at 0.9 0.7-0.9x (docs/spmm.md)
 _MIN_L2_K_BLOCK_DENSITY = 0.25
+#: Sparser than the K-block densities, B beyond the L2 (1 MiB) is still K blocked, in
+#: slices of B that fit half the L2 (_L2_TILE_BYTES), while a row segment averages 12
+#: nonzeros: against B streamed from L3 with prefetch, 1.1-1.5x at sparsity 0.88-0.98 on
+#: K = 2304-8192, N = 128-512; at 10 nonzeros per segment 0.9-1.2x (docs/spmm.md)
+_L2_RESIDENT_B_BYTES = 1024 * 1024
+_MIN_SPARSE_SEGMENT_NNZ = 12
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -138,7 +144,11 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
                and n % _ALIASING_COLUMNS != 0)
     wide = params["reg_vectors"] == 8
     if density < (_MIN_SPLIT_K_BLOCK_DENSITY if wide else _MIN_K_BLOCK_DENSITY):
-        params["prefetch"] = 16
+        k_block = _sparse_k_block(k, n, density)
+        if k_block:
+            params.update(k_block=k_block, row_block=_row_block(m, n))
+        else:
+            params["prefetch"] = 16
         return params
     if split_n:
         params["n_tile"] = _SPLIT_N_TILE
@@ -169,6 +179,16 @@ def _narrow_k_block(k: int, n: int, density: float) -> int:
     if k_block >= k or density * k_block < _NARROW_NNZ_PER_SEGMENT / 2:
         return 0  # (e.g. N = 4 at sparsity 0.98: streaming B from L2 was 1.1x faster)
     return k_block
+
+
+def _sparse_k_block(k: int, n: int, density: float) -> int:
+    """K blocks below the K-block densities when B outgrows the L2: the largest power of
+    two whose slice of B fits _L2_TILE_BYTES, if its row segments average 12 nonzeros;
+    else 0 (B streamed with prefetch)."""
+    if 4 * k * n <= _L2_RESIDENT_B_BYTES:
+        return 0
+    k_block = 1 << max(0, (_L2_TILE_BYTES // (4 * n)).bit_length() - 1)
+    return k_block if k_block < k and density * k_block >= _MIN_SPARSE_SEGMENT_NNZ else 0
 
 
 def _row_block(m: int, n: int) -> int:

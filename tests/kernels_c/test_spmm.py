@@ -168,7 +168,12 @@ def test_wide_default_tiles():
     assert tiles(384, 2304, 1352, 0.05) == (8, 0, 0)     # too sparse to K block
     assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
     assert tiles(1024, 1024, 512, 0.1) == (8, 256, 0)    # 8-vector tiles: to 0.08 too
-    assert tiles(1024, 1024, 512, 0.05)[:2] == (8, 0)    # too sparse to K block
+    # sparser: K blocks only for B beyond the L2, in slices of 512 KiB of B that give row
+    # segments of >= 12 nonzeros
+    assert tiles(1024, 1024, 512, 0.05)[:2] == (8, 256)  # 2 MiB of B, 12.8 per segment
+    assert tiles(1024, 1024, 512, 0.04)[:2] == (8, 0)    # 10.2 per segment
+    assert tiles(4096, 4096, 128, 0.1) == (4, 1024, 0)   # 2 MiB of B
+    assert tiles(2048, 2048, 128, 0.1) == (4, 0, 0)      # 1 MiB of B: from the L2
     assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
     assert tiles(1024, 256, 196, 0.5) == (8, 64, 0)      # B in L2, dense enough to block
     assert tiles(1024, 256, 196, 0.2) == (8, 0, 0)       # B in L2: streamed

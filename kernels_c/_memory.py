@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def aligned_empty(size: int, alignment: int = 64) -> np.ndarray:
-    """float32 buffer of ``size`` whose data starts on an ``alignment``-byte boundary."""
-    raw = np.empty(size + alignment // 4, dtype=np.float32)
-    skip = (-raw.ctypes.data % alignment) // 4
-    return raw[skip:skip + size]
+def aligned_empty(size: int, alignment: int = 64, dtype: type = np.float32) -> np.ndarray:
+    """1-D buffer of ``size`` elements of ``dtype`` (float32 by default) whose data starts
+    on an ``alignment``-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.empty(size * itemsize + alignment, dtype=np.uint8)
+    skip = -raw.ctypes.data % alignment
+    return raw[skip:skip + size * itemsize].view(dtype)

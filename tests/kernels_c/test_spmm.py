@@ -245,6 +245,20 @@ def test_empty_rows_zero_matrix_single_nonzero(isa_path):
     _check(sp.csr_array(dense), b, isa=isa_path)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint8, np.float64])
+def test_allocated_outputs_start_on_a_cache_line(dtype):
+    """Outputs the kernels allocate are 64-byte aligned (numpy guarantees 16)."""
+    from kernels_c._validate import check_out
+
+    for shape in [(3, 5), (0, 7), (2, 3, 4)]:
+        out = check_out(None, shape, dtype, ())
+        assert out.shape == shape and out.dtype == dtype and out.flags.c_contiguous
+        assert out.flags.writeable and (out.size == 0 or out.ctypes.data % 64 == 0)
+    rng = np.random.default_rng(2)
+    assert plan_spmm(_random_csr(rng, 9, 12, 0.3), np.ones((12, 20), np.float32)
+                     ).out.ctypes.data % 64 == 0
+
+
 def test_unaligned_buffers(isa_path):
     rng = np.random.default_rng(4)
     a = _random_csr(rng, 30, 40, 0.3)

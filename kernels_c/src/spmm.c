@@ -115,10 +115,10 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
  * (384 x 2304 x 1280 at sparsity 0.9, segments of 6-26 nonzeros; docs/spmm.md). */
 #define DEFINE_TILE(P, NV, TARGET, VEC, VW, ZERO, SET1, FMA, ADD, LOAD, STORE, MLOAD, MSTORE, \
                     MASK_T)                                                                  \
-    TARGET static inline __attribute__((always_inline)) void tile_##P##_##NV(const int32_t *restrict idx, const float *restrict val,\
-                                       int32_t len, const float *restrict b, int64_t ldb,    \
-                                       float *restrict c, MASK_T tail, int accumulate,       \
-                                       int pf) {                                             \
+    TARGET static inline __attribute__((always_inline)) void tile_##P##_##NV(              \
+        const int32_t *restrict idx, const float *restrict val, int32_t len,                 \
+        const float *restrict b, int64_t ldb, float *restrict c, MASK_T tail, int accumulate,\
+        int pf) {                                                                            \
         VEC acc0[NV], acc1[NV];                                                              \
         KC_UNROLL for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = ZERO();                   \
         if (accumulate) {                                                                    \
@@ -173,9 +173,9 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     t3 = FMA(SPLAT(w, 0xff), MLOAD(b + (int64_t)idx[(p) + 3] * ldb, m), t3);
 #define DEFINE_NARROW(P, TARGET, VEC, ZERO, SET1, QUAD, SPLAT, FMA, ADD, MLOAD, MSTORE,      \
                       MASK_T)                                                                \
-    TARGET static inline __attribute__((always_inline)) void narrow_##P(const int32_t *restrict idx, const float *restrict val,    \
-                                  int32_t len, const float *restrict b, int64_t ldb,         \
-                                  float *restrict c, MASK_T m, int accumulate) {             \
+    TARGET static inline __attribute__((always_inline)) void narrow_##P(                   \
+        const int32_t *restrict idx, const float *restrict val, int32_t len,                 \
+        const float *restrict b, int64_t ldb, float *restrict c, MASK_T m, int accumulate) { \
         VEC s0 = accumulate ? MLOAD(c, m) : ZERO(), s1 = ZERO(), s2 = ZERO(), s3 = ZERO();   \
         VEC s4 = ZERO(), s5 = ZERO(), s6 = ZERO(), s7 = ZERO();                              \
         int32_t p = 0;                                                                       \
@@ -235,7 +235,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 
 /* All register tiles of columns [j0, j1) for one row segment, then the driver over the
  * segments. */
-#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, NARROW_REST, NARROW_ROWS)                 \
+#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, NARROW_REST, NARROW_ROWS)   \
     TARGET static inline void segment_##P(const spmm_csr_f32_args *a, int32_t s, int32_t len,\
                                           float *crow, int64_t j0, int64_t j1, int acc) {    \
         const int nv = a->reg_vectors, pf = a->prefetch;                                     \

@@ -233,6 +233,27 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         }                                                                                    \
     } while (0)
 
+/* The rows of a column range without peel, for register tiles of NV vectors: the full
+ * tiles inlined in the segment loop, the rest of the columns (one masked tile) by
+ * segment_. Against a call of segment_ per row segment: 62-64 -> 68-69 GFLOP/s with K
+ * blocks of 64 rows (384 x 2304 x 1280, sparsity 0.9, segments of 6 nonzeros), +4 % with
+ * 128-256; 1.00-1.05x on bench_spmm_params' default shapes (docs/spmm.md). */
+#define DEFINE_WIDE_ROWS(P, NV, TARGET, VW, FULL)                                            \
+    TARGET static void wide_rows_##P##_##NV(const spmm_csr_f32_args *a, int64_t r0,          \
+                                            int64_t r1, int64_t p0, int64_t p1, int64_t j0,  \
+                                            int64_t j1) {                                    \
+        const int64_t w = (int64_t)VW * NV;                                                  \
+        const int pf = a->prefetch;                                                          \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, {                                           \
+            float *crow = a->c + i * a->ldc;                                                 \
+            int64_t j = j0;                                                                  \
+            for (; j + w <= j1; j += w)                                                      \
+                tile_##P##_##NV(a->indices + s, a->data + s, len, a->b + j, a->ldb,          \
+                                crow + j, FULL, acc, pf);                                    \
+            if (j < j1) segment_##P(a, s, len, crow, j, j1, acc);                            \
+        });                                                                                  \
+    }
+
 /* All register tiles of columns [j0, j1) for one row segment, then the driver over the
  * segments. */
 #define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, NARROW_REST, NARROW_ROWS)   \
@@ -272,6 +293,8 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
+    DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL)                                                 \
+    DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL)                                                 \
     TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
                                 int64_t p0, int64_t p1, int64_t j0, int64_t j1) {            \
         if (a->n == 1) {                                                                     \
@@ -286,6 +309,13 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         if (w <= VW && (a->peel <= 0 || w <= a->peel)) { /* one vector per row */           \
             NARROW_ROWS(a, r0, r1, p0, p1, j0, w);                                           \
             return;                                                                          \
+        }                                                                                    \
+        if (a->peel <= 0) {                                                                  \
+            switch (a->reg_vectors) {                                                        \
+                case 8: wide_rows_##P##_8(a, r0, r1, p0, p1, j0, j1); return;                \
+                case 4: wide_rows_##P##_4(a, r0, r1, p0, p1, j0, j1); return;                \
+                default: break;                                                              \
+            }                                                                                \
         }                                                                                    \
         SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1,                                             \
                               segment_##P(a, s, len, a->c + i * a->ldc, j0, j1, acc));       \

@@ -110,8 +110,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
     N tiles of 128 columns, unless N is a multiple of 256, where they alias in L1), are
     swept by blocks of rows of C, reusing B's block across those rows;
-    sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead. A block
-    of rows of C is as many rows as fit 4 MiB (all rows, mostly).
+    sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead, unless
+    B exceeds the 1 MiB L2: then K blocks whose slice of B fits 512 KiB, while a row
+    segment averages 12 nonzeros. A block of rows of C is as many rows as fit 4 MiB (all
+    rows, mostly).
 
     ``expected_calls`` is how often one plan will run (None: many, as when timing or
     serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time

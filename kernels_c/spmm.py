@@ -81,6 +81,12 @@ _TILE_SLICE_BYTES = 32 * 1024
 _SPLIT_N_TILE = 128
 _ALIASING_COLUMNS = 256
 _MIN_SPLIT_K_BLOCK_DENSITY = 0.08
+#: ... but where a K block's slice of an N tile leaves L1 anyway (>= 128 KiB: blocks of
+#: 256 rows, density 0.08-0.125) and the tile's whole K panel stays below _L2_TILE_BYTES
+#: (K < 1024), K blocks only add row segments, each reloading its C tile: without them
+#: 1.04-1.08x at sparsity 0.9 on K = 576, N = 3136, M = 64-256 (DLMC group1's shape),
+#: 0.99-1.00x on four other shapes with K = 256-768; at K = 1024 0.92-0.98x (docs/spmm.md)
+_SLICE_BEYOND_L1_BYTES = 128 * 1024
 #: B within _L2_TILE_BYTES is K blocked too from this density on: a row segment then holds
 #: >= 16 nonzeros of a 64-row block, and B's block in L1 beat B from L2 by 1.1-1.7x at
 #: sparsity 0.5-0.7 (N = 128-320, K = 256-768); at 0.8 even, at 0.9 0.7-0.9x (docs/spmm.md)
@@ -154,6 +160,9 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         return params
     if split_n:
         params["n_tile"] = _SPLIT_N_TILE
+        if (k_block * _SPLIT_N_TILE * 4 >= _SLICE_BEYOND_L1_BYTES
+                and 4 * k * _SPLIT_N_TILE < _L2_TILE_BYTES):
+            return params  # no K blocks: the N tile's whole K panel stays in L2
     elif density >= _MIN_K_BLOCK_DENSITY:  # (below: 8-vector tiles, K blocks as they are)
         if wide and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
             params["reg_vectors"] = 4  # the 8-vector tile's slice would leave L1

@@ -165,6 +165,9 @@ def test_wide_default_tiles():
     assert tiles(1024, 1024, 512, 0.45) == (8, 64, 0)    # N % 256 == 0: tiles alias in L1
     assert tiles(4096, 4096, 128, 0.45) == (4, 128, 0)   # N = 128 keeps 4-vector tiles
     assert tiles(384, 2304, 1352, 0.1) == (8, 256, 128)  # N tiles: K blocks to 0.08
+    assert tiles(64, 576, 3136, 0.1) == (8, 0, 128)      # 128 KiB slices, 288 KiB panel
+    assert tiles(256, 1024, 784, 0.1) == (8, 256, 128)   # a 512 KiB panel keeps K blocks
+    assert tiles(64, 576, 3136, 0.2) == (8, 128, 128)    # 64 KiB slices keep K blocks
     assert tiles(384, 2304, 1352, 0.05) == (8, 0, 0)     # too sparse to K block
     assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
     assert tiles(1024, 1024, 512, 0.1) == (8, 256, 0)    # 8-vector tiles: to 0.08 too

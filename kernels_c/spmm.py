@@ -96,6 +96,12 @@ _MIN_L2_K_BLOCK_DENSITY = 0.25
 #: nonzeros: against B streamed from L3 with prefetch, 1.1-1.5x at sparsity 0.88-0.98 on
 #: K = 2304-8192, N = 128-512; at 10 nonzeros per segment 0.9-1.2x (docs/spmm.md)
 _L2_RESIDENT_B_BYTES = 1024 * 1024
+#: Not K blocked, 8-vector tiles still take N tiles whose K panel fits _L2_TILE_BYTES (K <=
+#: 1024) when rows average this many nonzeros (each N tile is one more pass over A's
+#: rows): against none, 1.11-1.39x at sparsity 0.92-0.95 on five shapes with K = 512-768,
+#: N = 1000-3136; with panels beyond L2 or shorter rows they also lost (0.91-0.96x), and
+#: those keep streaming B (docs/spmm.md)
+_MIN_ROW_NNZ_FOR_SPARSE_N_TILES = 24
 _MIN_SPARSE_SEGMENT_NNZ = 12
 
 
@@ -157,6 +163,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
             params.update(k_block=k_block, row_block=_row_block(m, n))
         else:
             params["prefetch"] = 16
+            width = params["reg_vectors"] * vw
+            if (wide and density * k >= _MIN_ROW_NNZ_FOR_SPARSE_N_TILES
+                    and 4 * k * width <= _L2_TILE_BYTES):
+                params["n_tile"] = _l2_n_tile(k, n, width)
         return params
     if split_n:
         params["n_tile"] = _SPLIT_N_TILE
@@ -172,10 +182,15 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     if k_block < k:
         params.update(k_block=k_block, row_block=_row_block(m, n))
         return params
-    width = params["reg_vectors"] * vw
-    cols = max(width, (_L2_TILE_BYTES // max(4 * k, 1)) // width * width)
-    params["n_tile"] = 0 if cols >= n else int(cols)
+    params["n_tile"] = _l2_n_tile(k, n, params["reg_vectors"] * vw)
     return params
+
+
+def _l2_n_tile(k: int, n: int, width: int) -> int:
+    """N tile (a multiple of the register tile's ``width`` columns) whose K x tile panel of
+    B fits _L2_TILE_BYTES; 0 when all of N does."""
+    cols = max(width, (_L2_TILE_BYTES // max(4 * k, 1)) // width * width)
+    return 0 if cols >= n else int(cols)
 
 
 def _narrow_k_block(k: int, n: int, density: float) -> int:

@@ -168,6 +168,9 @@ def test_wide_default_tiles():
     assert tiles(64, 576, 3136, 0.1) == (8, 0, 128)      # 128 KiB slices, 288 KiB panel
     assert tiles(256, 1024, 784, 0.1) == (8, 256, 128)   # a 512 KiB panel keeps K blocks
     assert tiles(64, 576, 3136, 0.2) == (8, 128, 128)    # 64 KiB slices keep K blocks
+    assert tiles(64, 576, 3136, 0.05) == (8, 0, 128)     # not K blocked: L2 N tiles
+    assert tiles(64, 576, 3136, 0.02) == (8, 0, 0)       # rows of 12: one pass over A
+    assert tiles(64, 1152, 3136, 0.05) == (8, 0, 0)      # a 576 KiB panel: B streamed
     assert tiles(384, 2304, 1352, 0.05) == (8, 0, 0)     # too sparse to K block
     assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
     assert tiles(1024, 1024, 512, 0.1) == (8, 256, 0)    # 8-vector tiles: to 0.08 too

@@ -96,13 +96,13 @@ _MIN_L2_K_BLOCK_DENSITY = 0.25
 #: nonzeros: against B streamed from L3 with prefetch, 1.1-1.5x at sparsity 0.88-0.98 on
 #: K = 2304-8192, N = 128-512; at 10 nonzeros per segment 0.9-1.2x (docs/spmm.md)
 _L2_RESIDENT_B_BYTES = 1024 * 1024
+_MIN_SPARSE_SEGMENT_NNZ = 12
 #: Not K blocked, 8-vector tiles still take N tiles whose K panel fits _L2_TILE_BYTES (K <=
 #: 1024) when rows average this many nonzeros (each N tile is one more pass over A's
 #: rows): against none, 1.11-1.39x at sparsity 0.92-0.95 on five shapes with K = 512-768,
 #: N = 1000-3136; with panels beyond L2 or shorter rows they also lost (0.91-0.96x), and
 #: those keep streaming B (docs/spmm.md)
 _MIN_ROW_NNZ_FOR_SPARSE_N_TILES = 24
-_MIN_SPARSE_SEGMENT_NNZ = 12
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -124,8 +124,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     swept by blocks of rows of C, reusing B's block across those rows;
     sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead, unless
     B exceeds the 1 MiB L2: then K blocks whose slice of B fits 512 KiB, while a row
-    segment averages 12 nonzeros. A block of rows of C is as many rows as fit 4 MiB (all
-    rows, mostly).
+    segment averages 12 nonzeros (8-vector tiles that stream B keep N tiles whose K panel
+    fits 512 KiB when rows average 24 nonzeros). 8-vector N tiles whose K panel stays
+    below 512 KiB take no K blocks of 256 rows or more. A block of rows of C is as many
+    rows as fit 4 MiB (all rows, mostly).
 
     ``expected_calls`` is how often one plan will run (None: many, as when timing or
     serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time

@@ -499,8 +499,20 @@ int spmm_csr_f32(void *args) {
         row_range(a.indptr, a.m, t, n_threads, &r0, &r1);
         const int exact = !a.row_order || n_threads == a.order_threads;
         const int64_t p0 = exact ? r0 : 0, p1 = exact ? r1 : a.m;
-        for (int64_t j0 = 0; j0 < a.n; j0 += tile)
-            rows(&a, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, a.n));
+        if (a.peel > 0 && tile < a.n) {
+            /* N tiles: the peeled columns once, as a column range of their own, then the
+             * tiles from there on, all aligned -- instead of a peel (one more narrow pass)
+             * and a masked last vector in every tile: DLMC group1_1_1 at 0.9 (N = 3136,
+             * tiles of 128) with B 16-48 bytes off a cache line 60-78 -> 80-89 GFLOP/s */
+            spmm_csr_f32_args aligned = a;
+            aligned.peel = 0;
+            rows(&aligned, r0, r1, p0, p1, 0, a.peel);
+            for (int64_t j0 = a.peel; j0 < a.n; j0 += tile)
+                rows(&aligned, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, a.n));
+        } else {
+            for (int64_t j0 = 0; j0 < a.n; j0 += tile)
+                rows(&a, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, a.n));
+        }
     }
     return KC_OK;
 }

@@ -12,7 +12,8 @@ K blocks, row blocks and the aligned copy of B:
 ``pack=0`` turns off the aligned copy of B (taken when N is not a multiple of the vector
 width; when it is but B is misaligned and each row of B serves >= 48 nonzeros, the peel
 runs instead; or for narrow N when B is misaligned), ``order=0`` keeps the rows of a
-narrow-N plan in place instead of sorted by length; every other name is a
+narrow-N plan in place instead of sorted by length, ``slice=0`` lets K blocks under N
+tiles read B in place instead of a copy of their slice; every other name is a
 ``kernels_c.spmm`` parameter.
 ``--shape MxKxN`` (repeatable) replaces the built-in shapes. ``--dlmc`` adds three pruned
 ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present. ``--narrow``
@@ -68,16 +69,19 @@ def _in_row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
-    params = {k: v for k, v in overrides.items() if k not in ("pack", "order")}
-    saved = spmm_module._MIN_USES_TO_PACK, spmm_module._row_order
+    params = {k: v for k, v in overrides.items() if k not in ("pack", "order", "slice")}
+    saved = spmm_module._MIN_USES_TO_PACK, spmm_module._row_order, spmm_module._SLICED_B
     if overrides.get("pack", 1) == 0:
         spmm_module._MIN_USES_TO_PACK = sys.maxsize  # never copy B
     if overrides.get("order", 1) == 0:
         spmm_module._row_order = _in_row_order  # same layout, rows not sorted by length
+    if overrides.get("slice", 1) == 0:
+        spmm_module._SLICED_B = False  # K blocks read their slice of B in place
     try:
         return spmm_module.plan_spmm(a, b, **params)
     finally:
-        spmm_module._MIN_USES_TO_PACK, spmm_module._row_order = saved
+        (spmm_module._MIN_USES_TO_PACK, spmm_module._row_order,
+         spmm_module._SLICED_B) = saved
 
 
 def _shape(text: str) -> tuple[int, int, int]:

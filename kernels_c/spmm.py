@@ -34,6 +34,15 @@ _NNZ_PER_SEGMENT = 16
 #: B is copied to aligned rows (N not a multiple of the vector width) from this many
 #: nonzeros per row of B on (the copy costs about one read and one write of B)
 _MIN_USES_TO_PACK = 4
+#: K blocks under N tiles read B from a per-thread copy of the block's slice (spmm.h),
+#: contiguous rows instead of pieces one row of B apart, when the slice leaves L1 (>= 64
+#: KiB) and each row of B serves this many nonzeros (the copy is one read and write of
+#: the slice per N tile, K block and row block): 1.01-1.12x at sparsity 0.8-0.9 on four
+#: shapes (384 x 2304 x 1352: 1.11-1.12x); 0.90-0.91x at 13 nonzeros per row of B (M =
+#: 128), 0.94-0.96x with L1-sized slices (K blocks of 64 rows; docs/spmm.md)
+_SLICED_B = True
+_MIN_USES_TO_SLICE = 32
+_MIN_SLICE_BYTES = 64 * 1024
 #: N a multiple of the vector width with B misaligned: a peel aligns every row for one
 #: more narrow pass over each row's nonzeros, the copy for one read and write of B. Copy
 #: against peel (docs/spmm.md): 1.0-1.4x from 50 nonzeros per row of B on (N = 128-3136,
@@ -405,13 +414,17 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.row_block = full["row_block"]
     args.prefetch = full["prefetch"]
     keep = [indptr, indices, data, b, out]
-    pack = _packed_b(b, indices.shape[0], level)
-    args.peel = 0 if pack is not None else _alignment_peel(b, level, full["reg_vectors"])
+    k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
+    sliced = (_SLICED_B and k_blocked and 0 < full["n_tile"] < n
+              and n > VECTOR_WIDTH[level] and indices.shape[0] >= _MIN_USES_TO_SLICE * k
+              and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
+    pack = None if sliced else _packed_b(b, indices.shape[0], level)
+    args.peel = 0 if pack is not None or sliced else _alignment_peel(
+        b, level, full["reg_vectors"])
     if pack is not None:
         args.b_pack = ffi.from_buffer("float[]", pack)
         args.ld_pack = pack.shape[1]
         keep.append(pack)
-    k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
     # One vector per row of C: a row costs a few dozen cycles, and rows of random lengths
     # end their loops at unpredictable trips (~45 cycles per row at N = 8). A copy of A with
     # each thread's rows sorted by segment length runs 1.05-1.38x faster (docs/spmm.md);
@@ -422,6 +435,13 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
         kptr, indices, data, n_kblocks, order = _k_block_layout(
             module, indptr, indices, data, m, k, full["k_block"] if k_blocked else k,
             threads if ordered else 0)
+        if sliced:  # column indices relative to their K block's first row of B
+            starts = kptr[np.arange(n_kblocks + 1) * m]
+            indices -= np.repeat(np.arange(n_kblocks, dtype=np.int32) * full["k_block"],
+                                 np.diff(starts))
+            scratch = aligned_empty(threads * full["k_block"] * full["n_tile"])
+            args.b_slices = ffi.from_buffer("float[]", scratch)
+            keep.append(scratch)
         args.indices = ffi.from_buffer("int32_t[]", indices)
         args.data = ffi.from_buffer("float[]", data)
         args.kptr = ffi.from_buffer("int32_t[]", kptr)

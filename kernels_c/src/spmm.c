@@ -295,6 +295,28 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     }                                                                                        \
     DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL)                                                 \
     DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL)                                                 \
+    TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,  \
+                                       int64_t j0, int64_t j1) {                             \
+        const int64_t w = j1 - j0, ld = a->n_tile;                                           \
+        float *buf = a->b_slices;                                                            \
+        spmm_csr_f32_args as = *a;                                                           \
+        as.b = buf, as.ldb = ld, as.c = a->c + j0, as.peel = 0;                              \
+        for (int64_t ib = r0; ib < r1; ib += a->row_block) {                                 \
+            const int64_t ie = KC_MIN(ib + a->row_block, r1);                                \
+            for (int kb = 0; kb < a->n_kblocks; ++kb) {                                      \
+                const int64_t k0 = (int64_t)kb * a->k_block;                                 \
+                const int64_t k1 = KC_MIN(k0 + a->k_block, a->k);                            \
+                for (int64_t r = k0; r < k1; ++r)                                            \
+                    memcpy(buf + (r - k0) * ld, a->b + r * a->ldb + j0,                      \
+                           (size_t)w * sizeof(float));                                       \
+                for (int64_t i = ib; i < ie; ++i) {                                          \
+                    const int32_t *kp = a->kptr + (int64_t)kb * a->m + i;                    \
+                    if (kb > 0 && kp[1] == kp[0]) continue;                                  \
+                    segment_##P(&as, kp[0], kp[1] - kp[0], as.c + i * a->ldc, 0, w, kb > 0); \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
     TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
                                 int64_t p0, int64_t p1, int64_t j0, int64_t j1) {            \
         if (a->n == 1) {                                                                     \
@@ -303,6 +325,10 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                 a->c[i * a->ldc] = DOT(a->indices + s, a->data + s, a->indptr[i + 1] - s,    \
                                        a->b, a->ldb);                                        \
             }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        if (a->b_slices) {                                                                   \
+            sliced_rows_##P(a, r0, r1, j0, j1);                                              \
             return;                                                                          \
         }                                                                                    \
         const int64_t w = j1 - j0;                                                           \
@@ -495,23 +521,25 @@ int spmm_csr_f32(void *args) {
                        (size_t)in->n * sizeof(float));
 #pragma omp barrier
         }
+        spmm_csr_f32_args at = a; /* this thread's view: its slice scratch */
+        if (at.b_slices) at.b_slices += (int64_t)t * at.k_block * at.n_tile;
         int64_t r0, r1;
         row_range(a.indptr, a.m, t, n_threads, &r0, &r1);
         const int exact = !a.row_order || n_threads == a.order_threads;
         const int64_t p0 = exact ? r0 : 0, p1 = exact ? r1 : a.m;
-        if (a.peel > 0 && tile < a.n) {
+        if (at.peel > 0 && tile < at.n) {
             /* N tiles: the peeled columns once, as a column range of their own, then the
              * tiles from there on, all aligned -- instead of a peel (one more narrow pass)
              * and a masked last vector in every tile: DLMC group1_1_1 at 0.9 (N = 3136,
              * tiles of 128) with B 16-48 bytes off a cache line 60-78 -> 80-89 GFLOP/s */
-            spmm_csr_f32_args aligned = a;
+            spmm_csr_f32_args aligned = at;
             aligned.peel = 0;
-            rows(&aligned, r0, r1, p0, p1, 0, a.peel);
-            for (int64_t j0 = a.peel; j0 < a.n; j0 += tile)
-                rows(&aligned, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, a.n));
+            rows(&aligned, r0, r1, p0, p1, 0, at.peel);
+            for (int64_t j0 = at.peel; j0 < at.n; j0 += tile)
+                rows(&aligned, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, at.n));
         } else {
-            for (int64_t j0 = 0; j0 < a.n; j0 += tile)
-                rows(&a, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, a.n));
+            for (int64_t j0 = 0; j0 < at.n; j0 += tile)
+                rows(&at, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, at.n));
         }
     }
     return KC_OK;

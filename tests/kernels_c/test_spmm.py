@@ -328,6 +328,32 @@ def test_misaligned_b_copied_instead_of_peeled_when_rows_of_b_are_reused(isa_pat
         assert plan.args.peel == 0 or not expect
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n", [100, 257])
+def test_k_blocks_under_n_tiles_read_a_copied_slice_of_b(isa_path, threads, n):
+    """K blocks under N tiles, slices of >= 64 KiB, rows of B serving >= 32 nonzeros: each
+    thread copies the block's slice of its tile (plan.args.b_slices), A's indices become
+    block-relative; any offset of B, the last tile and K block partial, a changed B seen
+    on the next run."""
+    from kernels_c.spmm import plan_spmm
+
+    rng = np.random.default_rng(n)
+    a = _random_csr(rng, 90, 600, 0.5)
+    raw = aligned_empty(600 * n + 16)
+    for offset in (0, 3):
+        b = raw[offset:offset + 600 * n].reshape(600, n)
+        b[...] = rng.standard_normal((600, n))
+        vw = VECTOR_WIDTH.get(isa_path, 16)
+        n_tile = 64 if vw == 16 else 32
+        plan = plan_spmm(a, b, isa=isa_path, threads=threads, k_block=16384 // n_tile,
+                         n_tile=n_tile, reg_vectors=2, row_block=40)
+        ref = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+        np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
+        b *= -1.0
+        np.testing.assert_allclose(plan.run(), -ref, rtol=1e-4, atol=1e-3)
+        assert (plan.args.b_slices != plan.module.ffi.NULL) == (isa_path != "portable")
+
+
 @pytest.mark.parametrize("n", [17, 49, 100, 196])
 @pytest.mark.parametrize("extra", [{}, {"k_block": 32}, {"n_tile": 48, "reg_vectors": 1}])
 @pytest.mark.parametrize("threads", [1, 2])

@@ -70,18 +70,19 @@ def _in_row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
     params = {k: v for k, v in overrides.items() if k not in ("pack", "order", "slice")}
-    saved = spmm_module._MIN_USES_TO_PACK, spmm_module._row_order, spmm_module._SLICED_B
+    saved = (spmm_module._MIN_USES_TO_PACK, spmm_module._row_order,
+             spmm_module._MIN_USES_TO_SLICE)
     if overrides.get("pack", 1) == 0:
         spmm_module._MIN_USES_TO_PACK = sys.maxsize  # never copy B
     if overrides.get("order", 1) == 0:
         spmm_module._row_order = _in_row_order  # same layout, rows not sorted by length
     if overrides.get("slice", 1) == 0:
-        spmm_module._SLICED_B = False  # K blocks read their slice of B in place
+        spmm_module._MIN_USES_TO_SLICE = sys.maxsize  # K blocks read B in place
     try:
         return spmm_module.plan_spmm(a, b, **params)
     finally:
         (spmm_module._MIN_USES_TO_PACK, spmm_module._row_order,
-         spmm_module._SLICED_B) = saved
+         spmm_module._MIN_USES_TO_SLICE) = saved
 
 
 def _shape(text: str) -> tuple[int, int, int]:

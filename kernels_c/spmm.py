@@ -40,7 +40,6 @@ _MIN_USES_TO_PACK = 4
 #: the slice per N tile, K block and row block): 1.01-1.12x at sparsity 0.8-0.9 on four
 #: shapes (384 x 2304 x 1352: 1.11-1.12x); 0.90-0.91x at 13 nonzeros per row of B (M =
 #: 128), 0.94-0.96x with L1-sized slices (K blocks of 64 rows; docs/spmm.md)
-_SLICED_B = True
 _MIN_USES_TO_SLICE = 32
 _MIN_SLICE_BYTES = 64 * 1024
 #: N a multiple of the vector width with B misaligned: a peel aligns every row for one
@@ -415,7 +414,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.prefetch = full["prefetch"]
     keep = [indptr, indices, data, b, out]
     k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
-    sliced = (_SLICED_B and k_blocked and 0 < full["n_tile"] < n
+    sliced = (k_blocked and 0 < full["n_tile"] < n
               and n > VECTOR_WIDTH[level] and indices.shape[0] >= _MIN_USES_TO_SLICE * k
               and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
     pack = None if sliced else _packed_b(b, indices.shape[0], level)
@@ -439,9 +438,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
             starts = kptr[np.arange(n_kblocks + 1) * m]
             indices -= np.repeat(np.arange(n_kblocks, dtype=np.int32) * full["k_block"],
                                  np.diff(starts))
-            scratch = aligned_empty(threads * full["k_block"] * full["n_tile"])
-            args.b_slices = ffi.from_buffer("float[]", scratch)
-            keep.append(scratch)
+            args.slice_b = 1
         args.indices = ffi.from_buffer("int32_t[]", indices)
         args.data = ffi.from_buffer("float[]", data)
         args.kptr = ffi.from_buffer("int32_t[]", kptr)

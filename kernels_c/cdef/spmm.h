@@ -42,12 +42,12 @@
  *                rows then form one row block. Run with another thread count, each thread
  *                scans every position for its rows (correct, slower).
  *   order_threads  the thread count row_order was made for.
- *   b_slices     NULL, or (with kptr, 0 < n_tile < N, no row_order, no b_pack) scratch of
- *                threads x k_block x n_tile floats, 64-byte aligned: before the segments of
- *                a K block, each thread copies that block's slice of its N tile (rows of
- *                n_tile floats, contiguous) there and the segments read B from it; the
- *                column indices of A's K-block copy are then relative to their block's
- *                first row.
+ *   slice_b      0, or 1 (with kptr, 0 < n_tile < N, no row_order, no b_pack): before the
+ *                segments of a K block, each thread copies that block's slice of its N
+ *                tile (k_block rows of n_tile floats, contiguous) into scratch the call
+ *                allocates, and the segments read B from it; the column indices of A's
+ *                K-block copy are then relative to their block's first row.
+ *   slice_buf    set by spmm_csr_f32 for each thread (callers leave it NULL).
  * The portable path ignores k_block/row_block/prefetch/row_order.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).
@@ -75,7 +75,8 @@ typedef struct {
     int64_t ld_pack;
     const int32_t *row_order;
     int order_threads;
-    float *b_slices;
+    int slice_b;
+    float *slice_buf;
 } spmm_csr_f32_args;
 
 int spmm_csr_f32(void *args);

@@ -298,7 +298,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,  \
                                        int64_t j0, int64_t j1) {                             \
         const int64_t w = j1 - j0, ld = a->n_tile;                                           \
-        float *buf = a->b_slices;                                                            \
+        float *buf = a->slice_buf;                                                           \
         spmm_csr_f32_args as = *a;                                                           \
         as.b = buf, as.ldb = ld, as.c = a->c + j0, as.peel = 0;                              \
         for (int64_t ib = r0; ib < r1; ib += a->row_block) {                                 \
@@ -327,7 +327,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             }                                                                                \
             return;                                                                          \
         }                                                                                    \
-        if (a->b_slices) {                                                                   \
+        if (a->slice_buf) {                                                                  \
             sliced_rows_##P(a, r0, r1, j0, j1);                                              \
             return;                                                                          \
         }                                                                                    \
@@ -507,6 +507,14 @@ int spmm_csr_f32(void *args) {
     }
     const int64_t tile = a.n_tile > 0 ? a.n_tile : a.n;
     const int nt = a.threads > 0 ? a.threads : 1;
+    /* one K block's slice of an N tile per thread of the team (at most nt threads) */
+    const size_t slice_floats = a.slice_b ? (size_t)a.k_block * (size_t)tile : 0;
+    float *slices = NULL;
+    if (slice_floats) {
+        const size_t bytes = (slice_floats * (size_t)nt * sizeof(float) + 63) / 64 * 64;
+        slices = aligned_alloc(64, bytes);
+        if (!slices) return KC_ERR_NOMEM;
+    }
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = 0, n_threads = 1;
@@ -522,7 +530,7 @@ int spmm_csr_f32(void *args) {
 #pragma omp barrier
         }
         spmm_csr_f32_args at = a; /* this thread's view: its slice scratch */
-        if (at.b_slices) at.b_slices += (int64_t)t * at.k_block * at.n_tile;
+        at.slice_buf = slices ? slices + (size_t)t * slice_floats : NULL;
         int64_t r0, r1;
         row_range(a.indptr, a.m, t, n_threads, &r0, &r1);
         const int exact = !a.row_order || n_threads == a.order_threads;
@@ -542,6 +550,7 @@ int spmm_csr_f32(void *args) {
                 rows(&at, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, at.n));
         }
     }
+    free(slices);
     return KC_OK;
 }
 

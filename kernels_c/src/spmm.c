@@ -199,12 +199,14 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     }
 
 /* Runs BODY for every row segment of the rows [r0, r1): nonzeros [s, s + len) of A's
- * arrays, row i, acc set for a later K block (added to C). A is stored K block by K block
+ * arrays, row i, acc set for a later K block (added to C); BLOCK_START before the segments
+ * of each K block kb of each block of rows (not run when A is not K blocked). A is stored
+ * K block by K block
  * when a->kptr is set (spmm.h): the segment at position r of block kb is [kp[0], kp[1]),
  * of row r, or with a row order of row row_order[kb*M + r] -- visiting positions [p0, p1),
  * which hold the rows [r0, r1) when the order was made for this thread count (else all
  * positions, skipping other threads' rows); one block of rows then. */
-#define SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, BODY)                                       \
+#define SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, BLOCK_START, BODY)                          \
     do {                                                                                     \
         if (!(a)->kptr) {                                                                    \
             for (int64_t i = (r0); i < (r1); ++i) {                                          \
@@ -219,6 +221,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             const int64_t ie = KC_MIN(ib + rb, (r1));                                        \
             const int64_t q0 = (a)->row_order ? (p0) : ib, q1 = (a)->row_order ? (p1) : ie;  \
             for (int kb = 0; kb < (a)->n_kblocks; ++kb) {                                    \
+                BLOCK_START;                                                                 \
                 const int32_t *order = (a)->row_order ? (a)->row_order + (int64_t)kb * (a)->m : 0; \
                 for (int64_t r = q0; r < q1; ++r) {                                          \
                     const int64_t i = order ? order[r] : r;                                  \
@@ -244,7 +247,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                                             int64_t j1) {                                    \
         const int64_t w = (int64_t)VW * NV;                                                  \
         const int pf = a->prefetch;                                                          \
-        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, {                                           \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0, {                                  \
             float *crow = a->c + i * a->ldc;                                                 \
             int64_t j = j0;                                                                  \
             for (; j + w <= j1; j += w)                                                      \
@@ -253,6 +256,16 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             if (j < j1) segment_##P(a, s, len, crow, j, j1, acc);                            \
         });                                                                                  \
     }
+
+/* Rows [kb*k_block, ...) of B's columns [j0, j0 + w) into this thread's slice scratch,
+ * n_tile floats apart (spmm.h, slice_b). */
+static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j0,
+                                   int64_t w) {
+    const int64_t k0 = (int64_t)kb * a->k_block, k1 = KC_MIN(k0 + a->k_block, a->k);
+    for (int64_t r = k0; r < k1; ++r)
+        memcpy(a->slice_buf + (r - k0) * a->n_tile, a->b + r * a->ldb + j0,
+               (size_t)w * sizeof(float));
+}
 
 /* All register tiles of columns [j0, j1) for one row segment, then the driver over the
  * segments. */
@@ -297,25 +310,11 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL)                                                 \
     TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,  \
                                        int64_t j0, int64_t j1) {                             \
-        const int64_t w = j1 - j0, ld = a->n_tile;                                           \
-        float *buf = a->slice_buf;                                                           \
-        spmm_csr_f32_args as = *a;                                                           \
-        as.b = buf, as.ldb = ld, as.c = a->c + j0, as.peel = 0;                              \
-        for (int64_t ib = r0; ib < r1; ib += a->row_block) {                                 \
-            const int64_t ie = KC_MIN(ib + a->row_block, r1);                                \
-            for (int kb = 0; kb < a->n_kblocks; ++kb) {                                      \
-                const int64_t k0 = (int64_t)kb * a->k_block;                                 \
-                const int64_t k1 = KC_MIN(k0 + a->k_block, a->k);                            \
-                for (int64_t r = k0; r < k1; ++r)                                            \
-                    memcpy(buf + (r - k0) * ld, a->b + r * a->ldb + j0,                      \
-                           (size_t)w * sizeof(float));                                       \
-                for (int64_t i = ib; i < ie; ++i) {                                          \
-                    const int32_t *kp = a->kptr + (int64_t)kb * a->m + i;                    \
-                    if (kb > 0 && kp[1] == kp[0]) continue;                                  \
-                    segment_##P(&as, kp[0], kp[1] - kp[0], as.c + i * a->ldc, 0, w, kb > 0); \
-                }                                                                            \
-            }                                                                                \
-        }                                                                                    \
+        const int64_t w = j1 - j0;                                                           \
+        spmm_csr_f32_args as = *a; /* B from the slice, C from column j0 on */               \
+        as.b = a->slice_buf, as.ldb = a->n_tile, as.c = a->c + j0, as.peel = 0;              \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, r0, r1, spmm_copy_slice(a, kb, j0, w),               \
+                              segment_##P(&as, s, len, as.c + i * a->ldc, 0, w, acc));       \
     }                                                                                        \
     TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
                                 int64_t p0, int64_t p1, int64_t j0, int64_t j1) {            \
@@ -343,7 +342,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                 default: break;                                                              \
             }                                                                                \
         }                                                                                    \
-        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1,                                             \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0,                                    \
                               segment_##P(a, s, len, a->c + i * a->ldc, j0, j1, acc));       \
     }
 
@@ -356,7 +355,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         const float *b = a->b + j0;                                                          \
         const int64_t ldb = a->ldb;                                                          \
         const MASK_T m = MASK(w);                                                            \
-        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1,                                             \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0,                                    \
                               KERNEL(a->indices + s, a->data + s, len, b, ldb,               \
                                      a->c + i * a->ldc + j0, m, acc));                       \
     }

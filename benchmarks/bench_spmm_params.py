@@ -15,6 +15,8 @@ runs instead; or for narrow N when B is misaligned), ``order=0`` keeps the rows 
 narrow-N plan in place instead of sorted by length, ``slice=0`` lets K blocks under N
 tiles read B in place instead of a copy of their slice; every other name is a
 ``kernels_c.spmm`` parameter.
+``--one-shot`` times the preparation instead: ``plan_spmm``, ``plan.run()`` and one
+``kernels_c.spmm`` call (both) per problem.
 ``--shape MxKxN`` (repeatable) replaces the built-in shapes. ``--dlmc`` adds three pruned
 ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present. ``--narrow``
 runs 4096 x 4096 with N = 2, 4, 8, 16 instead of the wide shapes; how docs/spmm.md compared
@@ -116,6 +118,23 @@ def _median_time(f, reps: int) -> float:
     return statistics.median(times)
 
 
+def _one_shot(args: argparse.Namespace) -> int:
+    """Milliseconds (median) to prepare a plan (validation, copies of B and A), to run it,
+    and for one ``kernels_c.spmm`` call (a plan for one call, then its run)."""
+    rng = np.random.default_rng(0)
+    print("problem  plan_ms  run_ms  spmm()_ms  spmm()/run")
+    with threadpool_limits(1):
+        for label, a, n in _problems(args, rng):
+            b = rng.standard_normal((a.shape[1], n), dtype=np.float32)
+            plan = spmm_module.plan_spmm(a, b)
+            t_plan = _median_time(functools.partial(spmm_module.plan_spmm, a, b), 5)
+            t_run = _median_time(plan.run, 9)
+            t_call = _median_time(functools.partial(spmm_module.spmm, a, b), 9)
+            print(f"{label}  {t_plan * 1e3:7.2f}  {t_run * 1e3:6.2f}  {t_call * 1e3:9.2f}  "
+                  f"{t_call / t_run:10.2f}", flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", action="append", default=[],
@@ -127,7 +146,11 @@ def main() -> int:
     ap.add_argument("--narrow", action="store_true", help="N = 2, 4, 8, 16 (4096 x 4096)")
     ap.add_argument("--shape", action="append", type=_shape, metavar="MxKxN",
                     help="these shapes instead (repeatable), e.g. 768x512x128")
+    ap.add_argument("--one-shot", action="store_true",
+                    help="time plan_spmm, plan.run and spmm() (plan + run) with defaults")
     args = ap.parse_args()
+    if args.one_shot:
+        return _one_shot(args)
     variants = {"default": {}, **{v: _variant(v) for v in args.variant}}
     rng = np.random.default_rng(0)
     print("problem " + " ".join(f"[{v}]" for v in variants) + "  (speed / dense)")

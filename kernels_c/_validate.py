@@ -112,7 +112,8 @@ def check_csr(a: Any, dtype: type, name: str = "a") -> tuple[np.ndarray, np.ndar
             f"{name}.indptr[-1] = {nnz} must equal len(indices) = {indices.shape[0]} "
             f"and len(data) = {data.shape[0]}"
         )
-    if nnz and (indices.min() < 0 or indices.max() >= k):
+    # one pass: negative int32 indices read as uint32 are >= 2**31 > K
+    if nnz and indices.view(np.uint32).max() >= k:
         raise ValueError(
             f"{name}.indices must lie in [0, K={k}), got range "
             f"[{indices.min()}, {indices.max()}]"

@@ -217,6 +217,26 @@ def test_k_blocking_of_unsorted_rows_leaves_the_callers_matrix_alone(isa_path):
     assert not np.array_equal(perm, before)
 
 
+@pytest.mark.parametrize("k_block", [32, 48])  # a shift and a division
+@pytest.mark.parametrize("n", [8, 40])  # rows visited sorted by length, and in order
+def test_k_blocks_of_shuffled_rows(isa_path, k_block, n):
+    """Rows whose columns alternate between K blocks: A's regrouping copies each run of
+    one block's nonzeros in turn, keeping their order within the segment."""
+    rng = np.random.default_rng(9)
+    a = _random_csr(rng, 50, 300, 0.3)
+    for i in range(a.shape[0]):
+        s, e = a.indptr[i], a.indptr[i + 1]
+        perm = rng.permutation(e - s)
+        a.indices[s:e], a.data[s:e] = a.indices[s:e][perm].copy(), a.data[s:e][perm].copy()
+    a.has_sorted_indices = False
+    b = rng.standard_normal((300, n), dtype=np.float32)
+    _check(a, b, isa=isa_path, k_block=k_block)
+    # a plan for many calls also visits the rows sorted by segment length (narrow N)
+    plan = plan_spmm(a, b, isa=isa_path, k_block=k_block, threads=2)
+    expected = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+    np.testing.assert_allclose(plan.run(), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_accumulator_variant_compiled_on_demand(isa_path, tmp_path, monkeypatch):
     monkeypatch.setenv("KERNELS_C_CACHE", str(tmp_path))
     kernels_c._loader.load.cache_clear()

@@ -62,13 +62,15 @@ _B_BLOCK_BYTES = 64 * 1024
 _C_BLOCK_BYTES = 4 * 1024 * 1024
 #: narrow N (one vector per row of C): when B exceeds half the 48 KiB L1, K blocks start
 #: with B's block at that size and double, up to _B_BLOCK_BYTES, while a row segment holds
-#: fewer than 64 nonzeros (each segment reloads and stores its row of C); none if segments
-#: stay below 32. Measured 1.2-1.5x at N = 8 and 16, K = 4096, sparsity 0.5-0.9; with
+#: fewer than 32 nonzeros (each segment reloads and stores its row of C); none if segments
+#: stay below that. Measured 1.2-1.5x at N = 8 and 16, K = 4096, sparsity 0.5-0.9; with
 #: rows visited sorted by length (plan_spmm) shorter segments cost less, and halving the
-#: thresholds (from 128 / 64 nonzeros, B from 64 KiB) gave up to 1.3x more at N = 4 and 8
-#: (docs/spmm.md).
+#: thresholds (from 128 / 64 nonzeros, B from 64 KiB) gave up to 1.3x more at N = 4 and 8;
+#: with the row loops' cost per segment cut by a tenth (SPMM_LOCAL_ARGS), doubling only
+#: below 32 instead of 64 gave 1.02-1.20x at N = 8, sparsity 0.95-0.97, 1.07-1.13x at N = 4,
+#: 0.97-0.98, 1.09x at N = 16, 0.9 (docs/spmm.md).
 _NARROW_B_BLOCK_BYTES = 32 * 1024
-_NARROW_NNZ_PER_SEGMENT = 64
+_NARROW_NNZ_PER_SEGMENT = 32
 #: the plan-time regrouping of A for those blocks costs 5-8 narrow runs (8M nonzeros:
 #: 20 ms against 2.7 ms per run), recovered at 1.2-1.5x after about this many calls
 _NARROW_BLOCKING_MIN_CALLS = 20
@@ -212,7 +214,7 @@ def _narrow_k_block(k: int, n: int, density: float) -> int:
     while (density * k_block < _NARROW_NNZ_PER_SEGMENT
            and 2 * k_block * row_bytes <= _B_BLOCK_BYTES):
         k_block *= 2
-    if k_block >= k or density * k_block < _NARROW_NNZ_PER_SEGMENT / 2:
+    if k_block >= k or density * k_block < _NARROW_NNZ_PER_SEGMENT:
         return 0  # (e.g. N = 4 at sparsity 0.98: streaming B from L2 was 1.1x faster)
     return k_block
 

@@ -198,6 +198,13 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         MSTORE(c, m, ADD(ADD(s0, s1), ADD(s2, s3)));                                         \
     }
 
+/* The row loops read the argument block through a local copy: C is stored with intrinsics,
+ * whose vector types may alias anything, so fields read through the caller's pointer were
+ * reloaded (and spilled) after every row's store. Rows of N = 8 with 16 / 32 / 64 nonzeros:
+ * 29 / 52 / 80 -> 25 / 46 / 72 cycles (docs/spmm.md). */
+#define SPMM_LOCAL_ARGS(a_in, a)                                                             \
+    const spmm_csr_f32_args a##_local = *(a_in), *a = &a##_local
+
 /* Runs BODY for every row segment of the rows [r0, r1): nonzeros [s, s + len) of A's
  * arrays, row i, acc set for a later K block (added to C); BLOCK_START before the segments
  * of each K block kb of each block of rows (not run when A is not K blocked). A is stored
@@ -242,9 +249,10 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
  * blocks of 64 rows (384 x 2304 x 1280, sparsity 0.9, segments of 6 nonzeros), +4 % with
  * 128-256; 1.00-1.05x on bench_spmm_params' default shapes (docs/spmm.md). */
 #define DEFINE_WIDE_ROWS(P, NV, TARGET, VW, FULL)                                            \
-    TARGET static void wide_rows_##P##_##NV(const spmm_csr_f32_args *a, int64_t r0,          \
+    TARGET static void wide_rows_##P##_##NV(const spmm_csr_f32_args *a_in, int64_t r0,       \
                                             int64_t r1, int64_t p0, int64_t p1, int64_t j0,  \
                                             int64_t j1) {                                    \
+        SPMM_LOCAL_ARGS(a_in, a);                                                            \
         const int64_t w = (int64_t)VW * NV;                                                  \
         const int pf = a->prefetch;                                                          \
         SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0, {                                  \
@@ -308,8 +316,9 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
     }                                                                                        \
     DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL)                                                 \
     DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL)                                                 \
-    TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,  \
+    TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a_in, int64_t r0, int64_t r1, \
                                        int64_t j0, int64_t j1) {                             \
+        SPMM_LOCAL_ARGS(a_in, a);                                                            \
         const int64_t w = j1 - j0;                                                           \
         spmm_csr_f32_args as = *a; /* B from the slice, C from column j0 on */               \
         as.b = a->slice_buf, as.ldb = a->n_tile, as.c = a->c + j0, as.peel = 0;              \
@@ -342,16 +351,18 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
                 default: break;                                                              \
             }                                                                                \
         }                                                                                    \
-        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0,                                    \
-                              segment_##P(a, s, len, a->c + i * a->ldc, j0, j1, acc));       \
+        SPMM_LOCAL_ARGS(a, al);                                                              \
+        SPMM_FOR_EACH_SEGMENT(al, r0, r1, p0, p1, (void)0,                                   \
+                              segment_##P(al, s, len, al->c + i * al->ldc, j0, j1, acc));    \
     }
 
 /* The rows of a narrow N (one vector per row) with the kernel chosen once per call, not
  * per segment: rows of a few dozen nonzeros cost ~20 cycles besides their nonzeros at
  * sparsity 0.9+, and the per-segment dispatch of segment_ was part of it. */
 #define DEFINE_NARROW_ROWS(P, TARGET, KERNEL, MASK_T, MASK)                                  \
-    TARGET static void narrow_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,   \
+    TARGET static void narrow_rows_##P(const spmm_csr_f32_args *a_in, int64_t r0, int64_t r1, \
                                        int64_t p0, int64_t p1, int64_t j0, int64_t w) {      \
+        SPMM_LOCAL_ARGS(a_in, a);                                                            \
         const float *b = a->b + j0;                                                          \
         const int64_t ldb = a->ldb;                                                          \
         const MASK_T m = MASK(w);                                                            \
@@ -388,7 +399,7 @@ KC_TARGET_AVX512 static float dot_avx512(const int32_t *restrict idx, const floa
                                          int32_t len, const float *restrict b, int64_t ldb) {
     __m512 acc = _mm512_setzero_ps();
     float g[16] __attribute__((aligned(64)));
-    int32_t p = 0;
+    int64_t p = 0; /* an int32 p sign-extended p + q for every idx[p + q]: 1.1-1.2x */
     for (; p + 16 <= len; p += 16) {
         _mm_prefetch((const char *)(idx + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);
         _mm_prefetch((const char *)(val + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);
@@ -460,7 +471,7 @@ DEFINE_NARROW(avx2_full, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_
 KC_TARGET_AVX2 static float dot_avx2(const int32_t *restrict idx, const float *restrict val,
                                      int32_t len, const float *restrict b, int64_t ldb) {
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    int32_t p = 0;
+    int64_t p = 0; /* as in dot_avx512 */
     for (; p + 3 < len; p += 4) {
         s0 += val[p] * b[(int64_t)idx[p] * ldb];
         s1 += val[p + 1] * b[(int64_t)idx[p + 1] * ldb];

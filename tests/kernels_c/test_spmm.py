@@ -142,8 +142,10 @@ def test_narrow_default_k_blocks():
         return default_params(m, k, n, density, isa="avx512", **kw)["k_block"]
 
     assert k_block(4096, 4096, 8, 0.5) == 1024  # 32 KiB of B
-    assert k_block(4096, 4096, 8, 0.05) == 2048  # segments of ~100 nonzeros
-    assert k_block(4096, 4096, 8, 0.005) == 0    # segments too short even so
+    assert k_block(4096, 4096, 8, 0.05) == 1024  # segments of ~50 nonzeros
+    assert k_block(4096, 4096, 8, 0.02) == 2048  # of ~20: doubled to ~40
+    assert k_block(4096, 4096, 8, 0.015) == 0    # ~31 even so: too short
+    assert k_block(4096, 4096, 16, 0.02) == 0    # 64 KiB blocks of 64-byte rows: ~20
     assert k_block(4096, 4096, 8, 0.5, expected_calls=1) == 0  # the copy would not pay
     assert k_block(4096, 4096, 4, 0.2) == 2048  # B of 64 KiB: 32 KiB blocks
     assert k_block(4096, 1024, 8, 0.5) == 0     # B fits 32 KiB

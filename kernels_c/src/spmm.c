@@ -201,7 +201,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 /* The row loops read the argument block through a local copy: C is stored with intrinsics,
  * whose vector types may alias anything, so fields read through the caller's pointer were
  * reloaded (and spilled) after every row's store. Rows of N = 8 with 16 / 32 / 64 nonzeros:
- * 29 / 52 / 80 -> 25 / 46 / 72 cycles (docs/spmm.md). */
+ * 29 / 52 / 80 -> 24 / 44 / 72 cycles (docs/spmm.md). */
 #define SPMM_LOCAL_ARGS(a_in, a)                                                             \
     const spmm_csr_f32_args a##_local = *(a_in), *a = &a##_local
 
@@ -358,7 +358,8 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
 
 /* The rows of a narrow N (one vector per row) with the kernel chosen once per call, not
  * per segment: rows of a few dozen nonzeros cost ~20 cycles besides their nonzeros at
- * sparsity 0.9+, and the per-segment dispatch of segment_ was part of it. */
+ * sparsity 0.9+, and the per-segment dispatch of segment_ was part of it (~10 of them left
+ * with SPMM_LOCAL_ARGS). */
 #define DEFINE_NARROW_ROWS(P, TARGET, KERNEL, MASK_T, MASK)                                  \
     TARGET static void narrow_rows_##P(const spmm_csr_f32_args *a_in, int64_t r0, int64_t r1, \
                                        int64_t p0, int64_t p1, int64_t j0, int64_t w) {      \

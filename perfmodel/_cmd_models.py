@@ -157,7 +157,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", action="append",
                    choices=("random", "leave-shape-out", "leave-sparsity-out"),
                    help="repeatable; default: all three")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=int, default=5,
+                   help="folds per split (default 5); 0: one per shape or sparsity level "
+                        "(leave-one-out, grouped splits only)")
     p.add_argument("--max-iter", type=int, default=None,
                    help="boosting iterations (default: the model's; see perfmodel.models."
                         "LearnedModel)")

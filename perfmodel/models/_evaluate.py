@@ -15,7 +15,9 @@ metrics are computed on the full table of out-of-fold predictions:
 
 Splits: ``random`` (5-fold over rows), ``leave-shape-out`` (groups = shapes),
 ``leave-sparsity-out`` (groups = sparsity levels of the sparse rows; dense baselines, which
-carry no sparsity, are spread over the folds at random).
+carry no sparsity, are spread over the folds at random). ``n_folds=0`` gives every group a
+fold of its own (leave-one-shape-out: each shape predicted by a model fitted on all the
+others, as a model fitted on the whole store predicts a new shape); grouped splits only.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def _dense_mask(rows: pd.DataFrame) -> np.ndarray:
 def _groups(rows: pd.DataFrame, split: str, n_folds: int, seed: int) -> np.ndarray:
     """Fold number of every row (-1: always training)."""
     rng = np.random.default_rng(seed)
+    if n_folds < 0 or n_folds == 1 or (n_folds == 0 and split == "random"):
+        raise ValueError(f"n_folds must be >= 2, or 0 (one fold per group) for a grouped "
+                         f"split; got {n_folds} for {split!r}")
     if split == "random":
         return rng.permutation(len(rows)) % n_folds
     if split == "leave-shape-out":
@@ -62,6 +67,7 @@ def _groups(rows: pd.DataFrame, split: str, n_folds: int, seed: int) -> np.ndarr
     else:
         raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
     uniq = np.array(sorted(keys.unique()))
+    n_folds = n_folds or len(uniq)
     order = rng.permutation(len(uniq))
     fold_of = {u: int(i % n_folds) for u, i in zip(uniq[order], range(len(uniq)),
                                                    strict=True)}

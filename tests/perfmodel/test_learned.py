@@ -170,6 +170,27 @@ def test_evaluate_held_out(data):
     assert shape["crossover_mae"] < 0.1
 
 
+def test_one_fold_per_group(data):
+    """n_folds=0: every shape (every sparsity level) is a fold of its own."""
+    from perfmodel.models._evaluate import _groups, _shape_id, out_of_fold
+
+    folds = _groups(data, "leave-shape-out", 0, seed=0)
+    shapes = _shape_id(data).to_numpy()
+    assert len(set(folds.tolist())) == len(set(shapes))
+    for f in set(folds.tolist()):
+        assert len(set(shapes[folds == f])) == 1
+    sparse = data["sparsity"].to_numpy() > 0
+    levels = _groups(data, "leave-sparsity-out", 0, seed=0)[sparse]
+    assert len(set(levels.tolist())) == data.loc[sparse, "sparsity"].nunique()
+    pred = out_of_fold(lambda: LearnedModel(max_iter=20), data, "leave-shape-out", n_folds=0)
+    assert np.isfinite(pred).all()
+    for bad in (-1, 1):
+        with pytest.raises(ValueError, match="n_folds"):
+            _groups(data, "leave-shape-out", bad, seed=0)
+    with pytest.raises(ValueError, match="grouped split"):
+        _groups(data, "random", 0, seed=0)
+
+
 def test_fit_and_save(data, tmp_path):
     model = fit_and_save(data, tmp_path / "model.json", cv_folds=2, max_iter=20)
     doc = json.loads((tmp_path / "model.json").read_text())

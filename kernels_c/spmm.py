@@ -210,7 +210,7 @@ def _narrow_k_block(k: int, n: int, density: float) -> int:
     row_bytes = 4 * n
     if k * row_bytes <= _NARROW_B_BLOCK_BYTES:
         return 0
-    k_block = 1 << max(0, (_NARROW_B_BLOCK_BYTES // row_bytes).bit_length() - 1)
+    k_block = _pow2_at_most(_NARROW_B_BLOCK_BYTES // row_bytes)
     while (density * k_block < _NARROW_NNZ_PER_SEGMENT
            and 2 * k_block * row_bytes <= _B_BLOCK_BYTES):
         k_block *= 2
@@ -225,8 +225,13 @@ def _sparse_k_block(k: int, n: int, density: float) -> int:
     else 0 (B streamed with prefetch)."""
     if 4 * k * n <= _L2_RESIDENT_B_BYTES:
         return 0
-    k_block = 1 << max(0, (_L2_TILE_BYTES // (4 * n)).bit_length() - 1)
+    k_block = _pow2_at_most(_L2_TILE_BYTES // (4 * n))
     return k_block if k_block < k and density * k_block >= _MIN_SPARSE_SEGMENT_NNZ else 0
+
+
+def _pow2_at_most(x: int) -> int:
+    """The largest power of two <= x (1 for x < 2)."""
+    return 1 << max(0, x.bit_length() - 1)
 
 
 def _row_block(m: int, n: int) -> int:

@@ -316,14 +316,14 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
     }                                                                                        \
     DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL)                                                 \
     DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL)                                                 \
-    TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a_in, int64_t r0, int64_t r1, \
+    TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,  \
                                        int64_t j0, int64_t j1) {                             \
-        SPMM_LOCAL_ARGS(a_in, a);                                                            \
         const int64_t w = j1 - j0;                                                           \
-        spmm_csr_f32_args as = *a; /* B from the slice, C from column j0 on */               \
+        /* a local copy, as SPMM_LOCAL_ARGS: B from the slice, C from column j0 on */      \
+        spmm_csr_f32_args as = *a;                                                           \
         as.b = a->slice_buf, as.ldb = a->n_tile, as.c = a->c + j0, as.peel = 0;              \
-        SPMM_FOR_EACH_SEGMENT(a, r0, r1, r0, r1, spmm_copy_slice(a, kb, j0, w),               \
-                              segment_##P(&as, s, len, as.c + i * a->ldc, 0, w, acc));       \
+        SPMM_FOR_EACH_SEGMENT(&as, r0, r1, r0, r1, spmm_copy_slice(a, kb, j0, w),             \
+                              segment_##P(&as, s, len, as.c + i * as.ldc, 0, w, acc));       \
     }                                                                                        \
     TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
                                 int64_t p0, int64_t p1, int64_t j0, int64_t j1) {            \
@@ -546,20 +546,18 @@ int spmm_csr_f32(void *args) {
         row_range(a.indptr, a.m, t, n_threads, &r0, &r1);
         const int exact = !a.row_order || n_threads == a.order_threads;
         const int64_t p0 = exact ? r0 : 0, p1 = exact ? r1 : a.m;
+        int64_t j0 = 0;
         if (at.peel > 0 && tile < at.n) {
             /* N tiles: the peeled columns once, as a column range of their own, then the
              * tiles from there on, all aligned -- instead of a peel (one more narrow pass)
              * and a masked last vector in every tile: DLMC group1_1_1 at 0.9 (N = 3136,
              * tiles of 128) with B 16-48 bytes off a cache line 60-78 -> 80-89 GFLOP/s */
-            spmm_csr_f32_args aligned = at;
-            aligned.peel = 0;
-            rows(&aligned, r0, r1, p0, p1, 0, at.peel);
-            for (int64_t j0 = at.peel; j0 < at.n; j0 += tile)
-                rows(&aligned, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, at.n));
-        } else {
-            for (int64_t j0 = 0; j0 < at.n; j0 += tile)
-                rows(&at, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, at.n));
+            j0 = at.peel;
+            at.peel = 0;
+            rows(&at, r0, r1, p0, p1, 0, j0);
         }
+        for (; j0 < at.n; j0 += tile)
+            rows(&at, r0, r1, p0, p1, j0, KC_MIN(j0 + tile, at.n));
     }
     free(slices);
     return KC_OK;

@@ -306,8 +306,6 @@ def test_unaligned_buffers(isa_path):
 def test_every_misalignment_of_b_is_peeled_correctly(isa_path, extra):
     """B rows misaligned by 0..15 floats: the first columns run as a masked tile so the
     register tiles load aligned (plan.args.peel); results must not depend on it."""
-    from kernels_c.spmm import plan_spmm
-
     rng = np.random.default_rng(11)
     a = _random_csr(rng, 23, 70, 0.4)
     n = 160
@@ -329,8 +327,6 @@ def test_every_misalignment_of_b_is_peeled_correctly(isa_path, extra):
 def test_misaligned_b_copied_instead_of_peeled_when_rows_of_b_are_reused(isa_path, threads):
     """N a multiple of the vector width: a misaligned B whose rows each serve >= 48
     nonzeros is copied to aligned rows (no peel); an aligned B is read in place."""
-    from kernels_c.spmm import plan_spmm
-
     rng = np.random.default_rng(5)
     a = _random_csr(rng, 200, 30, 0.5)
     assert a.nnz >= 48 * 30
@@ -357,8 +353,6 @@ def test_k_blocks_under_n_tiles_read_a_copied_slice_of_b(isa_path, threads, n):
     thread copies the block's slice of its tile (plan.args.slice_b), A's indices become
     block-relative; any offset of B, the last tile and K block partial, a changed B seen
     on the next run."""
-    from kernels_c.spmm import plan_spmm
-
     rng = np.random.default_rng(n)
     a = _random_csr(rng, 90, 600, 0.5)
     raw = aligned_empty(600 * n + 16)
@@ -385,8 +379,6 @@ def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, e
                                                                   threads):
     """N not a multiple of the vector width: each run first copies B into aligned rows
     (plan.args.b_pack) and reads that copy; any offset of B, and a changed B is seen."""
-    from kernels_c.spmm import plan_spmm
-
     rng = np.random.default_rng(n)
     a = _random_csr(rng, 41, 70, 0.4)
     raw = np.empty(70 * n + 16, dtype=np.float32)
@@ -408,8 +400,6 @@ def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, e
 def test_narrow_b_copied_to_aligned_rows(isa_path, n, extra):
     """One vector per row of B (N <= the vector width): rows over 16 bytes are read from
     a copy padded and aligned to that vector unless B already is."""
-    from kernels_c.spmm import plan_spmm
-
     rng = np.random.default_rng(n)
     a = _random_csr(rng, 41, 70, 0.4)
     raw = aligned_empty(70 * 16 + 16)

@@ -17,6 +17,9 @@ tiles read B in place instead of a copy of their slice; every other name is a
 ``kernels_c.spmm`` parameter.
 ``--one-shot`` times the preparation instead: ``plan_spmm``, ``plan.run()`` and one
 ``kernels_c.spmm`` call (both) per problem.
+``--row-lengths 1,8,16,...`` times rows of exactly that many nonzeros instead (M = 16384,
+K = 1024, N = 8 unless ``--shape``; B in L1): nanoseconds per row of a prepared run,
+scipy's CSR product side by side.
 ``--shape MxKxN`` (repeatable) replaces the built-in shapes. ``--dlmc`` adds three pruned
 ResNet-50 layers (sparsity 0.7, 0.8, 0.9) from ../shared/data when present. ``--narrow``
 runs 4096 x 4096 with N = 2, 4, 8, 16 instead of the wide shapes; how docs/spmm.md compared
@@ -135,6 +138,28 @@ def _one_shot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _row_lengths(args: argparse.Namespace) -> int:
+    """Per row of exactly L nonzeros (sorted random columns, values 1): nanoseconds of a
+    prepared ``kernels_c.spmm`` run and of scipy's product, medians of 41 calls."""
+    rng = np.random.default_rng(0)
+    m, k, n = args.shape[0] if args.shape else (16384, 1024, 8)
+    print(f"M={m} K={k} N={n}\n    L  ours_ns/row  scipy_ns/row  scipy/ours")
+    with threadpool_limits(1):
+        for length in (int(x) for x in args.row_lengths.split(",")):
+            if not 0 <= length <= k:
+                raise SystemExit(f"--row-lengths: {length} is not in [0, K={k}]")
+            idx = np.concatenate([np.sort(rng.choice(k, length, replace=False))
+                                  for _ in range(m)]).astype(np.int32)
+            indptr = np.arange(m + 1, dtype=np.int32) * length
+            a = sp.csr_array((np.ones(idx.size, np.float32), idx, indptr), shape=(m, k))
+            b = rng.standard_normal((k, n), dtype=np.float32)
+            ours = _median_time(spmm_module.plan_spmm(a, b).run, 41) / m * 1e9
+            theirs = _median_time(functools.partial(a.__matmul__, b), 41) / m * 1e9
+            print(f"{length:5d}  {ours:11.2f}  {theirs:12.2f}  {theirs / ours:10.2f}",
+                  flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variant", action="append", default=[],
@@ -148,7 +173,11 @@ def main() -> int:
                     help="these shapes instead (repeatable), e.g. 768x512x128")
     ap.add_argument("--one-shot", action="store_true",
                     help="time plan_spmm, plan.run and spmm() (plan + run) with defaults")
+    ap.add_argument("--row-lengths", metavar="L1,L2,...",
+                    help="time rows of exactly these many nonzeros (ns per row)")
     args = ap.parse_args()
+    if args.row_lengths:
+        return _row_lengths(args)
     if args.one_shot:
         return _one_shot(args)
     variants = {"default": {}, **{v: _variant(v) for v in args.variant}}

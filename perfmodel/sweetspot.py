@@ -51,7 +51,8 @@ class SweetSpot:
     alpha, beta, flops_per_s, bytes_per_s : float
         The model's parameters (F in FLOP/s, B in B/s); ``level`` names B's memory level.
     source : str
-        ``measured`` when alpha/F/B were calibrated on this machine, else ``description``.
+        ``measured`` when alpha/F/B were calibrated on this machine, ``given`` when alpha
+        was passed in, else ``description``.
     """
 
     op: str
@@ -108,7 +109,8 @@ def _parameters(op: str, p: dict, target: str, store: Any, threads: int | None):
 
 
 def sweet_spot(op: str, *, target: str = "host", store: Any = None,
-               threads: int | None = None, points: int = 100, **shape: Any) -> SweetSpot:
+               threads: int | None = None, points: int = 100, alpha: float | None = None,
+               **shape: Any) -> SweetSpot:
     """Park et al.'s sweet spot for a layer (see the module docstring).
 
     Parameters
@@ -120,6 +122,9 @@ def sweet_spot(op: str, *, target: str = "host", store: Any = None,
         ``"host"`` or a catalog/user target (``perfmodel targets``).
     store : path, URL or Store, optional
         Where host measurements are read for calibration (default: the default store).
+    alpha : float, optional
+        Park et al.'s alpha to use instead of the calibrated or described one (a sparse
+        kernel measured elsewhere, or a what-if); ``source`` is then ``given``.
     **shape
         m, n, k or c, h, w, o, r, s (stride, padding, batch optional); ``sparsity`` is
         accepted and ignored (the sweet spot spans all sparsities).
@@ -134,7 +139,13 @@ def sweet_spot(op: str, *, target: str = "host", store: Any = None,
     shape = {**shape, "sparsity": 0.0}
     p = normalize(op, shape)
     op = p["op"]
-    alpha, beta, flops, bw, level, source = _parameters(op, p, target, store, threads)
+    if alpha is not None and not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1e6):
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+    fitted_alpha, beta, flops, bw, level, source = _parameters(op, p, target, store, threads)
+    if alpha is None:
+        alpha = fitted_alpha
+    else:
+        source = "given"
     c = 2.0 * p["m"] * p["n"] * p["k"]
     s_w = p["m"] * p["k"] * 4.0
     if op == "spmm":

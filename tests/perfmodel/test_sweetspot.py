@@ -79,3 +79,13 @@ def test_errors(op, shape, match):
 def test_unknown_target():
     with pytest.raises(ValueError, match="unknown target"):
         sweet_spot("spmm", target="nope", m=4, n=4, k=4)
+
+
+def test_given_alpha_replaces_the_described_one():
+    spot = sweet_spot("spmm", target="toy", m=1024, n=1024, k=1024, alpha=8.0)
+    assert spot.alpha == 8.0 and spot.source == "given"
+    assert spot.lower == pytest.approx(1 - 1 / 8.0)      # compute-bound: x_lower = 1 / alpha
+    assert spot.speedup(spot.lower) == pytest.approx(1.0)
+    for bad in (0.0, -1.0, float("nan"), "2"):
+        with pytest.raises(ValueError, match="alpha must be a positive number"):
+            sweet_spot("spmm", target="toy", m=8, n=8, k=8, alpha=bad)

@@ -88,7 +88,7 @@ class Timer:
                 fn()
         return graph
 
-    def __call__(self, fn) -> dict[str, float]:
+    def __call__(self, fn) -> dict:
         for _ in range(3):
             fn()
         self._sync()

@@ -6,9 +6,11 @@ Usage::
 
 ``SECOND.db`` is a copy of ``FIRST.db`` re-measured with ``perfmodel sweep SPEC --remeasure``.
 Prints (1) how well one measurement predicts the other (the MAPE a perfect model would get
-against a single noisy run) and (2) the learned and roofline models' held-out metrics on the
-best of the two runs per point (contention only slows a kernel down, so the faster of two
-medians is the better estimate of its time).
+against a single noisy run, and how often the two runs' crossover sparsities agree within
+±0.05: the most a model can score against one run) and (2) the learned and roofline
+models' held-out metrics on the best of the two runs per point (contention only slows a
+kernel down, so the faster of two medians is the better estimate of its time).
+``--retest-only`` stops after (1).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import sys
 import numpy as np
 
 
-def main(first: str, second: str) -> None:
-    from perfmodel.models._evaluate import evaluate, format_report
+def main(first: str, second: str, retest_only: bool = False) -> None:
+    from perfmodel.models._evaluate import evaluate, format_report, metrics
     from perfmodel.models.learned import LearnedModel
     from perfmodel.models.roofline import RooflineModel
     from perfmodel.store import load_results
@@ -35,6 +37,14 @@ def main(first: str, second: str) -> None:
           f"{ape.median():.3f}); 1 thread {ape[one].mean():.3f} ({ape[one].median():.3f}); "
           f"converged in both ({int(both.sum())}) {ape[both].mean():.3f} "
           f"({ape[both].median():.3f})")
+    # the second run as a "prediction" of the first: crossover agreement between two runs
+    rows = a.reset_index()
+    m = metrics(rows, b["median_s"].to_numpy(dtype=np.float64))
+    print(f"test-retest crossovers: {m['crossover_shapes']} shapes in range in both "
+          f"({m['crossover_missed']} only in the first), MAE {m['crossover_mae']:.3f}, max "
+          f"{m['crossover_max']:.3f}, within ±0.05 {m['crossover_within_0.05']:.0%}")
+    if retest_only:
+        return
     faster = b["median_s"] < a["median_s"]
     best = a.copy()
     for col in ("median_s", "min_s", "iqr_s", "rel_ci", "noisy", "converged"):
@@ -45,6 +55,7 @@ def main(first: str, second: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = [a for a in sys.argv[1:] if a != "--retest-only"]
+    if len(args) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(args[0], args[1], retest_only="--retest-only" in sys.argv[1:])

@@ -123,6 +123,34 @@ def test_an_operation_never_trained_gets_the_roofline_and_a_flag(data):
     assert seconds[0] == pytest.approx(expected)
 
 
+def test_pointwise_im2col_conv_is_predicted_as_its_gemm(fitted, data):
+    # a 1 x 1 stride-1 unpadded im2col convolution runs one sgemm (O x C) @ (C x H W) per
+    # image: the GEMM model predicts it, times the batch
+    conv = {"op": "conv2d", "kernel": "conv_im2col_blas_f32", "threads": 1, "c": 256,
+            "h": 16, "w": 32, "o": 512, "r": 1, "s": 1, "stride": 1, "padding": 0,
+            "batch": 2, "sparsity": 0.0, "density": 1.0, "params": "{}", "cache": "warm"}
+    gemm = {"op": "spmm", "kernel": "gemm_blas_f32", "threads": 1, "m": 512, "n": 512,
+            "k": 256, "sparsity": 0.0, "density": 1.0, "nnz": 512 * 256, "params": "{}",
+            "cache": "warm", "pattern": "dense"}
+    (t_gemm,), _ = fitted.predict_records([gemm])
+    (t_conv,), (flag,) = fitted.predict_records([conv])
+    assert t_conv == pytest.approx(2 * t_gemm, rel=1e-12) and not flag
+    table = pd.DataFrame([conv, {**conv, "r": 3, "s": 3, "padding": 1},
+                          {**conv, "stride": 2}, data.iloc[0].to_dict()])
+    pred = fitted.predict(table)
+    assert pred[0] == pytest.approx(t_conv, rel=1e-12)
+    assert pred[3] == pytest.approx(fitted.predict(data.iloc[:1])[0], rel=1e-12)
+    # a 3 x 3 or strided convolution copies its input (im2col) first: not a plain GEMM;
+    # this model never saw a convolution, so those fall back to the roofline
+    roof = fitted.roofline_.predict(table.iloc[1:3])
+    assert pred[1:3] == pytest.approx(roof, rel=1e-12)
+    # without GEMM rows in the training there is no twin to ask
+    spmm_only = LearnedModel(max_iter=20).fit(data[data["kernel"] != "gemm_blas_f32"])
+    (t_alone,), (flag,) = spmm_only.predict_records([conv])
+    assert t_alone == pytest.approx(spmm_only.roofline_.predict(pd.DataFrame([conv]))[0])
+    assert flag
+
+
 def test_spmm_reference_counts_whole_vectors_per_nonzero():
     """Narrow N does not make an spmm nonzero cheaper than one vector of FMAs: the
     reference of a cache-resident problem is flat up to N = 16 on AVX-512 (16 fp32 lanes)

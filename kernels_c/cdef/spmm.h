@@ -81,6 +81,18 @@ typedef struct {
 
 int spmm_csr_f32(void *args);
 int spmm_csr_f32_ref(void *args);
+/* spmm_batch_f32: n_images products, images[i] a complete spmm_csr_f32 argument block (the
+ * same A, one B and C per image), each followed by the epilogue C[r, :] = C[r, :] + bias[r]
+ * (bias NULL: none) and, with relu, max(0, .) (NaN stays NaN). A 1x1, stride-1, unpadded
+ * convolution of a batch is this with B = image i viewed as (C, H W) and C = output i as
+ * (O, H W), no copies (kernels_c/conv.py, "pointwise"). */
+typedef struct {
+    const spmm_csr_f32_args *images;
+    int64_t n_images;
+    const float *bias;
+    int relu;
+} spmm_batch_f32_args;
+int spmm_batch_f32(void *args);
 /* The K-block layout of A described at k_block above, made at plan time in two passes:
  * counts[b*m + i] = nonzeros of row i in K block b (n_kblocks * m entries); then, with kptr
  * the caller's prefix sum of those counts in visiting order (n_kblocks * m + 1 entries) and

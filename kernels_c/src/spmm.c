@@ -622,6 +622,25 @@ int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const floa
 #undef SPMM_SHIFTED
 #undef SPMM_DIVIDED
 
+int spmm_batch_f32(void *args) {
+    const spmm_batch_f32_args *in = (const spmm_batch_f32_args *)args;
+    for (int64_t i = 0; i < in->n_images; ++i) {
+        const spmm_csr_f32_args *a = in->images + i;
+        const int rc = spmm_csr_f32((void *)a);
+        if (rc != 0) return rc;
+        if (!in->bias && !in->relu) continue;
+        for (int64_t r = 0; r < a->m; ++r) {
+            float *row = a->c + r * a->ldc;
+            const float add = in->bias ? in->bias[r] : 0.0f;
+            for (int64_t j = 0; j < a->n; ++j) {
+                const float v = row[j] + add;
+                row[j] = (in->relu && v < 0.0f) ? 0.0f : v;
+            }
+        }
+    }
+    return 0;
+}
+
 int spmm_csr_f32_ref(void *args) {
     /* Naive reference: no tiling, no SIMD intrinsics, double accumulation. */
     const spmm_csr_f32_args *a = (const spmm_csr_f32_args *)args;

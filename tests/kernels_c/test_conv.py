@@ -141,10 +141,11 @@ def _supported():
     s=st.integers(1, 6), stride=st.integers(1, 3), padding=st.integers(0, 3),
     density=st.floats(0.0, 1.0), threads=st.sampled_from([1, 2]),
     tile=st.integers(1, 12), c_block=st.integers(0, 3), o_block=st.integers(1, 6),
-    align=st.sampled_from([0, 1]), seed=st.integers(0, 2**16),
+    align=st.sampled_from([0, 1]), pointwise=st.sampled_from([0, 1]),
+    seed=st.integers(0, 2**16),
 )
 def test_hypothesis_random_geometry(n, cg, groups, og, h, w, r, s, stride, padding, density,
-                                    threads, tile, c_block, o_block, align, seed):
+                                    threads, tile, c_block, o_block, align, pointwise, seed):
     ho = (h + 2 * padding - r) // stride + 1
     wo = (w + 2 * padding - s) // stride + 1
     assume(ho >= 1 and wo >= 1)
@@ -156,9 +157,63 @@ def test_hypothesis_random_geometry(n, cg, groups, og, h, w, r, s, stride, paddi
     kw = dict(stride=stride, padding=padding, groups=groups)
     ref = reference(x, wt, **kw)
     for path in _supported():
+        eligible = (r, s, stride, padding, groups) == (1, 1, 1, 0, 1)
         got = _run_sparse(x, wt, threads, isa=path, tile_vectors=tile, c_block=c_block,
-                          o_block=o_block, align=align, **kw)
+                          o_block=o_block, align=align, pointwise=pointwise * eligible, **kw)
         _close(got, ref)
+
+
+@pytest.mark.parametrize("shape", [(3, 20, 5, 7, 9), (3, 40, 8, 8, 24), (2, 70, 16, 16, 33),
+                                   (1, 1, 1, 1, 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pointwise_path_matches_reference(isa_path, shape, threads):
+    # 1x1 stride-1 convolutions as one spmm per image: H W not a multiple of the vector
+    # width (B copied or read unaligned), a multiple of it (per-image peel), misaligned x
+    n, c, h, w_, o = shape
+    rng = np.random.default_rng(c * o + h)
+    raw = np.empty(n * c * h * w_ + 1, np.float32)
+    x = raw[1:].reshape(n, c, h, w_)
+    x[...] = rng.standard_normal(x.shape)
+    w = _weights(rng, o, c, 1, 0.3)
+    bias = rng.standard_normal(o).astype(np.float32)
+    for extra in ({}, {"bias": bias, "relu": True}):
+        ref = reference(x, w, **extra)
+        for pointwise in (0, 1):
+            got = _run_sparse(x, w, threads, isa=isa_path, pointwise=pointwise, **extra)
+            _close(got, ref)
+    assert SparseConv2d(w, input_shape=(c, h, w_)).params["pointwise"] == 1
+
+
+def test_pointwise_nan_and_plan_reuse(isa_path):
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 6, 4, 5), dtype=np.float32)
+    w = _weights(rng, 5, 6, 1, 1.0)
+    w[1] = 0.0
+    x[1, 2, 3, 4] = np.nan
+    conv = SparseConv2d(w, input_shape=(6, 4, 5), isa=isa_path, pointwise=1, relu=True)
+    plan = conv.plan(x, threads=2)
+    got = plan.run()
+    assert np.isnan(got[1, [0, 2, 3, 4], 3, 4]).all() and np.isnan(got).sum() == 4
+    assert np.isfinite(got[0]).all() and not np.isnan(got[1, 1]).any()
+    x[0] *= 2.0  # the plan reads its input on every call
+    again = plan.run()
+    _close(again[0], reference(x[:1], w, relu=True)[0])
+
+
+def test_pointwise_default_rule():
+    from kernels_c.conv import ConvGeometry
+
+    def pointwise(c, hw, o, density, **kw):
+        geo = ConvGeometry(c, hw, hw, o, kw.get("r", 1), kw.get("r", 1), kw.get("stride", 1),
+                           kw.get("padding", 0), kw.get("groups", 1))
+        return default_params(geo, "avx512", density)["pointwise"]
+
+    # the spmm kernel measured faster on every 1x1 ResNet-50 layer but 64-channel inputs
+    # at density >= 0.5 (docs/conv.md)
+    assert pointwise(256, 56, 64, 0.7) == pointwise(2048, 7, 512, 0.05) == 1
+    assert pointwise(64, 56, 256, 0.3) == 1 and pointwise(64, 56, 256, 0.5) == 0
+    for kw in ({"r": 3, "padding": 1}, {"stride": 2}, {"padding": 1}, {"groups": 2}):
+        assert pointwise(256, 14, 256, 0.1, **kw) == 0
 
 
 def test_all_zero_weights_and_one_nonzero(isa_path):
@@ -298,6 +353,13 @@ def test_bad_construction_raises():
         SparseConv2d(w, input_shape=(3, 8, 8), tile_vectors=13, isa="portable")
     with pytest.raises(ValueError, match="unknown ISA"):
         SparseConv2d(w, input_shape=(3, 8, 8), isa="sse9")
+    with pytest.raises(ValueError, match="pointwise=1 needs a 1x1, stride-1, unpadded"):
+        SparseConv2d(w, input_shape=(3, 8, 8), pointwise=1)
+    with pytest.raises(ValueError, match="pointwise=1 needs"):
+        SparseConv2d(np.ones((4, 3, 1, 1), np.float32), input_shape=(3, 8, 8), stride=2,
+                     pointwise=1)
+    with pytest.raises(ValueError, match="pointwise must be 0 or 1"):
+        SparseConv2d(np.ones((4, 3, 1, 1), np.float32), input_shape=(3, 8, 8), pointwise=2)
     with pytest.raises(TypeError, match="CSR"):
         SparseConv2d(sp.coo_array(w.reshape(4, -1)), input_shape=(3, 8, 8))
     with pytest.raises(ValueError, match="kernel_size"):

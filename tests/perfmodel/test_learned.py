@@ -151,6 +151,56 @@ def test_pointwise_im2col_conv_is_predicted_as_its_gemm(fitted, data):
     assert flag
 
 
+def test_pointwise_sparse_conv_is_predicted_as_its_spmm(fitted):
+    from kernels_c.spmm import default_params
+
+    conv = {"op": "conv2d", "kernel": "conv_direct_sparse_f32", "threads": 1, "c": 256,
+            "h": 16, "w": 16, "o": 512, "r": 1, "s": 1, "stride": 1, "padding": 0,
+            "batch": 3, "sparsity": 0.8, "density": 0.2, "nnz": 0.2 * 512 * 256,
+            "pattern": "random", "cache": "warm",
+            "params": json.dumps({"tile_vectors": 16, "c_block": 0, "o_block": 32,
+                                  "align": 1, "pointwise": 1})}
+    spmm = {"op": "spmm", "kernel": "spmm_csr_f32", "threads": 1, "m": 512, "n": 256,
+            "k": 256, "sparsity": 0.8, "density": 0.2, "nnz": 0.2 * 512 * 256,
+            "pattern": "random", "cache": "warm",
+            "params": json.dumps(default_params(512, 256, 256, 0.2))}
+    (t_spmm,), _ = fitted.predict_records([spmm])
+    (t_conv,), (flag,) = fitted.predict_records([conv])
+    assert t_conv == pytest.approx(3 * t_spmm, rel=1e-12) and not flag
+    assert fitted.predict(pd.DataFrame([conv]))[0] == pytest.approx(t_conv, rel=1e-12)
+    # the direct kernel (pointwise = 0) is its own kernel: this model never saw it
+    direct = {**conv, "params": json.dumps({**json.loads(conv["params"]), "pointwise": 0})}
+    (t_direct,), (flag,) = fitted.predict_records([direct])
+    assert flag and t_direct == pytest.approx(
+        fitted.roofline_.predict(pd.DataFrame([direct]))[0])
+
+
+def test_training_records_twins_as_their_gemm_view_calls(data):
+    from perfmodel.models.learned import _as_twins
+
+    base = data.iloc[0].to_dict()
+    conv = {**base, "op": "conv2d", "m": np.nan, "n": np.nan, "k": np.nan, "c": 64, "h": 8,
+            "w": 8, "o": 32, "r": 1, "s": 1, "stride": 1, "padding": 0, "batch": 2,
+            "groups": 1, "median_s": 4e-3}
+    rows = pd.DataFrame([
+        {**conv, "kernel": "conv_im2col_blas_f32", "sparsity": 0.0, "density": 1.0,
+         "params": "{}", "pattern": "dense"},
+        {**conv, "kernel": "conv_direct_sparse_f32", "sparsity": 0.9, "density": 0.1,
+         "nnz": 205, "pattern": "random", "params": json.dumps({"pointwise": 1})},
+        {**conv, "kernel": "conv_direct_sparse_f32", "sparsity": 0.9, "density": 0.1,
+         "r": 3, "s": 3, "padding": 1, "params": json.dumps({"pointwise": 0})},
+        base], columns=data.columns)
+    out = _as_twins(rows)
+    assert list(out["kernel"]) == ["gemm_blas_f32", "spmm_csr_f32", "conv_direct_sparse_f32",
+                                   base["kernel"]]
+    assert list(out["op"][:2]) == ["spmm", "spmm"] and out["op"][2] == "conv2d"
+    assert (out.loc[:1, ["m", "n", "k"]].to_numpy() == [[32, 64, 64], [32, 64, 64]]).all()
+    assert out["median_s"][:2].tolist() == [2e-3, 2e-3] and out["median_s"][2] == 4e-3
+    assert out.loc[:1, "c"].isna().all() and out["c"][2] == 64
+    assert json.loads(out["params"][1])["reg_vectors"] >= 1   # spmm's own defaults
+    pd.testing.assert_series_equal(out.iloc[3], rows.iloc[3], check_names=False)
+
+
 def test_spmm_reference_counts_whole_vectors_per_nonzero():
     """Narrow N does not make an spmm nonzero cheaper than one vector of FMAs: the
     reference of a cache-resident problem is flat up to N = 16 on AVX-512 (16 fp32 lanes)

@@ -300,7 +300,7 @@ class SparseConv2d:
         (input channels per L1 block, 0 = all), ``o_block`` (output channels per task),
         ``pointwise`` (1: a 1x1, stride-1, unpadded, ungrouped convolution runs as the CSR
         spmm kernel on each image, ``out[i] = W @ x[i].reshape(C, H W)``, without copies;
-        1.05-2.6x faster than the direct kernel on 10 of ResNet-50's 12 such layers,
+        1.04-2.5x faster than the direct kernel on 10 of ResNet-50's 12 such layers,
         docs/conv.md). Defaults: :func:`default_params`.
     """
 

@@ -38,8 +38,9 @@ PARAMS: dict[str, tuple[int, ...]] = {
     # 1: aligned SIMD loads (plane width rounded up to the vector width, one shifted input
     # copy per kernel column phase); 0: unaligned loads from a single padded copy
     "align": (0, 1),
-    # 1: a 1x1, stride-1, unpadded, ungrouped convolution runs as the CSR spmm kernel on
-    # each image viewed as (C, H W) (no copy; the blocking parameters above are then unused)
+    # 1: a 1x1, unpadded, ungrouped convolution runs as the CSR spmm kernel on each image
+    # viewed as (C, H W) (no copy; strided: its subsampled pixels copied to a buffer first;
+    # the blocking parameters above are then unused)
     "pointwise": (0, 1),
 }
 #: pointwise convolutions keep the direct kernel from this density on when the input has at
@@ -193,7 +194,7 @@ def default_params(geo: ConvGeometry, isa: str | None = None,
     expected nonzeros per block (``density`` = nnz / weight size): each block reloads and
     stores the register tile, which very sparse weights do not amortize. Output channels per
     task: 32 (at most O / 4), so each L1-resident input block is reused by many filters.
-    Pointwise (1x1, stride 1, unpadded, one group): the spmm kernel per image, except for
+    Pointwise (1x1, unpadded, one group, any stride): the spmm kernel per image, except for
     inputs of at most 64 channels at density >= 0.45, where the direct kernel measured
     faster (docs/conv.md).
     """
@@ -222,8 +223,9 @@ def default_params(geo: ConvGeometry, isa: str | None = None,
 
 
 def _is_pointwise(geo: ConvGeometry) -> bool:
-    """1x1, stride 1, no padding, one group: out[n] = W (O x C) @ x[n] (C x H W)."""
-    return (geo.r, geo.s, geo.stride, geo.padding, geo.groups) == (1, 1, 1, 0, 1)
+    """1x1, no padding, one group: out[n] = W (O x C) @ x[n] (C x H W), every stride-th
+    pixel of x[n] when strided."""
+    return (geo.r, geo.s, geo.padding, geo.groups) == (1, 1, 0, 1)
 
 
 def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
@@ -298,10 +300,11 @@ class SparseConv2d:
     **params : blocking, see ``PARAMS`` and kernels_c/cdef/conv.h: ``tile_vectors``
         (SIMD vectors per register tile, 1-24 on avx512, 1-12 otherwise), ``c_block``
         (input channels per L1 block, 0 = all), ``o_block`` (output channels per task),
-        ``pointwise`` (1: a 1x1, stride-1, unpadded, ungrouped convolution runs as the CSR
-        spmm kernel on each image, ``out[i] = W @ x[i].reshape(C, H W)``, without copies;
-        1.04-2.5x faster than the direct kernel on 10 of ResNet-50's 12 such layers,
-        docs/conv.md). Defaults: :func:`default_params`.
+        ``pointwise`` (1: a 1x1, unpadded, ungrouped convolution runs as the CSR spmm
+        kernel on each image, ``out[i] = W @ x[i].reshape(C, H W)``, without copies at
+        stride 1, on a subsampled copy otherwise; 1.04-2.5x faster than the direct kernel
+        on 13 of ResNet-50's 15 such layers, docs/conv.md). Defaults:
+        :func:`default_params`.
     """
 
     kernel = "conv_direct_sparse_f32"
@@ -320,9 +323,9 @@ class SparseConv2d:
         full = default_params(geo, level, csr.nnz / max(1, csr.shape[0] * csr.shape[1]))
         full.update(_check_params(params, level))
         if full["pointwise"] and not _is_pointwise(geo):
-            raise ValueError(f"pointwise=1 needs a 1x1, stride-1, unpadded convolution with "
-                             f"one group; this one is {r}x{s}, stride {geo.stride}, padding "
-                             f"{geo.padding}, {geo.groups} groups")
+            raise ValueError(f"pointwise=1 needs a 1x1 unpadded convolution with one group; "
+                             f"this one is {r}x{s}, padding {geo.padding}, {geo.groups} "
+                             f"groups")
         cb = full["c_block"] if 0 < full["c_block"] < cg else cg
         full["o_block"] = min(full["o_block"], o)
         self.params = full
@@ -420,19 +423,24 @@ class SparseConv2d:
         from .spmm import _alignment_peel, plan_spmm
 
         geo, n = self.geometry, int(x.shape[0])
-        hw = geo.h * geo.w
-        xs, outs = x.reshape(n, geo.c, hw), out.reshape(n, geo.o, hw)
+        plane = geo.ho * geo.wo
+        outs = out.reshape(n, geo.o, plane)
+        if geo.stride == 1:
+            xs = x.reshape(n, geo.c, plane)
+        else:  # every image is subsampled into this buffer before its product
+            xs = aligned_empty(geo.c * plane).reshape(1, geo.c, plane)
         first = plan_spmm(self.csr, xs[0], out=outs[0], threads=threads, isa=self.isa)
         ffi = first.module.ffi
         images = ffi.new("spmm_csr_f32_args[]", n)
         base = first.args[0]
         # B is copied or read through a peel that depends on its address: every image
         # gets its own peel (a copy of B, when there is one, is made on every call)
-        repeel = base.b_pack == ffi.NULL and not base.slice_b
+        repeel = base.b_pack == ffi.NULL and not base.slice_b and geo.stride == 1
         for i in range(n):
             images[i] = base
-            images[i].b = base.b + i * geo.c * hw
-            images[i].c = base.c + i * geo.o * hw
+            images[i].c = base.c + i * geo.o * plane
+            if geo.stride == 1:
+                images[i].b = base.b + i * geo.c * plane
             if repeel:
                 images[i].peel = _alignment_peel(xs[i], first.isa,
                                                  first.params["reg_vectors"])
@@ -440,7 +448,11 @@ class SparseConv2d:
         args.images, args.n_images = images, n
         args.bias = ffi.from_buffer("float[]", self.bias) if self.bias is not None else ffi.NULL
         args.relu = int(self.relu)
-        keep = (first, images, x, out, self.bias)
+        if geo.stride > 1:
+            args.stride, args.x = geo.stride, ffi.from_buffer("float[]", x)
+            args.x_image, args.channels = geo.c * geo.h * geo.w, geo.c
+            args.h, args.w, args.ho, args.wo = geo.h, geo.w, geo.ho, geo.wo
+        keep = (first, images, x, xs, out, self.bias)
         return ConvPlan(args, first.module, out, first.isa, dict(self.params), threads,
                         self.kernel, keep, entry="spmm_batch_f32")
 

@@ -85,12 +85,17 @@ int spmm_csr_f32_ref(void *args);
  * same A, one B and C per image), each followed by the epilogue C[r, :] = C[r, :] + bias[r]
  * (bias NULL: none) and, with relu, max(0, .) (NaN stays NaN). A 1x1, stride-1, unpadded
  * convolution of a batch is this with B = image i viewed as (C, H W) and C = output i as
- * (O, H W), no copies (kernels_c/conv.py, "pointwise"). */
+ * (O, H W), no copies (kernels_c/conv.py, "pointwise"). With stride > 1, before product i
+ * its B (a channels x (ho wo) buffer the caller owns) is filled from image i of x (channels
+ * x h x w, x_image floats apart): B[c, y wo + z] = x[c, stride y, stride z]. */
 typedef struct {
     const spmm_csr_f32_args *images;
     int64_t n_images;
     const float *bias;
     int relu;
+    int stride;
+    const float *x;
+    int64_t x_image, channels, h, w, ho, wo;
 } spmm_batch_f32_args;
 int spmm_batch_f32(void *args);
 /* The K-block layout of A described at k_block above, made at plan time in two passes:

@@ -626,6 +626,17 @@ int spmm_batch_f32(void *args) {
     const spmm_batch_f32_args *in = (const spmm_batch_f32_args *)args;
     for (int64_t i = 0; i < in->n_images; ++i) {
         const spmm_csr_f32_args *a = in->images + i;
+        if (in->stride > 1) { /* subsample image i into this product's B */
+            const int64_t st = in->stride, plane = in->ho * in->wo;
+            const float *img = in->x + i * in->x_image;
+            float *dst = (float *)a->b;
+            for (int64_t c = 0; c < in->channels; ++c)
+                for (int64_t y = 0; y < in->ho; ++y) {
+                    const float *src = img + (c * in->h + y * st) * in->w;
+                    float *d = dst + c * plane + y * in->wo;
+                    for (int64_t z = 0; z < in->wo; ++z) d[z] = src[z * st];
+                }
+        }
         const int rc = spmm_csr_f32((void *)a);
         if (rc != 0) return rc;
         if (!in->bias && !in->relu) continue;

@@ -33,14 +33,17 @@ for stride in (1, 2):
     if not np.allclose(conv.conv(x, threads=2), ref, rtol=1e-4, atol=1e-4):
         print("conv mismatch for stride", stride, file=sys.stderr)
         sys.exit(1)
-# 1x1 stride 1: the pointwise path (spmm per image) and the direct loop
+# 1x1, strides 1 and 2: the pointwise path (spmm per image) and the direct loop
 w1 = np.ascontiguousarray(w[:, :, :1, :1])
-ref = conv2d_reference(x, w1)
-for pointwise in (0, 1):
-    conv = kernels_c.SparseConv2d(w1, input_shape=(3, 9, 11), pointwise=pointwise)
-    if not np.allclose(conv.conv(x, threads=2), ref, rtol=1e-4, atol=1e-4):
-        print("conv mismatch for 1x1, pointwise", pointwise, file=sys.stderr)
-        sys.exit(1)
+for stride in (1, 2):
+    ref = conv2d_reference(x, w1, stride=stride)
+    for pointwise in (0, 1):
+        conv = kernels_c.SparseConv2d(w1, input_shape=(3, 9, 11), stride=stride,
+                                      pointwise=pointwise)
+        if not np.allclose(conv.conv(x, threads=2), ref, rtol=1e-4, atol=1e-4):
+            print("conv mismatch for 1x1, stride", stride, "pointwise", pointwise,
+                  file=sys.stderr)
+            sys.exit(1)
 
 # quantized GEMM: the SIMD path must equal the portable path bit for bit (u8 and fp32 out)
 xq = rng.integers(0, 256, size=(7, 70), dtype=np.uint8)

@@ -157,19 +157,22 @@ def test_hypothesis_random_geometry(n, cg, groups, og, h, w, r, s, stride, paddi
     kw = dict(stride=stride, padding=padding, groups=groups)
     ref = reference(x, wt, **kw)
     for path in _supported():
-        eligible = (r, s, stride, padding, groups) == (1, 1, 1, 0, 1)
+        eligible = (r, s, padding, groups) == (1, 1, 0, 1)
         got = _run_sparse(x, wt, threads, isa=path, tile_vectors=tile, c_block=c_block,
                           o_block=o_block, align=align, pointwise=pointwise * eligible, **kw)
         _close(got, ref)
 
 
-@pytest.mark.parametrize("shape", [(3, 20, 5, 7, 9), (3, 40, 8, 8, 24), (2, 70, 16, 16, 33),
-                                   (1, 1, 1, 1, 1)])
+@pytest.mark.parametrize("shape", [(3, 20, 5, 7, 9, 1), (3, 40, 8, 8, 24, 1),
+                                   (2, 70, 16, 16, 33, 1), (1, 1, 1, 1, 1, 1),
+                                   (3, 20, 9, 11, 9, 2), (2, 70, 16, 16, 33, 2),
+                                   (2, 6, 7, 5, 4, 3)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_pointwise_path_matches_reference(isa_path, shape, threads):
-    # 1x1 stride-1 convolutions as one spmm per image: H W not a multiple of the vector
-    # width (B copied or read unaligned), a multiple of it (per-image peel), misaligned x
-    n, c, h, w_, o = shape
+    # 1x1 convolutions as one spmm per image: H W not a multiple of the vector width (B
+    # copied or read unaligned), a multiple of it (per-image peel), misaligned x; strided
+    # ones subsample each image into a buffer first
+    n, c, h, w_, o, stride = shape
     rng = np.random.default_rng(c * o + h)
     raw = np.empty(n * c * h * w_ + 1, np.float32)
     x = raw[1:].reshape(n, c, h, w_)
@@ -177,11 +180,12 @@ def test_pointwise_path_matches_reference(isa_path, shape, threads):
     w = _weights(rng, o, c, 1, 0.3)
     bias = rng.standard_normal(o).astype(np.float32)
     for extra in ({}, {"bias": bias, "relu": True}):
-        ref = reference(x, w, **extra)
+        ref = reference(x, w, stride=stride, **extra)
         for pointwise in (0, 1):
-            got = _run_sparse(x, w, threads, isa=isa_path, pointwise=pointwise, **extra)
+            got = _run_sparse(x, w, threads, isa=isa_path, pointwise=pointwise,
+                              stride=stride, **extra)
             _close(got, ref)
-    assert SparseConv2d(w, input_shape=(c, h, w_)).params["pointwise"] == 1
+    assert SparseConv2d(w, input_shape=(c, h, w_), stride=stride).params["pointwise"] == 1
 
 
 def test_pointwise_nan_and_plan_reuse(isa_path):
@@ -208,11 +212,12 @@ def test_pointwise_default_rule():
                            kw.get("padding", 0), kw.get("groups", 1))
         return default_params(geo, "avx512", density)["pointwise"]
 
-    # the spmm kernel measured faster on every 1x1 ResNet-50 layer but 64-channel inputs
-    # at density >= 0.5 (docs/conv.md)
+    # the spmm kernel measured faster on every 1x1 ResNet-50 layer (strided too) but
+    # 64-channel inputs at density >= 0.5 (docs/conv.md)
     assert pointwise(256, 56, 64, 0.7) == pointwise(2048, 7, 512, 0.05) == 1
+    assert pointwise(1024, 14, 2048, 0.7, stride=2) == 1
     assert pointwise(64, 56, 256, 0.3) == 1 and pointwise(64, 56, 256, 0.5) == 0
-    for kw in ({"r": 3, "padding": 1}, {"stride": 2}, {"padding": 1}, {"groups": 2}):
+    for kw in ({"r": 3, "padding": 1}, {"padding": 1}, {"groups": 2}):
         assert pointwise(256, 14, 256, 0.1, **kw) == 0
 
 
@@ -353,10 +358,10 @@ def test_bad_construction_raises():
         SparseConv2d(w, input_shape=(3, 8, 8), tile_vectors=13, isa="portable")
     with pytest.raises(ValueError, match="unknown ISA"):
         SparseConv2d(w, input_shape=(3, 8, 8), isa="sse9")
-    with pytest.raises(ValueError, match="pointwise=1 needs a 1x1, stride-1, unpadded"):
+    with pytest.raises(ValueError, match="pointwise=1 needs a 1x1 unpadded convolution"):
         SparseConv2d(w, input_shape=(3, 8, 8), pointwise=1)
     with pytest.raises(ValueError, match="pointwise=1 needs"):
-        SparseConv2d(np.ones((4, 3, 1, 1), np.float32), input_shape=(3, 8, 8), stride=2,
+        SparseConv2d(np.ones((4, 3, 1, 1), np.float32), input_shape=(3, 8, 8), padding=1,
                      pointwise=1)
     with pytest.raises(ValueError, match="pointwise must be 0 or 1"):
         SparseConv2d(np.ones((4, 3, 1, 1), np.float32), input_shape=(3, 8, 8), pointwise=2)

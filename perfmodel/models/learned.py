@@ -222,7 +222,8 @@ def _twin(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
     - im2col + BLAS on a 1 x 1, stride-1, unpadded convolution skips the im2col: one sgemm
       of weights (O x C) times the image (C x H W) per image (``gemm_blas_f32``);
     - the sparse convolution with ``pointwise = 1`` runs ``spmm_csr_f32`` on the same view,
-      with its default parameters for it (kernels_c.conv).
+      with its default parameters for it (kernels_c.conv); strided, it also copies its
+      subsampled pixels first, which no spmm row measures, so it stays a convolution row.
 
     The GEMM-view models have seen many more shapes than the convolutions': the dense 1 x 1
     layers' held-out error fell from 7-10 % to 2.5 % (docs/models.md)."""

@@ -2,8 +2,10 @@
 
 ResNet-50's 1 x 1 layers (12 stride-1, 3 stride-2 downsampling projections), batch 1, at
 each sparsity: ``SparseConv2d(pointwise=1)``, ``SparseConv2d(pointwise=0)`` (the direct
-loop) and im2col + BLAS, 1 thread (BLAS limited by threadpoolctl), interleaved rounds,
-medians. Prints direct / pointwise, dense / pointwise and the default's choice.
+loop) and im2col + BLAS, 1 thread (BLAS limited by threadpoolctl), each plan timed in C by
+the suite's harness (``perfmodel.harness.measure``) in interleaved rounds; the median of
+the rounds' medians. Prints direct / pointwise, dense / pointwise and the default's
+choice.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_conv_pointwise.py
     python benchmarks/bench_conv_pointwise.py --sparsities 0.5,0.9 --rounds 5
@@ -14,10 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
-# before numpy loads OpenBLAS (see bench_spmm.py)
+# before numpy loads OpenBLAS: idle BLAS and OpenMP threads must not spin (bench_spmm.py)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
@@ -26,6 +28,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kernels_c.conv import SparseConv2d, plan_conv2d_im2col
+from perfmodel.harness import TimingConfig, measure
 
 #: (C, H = W, O, stride)
 LAYERS = (
@@ -36,24 +39,16 @@ LAYERS = (
 )
 
 
-def median_call(fn, calls: int) -> float:
-    fn()
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsities", default="0.3,0.5,0.7,0.9,0.95")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    ap.add_argument("--calls", type=int, default=15, help="timed calls per contender and round")
+    ap.add_argument("--budget", type=float, default=0.03,
+                    help="seconds of measuring per contender and round")
     args = ap.parse_args(argv)
     sparsities = [float(s) for s in args.sparsities.split(",")]
     rng = np.random.default_rng(0)
+    config = TimingConfig(budget_s=args.budget, min_samples=5)
     print("layer (C->O at HxW, stride)  sparsity  direct ms  pointwise ms  direct/pw  "
           "dense/pw  default")
     with threadpool_limits(1):
@@ -71,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 samples: dict[str, list[float]] = {k: [] for k in plans}
                 for _ in range(args.rounds):
                     for name, plan in plans.items():
-                        samples[name].append(median_call(plan.run, args.calls))
+                        samples[name].append(measure(plan, config).median_s)
                 t = {k: float(np.median(v)) for k, v in samples.items()}
                 print(f"{c:5d}->{o:<5d} at {hw}x{hw}, {stride}   {s:8.2f}  "
                       f"{t['direct'] * 1e3:9.3f}  {t['pointwise'] * 1e3:12.3f}  "

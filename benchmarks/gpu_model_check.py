@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from perfmodel import sweet_spot  # noqa: E402
 from perfmodel.models._evaluate import crossover, evaluate, metrics  # noqa: E402
-from perfmodel.models.roofline import RooflineModel  # noqa: E402
+from perfmodel.models.roofline import RooflineModel, family_of  # noqa: E402
 from perfmodel.targets import load_target  # noqa: E402
 
 
@@ -68,8 +68,9 @@ def shape_key(rows: pd.DataFrame) -> pd.Series:
 
 
 def measured_crossover(g: pd.DataFrame, column: str = "median_s") -> float:
-    dense = g[g.kernel.str.contains("sgemm")][column].min()
-    sparse = g[~g.kernel.str.contains("sgemm")]
+    is_dense = g.kernel.map(lambda k: family_of(k, "spmm") == "gemm")
+    dense = g[is_dense][column].min()
+    sparse = g[~is_dense]
     return crossover(sparse.sparsity.to_numpy(), dense / sparse[column].to_numpy())
 
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     t = load_target(args.target)
     c = ceilings(result, args.target)
     print(f"{result['machine'].get('name', '?')} ({args.results}) vs {args.target}")
-    hbm = t.memory[-1].bandwidth
+    hbm = t.main_memory().bandwidth
     print(f"HBM triad {c['hbm_triad'] / 1e12:.2f} TB/s (description {hbm.value / 1e12:.2f}, "
           f"{hbm.kind}); L2 plateau {c['l2_triad'] / 1e12:.2f} TB/s")
     eta = t.model["dense_efficiency"]

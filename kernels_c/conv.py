@@ -326,13 +326,15 @@ class SparseConv2d:
             raise ValueError(f"pointwise=1 needs a 1x1 unpadded convolution with one group; "
                              f"this one is {r}x{s}, padding {geo.padding}, {geo.groups} "
                              f"groups")
-        cb = full["c_block"] if 0 < full["c_block"] < cg else cg
         full["o_block"] = min(full["o_block"], o)
-        self.params = full
-        self.csr = csr
-        st, vw = geo.stride, VECTOR_WIDTH[level]
         align = full["align"] and level != "portable"
         full["align"] = int(align)
+        self.params = full
+        self.csr = csr
+        if full["pointwise"]:
+            return  # the spmm plan made per call is all that path needs (_plan_pointwise)
+        cb = full["c_block"] if 0 < full["c_block"] < cg else cg
+        st, vw = geo.stride, VECTOR_WIDTH[level]
         self._hq, self._wq = _phase_dims(geo, vw if align else 1)
         plane = self._hq * self._wq
         self._n_shift = _n_shift(geo, align)

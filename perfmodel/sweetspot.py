@@ -19,6 +19,7 @@ when there are any; otherwise (and for every other target) from the target descr
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,8 @@ def sweet_spot(op: str, *, target: str = "host", store: Any = None,
     shape = {**shape, "sparsity": 0.0}
     p = normalize(op, shape)
     op = p["op"]
-    if alpha is not None and not (isinstance(alpha, (int, float)) and 0.0 < alpha < 1e6):
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
+                              or not 0.0 < alpha < 1e6):
         raise ValueError(f"alpha must be a positive number, got {alpha!r}")
     fitted_alpha, beta, flops, bw, level, source = _parameters(op, p, target, store, threads)
     if alpha is None:

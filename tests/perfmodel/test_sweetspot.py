@@ -86,6 +86,8 @@ def test_given_alpha_replaces_the_described_one():
     assert spot.alpha == 8.0 and spot.source == "given"
     assert spot.lower == pytest.approx(1 - 1 / 8.0)      # compute-bound: x_lower = 1 / alpha
     assert spot.speedup(spot.lower) == pytest.approx(1.0)
-    for bad in (0.0, -1.0, float("nan"), "2"):
+    assert sweet_spot("spmm", target="toy", m=1024, n=1024, k=1024,
+                      alpha=np.float32(8.0)).lower == pytest.approx(spot.lower)
+    for bad in (0.0, -1.0, float("nan"), "2", True):
         with pytest.raises(ValueError, match="alpha must be a positive number"):
             sweet_spot("spmm", target="toy", m=8, n=8, k=8, alpha=bad)

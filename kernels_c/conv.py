@@ -43,9 +43,6 @@ PARAMS: dict[str, tuple[int, ...]] = {
     # the blocking parameters above are then unused)
     "pointwise": (0, 1),
 }
-#: pointwise convolutions keep the direct kernel from this density on when the input has at
-#: most this many channels (the only layers where it won, docs/conv.md)
-_POINTWISE_DIRECT_DENSITY, _POINTWISE_DIRECT_CHANNELS = 0.45, 64
 #: aligning rounds the plane width up to the vector width; skip it beyond this waste
 _MAX_ALIGN_WASTE = 1.15
 _MAX_SHIFTED_COPIES = 8
@@ -194,9 +191,8 @@ def default_params(geo: ConvGeometry, isa: str | None = None,
     expected nonzeros per block (``density`` = nnz / weight size): each block reloads and
     stores the register tile, which very sparse weights do not amortize. Output channels per
     task: 32 (at most O / 4), so each L1-resident input block is reused by many filters.
-    Pointwise (1x1, unpadded, one group, any stride): the spmm kernel per image, except for
-    inputs of at most 64 channels at density >= 0.45, where the direct kernel measured
-    faster (docs/conv.md).
+    Pointwise (1x1, unpadded, one group, any stride): the spmm kernel per image, measured
+    faster than the direct kernel on every 1x1 ResNet-50 layer (docs/conv.md).
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     vw = VECTOR_WIDTH[level]
@@ -215,11 +211,9 @@ def default_params(geo: ConvGeometry, isa: str | None = None,
     cg = geo.c // geo.groups
     c_block = max(1, _L1_BUDGET_BYTES // per_channel,
                   math.ceil(_MIN_NNZ_PER_BLOCK / max(density * geo.r * geo.s, 1e-9)))
-    pointwise = _is_pointwise(geo) and not (geo.c <= _POINTWISE_DIRECT_CHANNELS
-                                            and density >= _POINTWISE_DIRECT_DENSITY)
     return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block),
             "o_block": max(1, min(32, geo.o // 4)), "align": align,
-            "pointwise": int(pointwise)}
+            "pointwise": int(_is_pointwise(geo))}
 
 
 def _is_pointwise(geo: ConvGeometry) -> bool:

@@ -79,17 +79,18 @@ _NARROW_BLOCKING_MIN_CALLS = 20
 #: N tiles of _SPLIT_N_TILE columns (one such register tile) keep the block's slice in
 #: L1/L2 across the rows of C; K blocking pays down to density 0.08 instead of 0.15 with
 #: 8-vector tiles (1.05-1.6x at sparsity 0.88-0.92, K blocks of 256 rows); N tiles --
-#: unless N is a multiple of 256: rows of B 1 KiB apart (or any multiple) map a K block's
-#: 512-byte slices onto half the 64 sets of a 48 KiB 12-way L1 or fewer, and N tiles lost
-#: (0.7-0.85x at N = 512 and 1024). Without N tiles, from density 0.15 on, an 8-vector
-#: tile needs its slice of the K block within _TILE_SLICE_BYTES (64 rows), else 4-vector
-#: tiles. Against 4-vector tiles
-#: and no N tiles (docs/spmm.md): 1.1-1.7x at N = 196-3136 and sparsity 0.5-0.9
+#: unless N is a multiple of 512: rows of B 2 KiB apart (or any multiple) map a K block's
+#: 512-byte slices onto a quarter of the 64 sets of a 48 KiB 12-way L1 or fewer, and N
+#: tiles lost (0.7-0.85x at N = 512 and 1024); half the sets (N = 12544: rows 49 KiB, 1 KiB
+#: modulo 4 KiB, apart) still gained 2.3x at sparsity 0.5 (docs/spmm.md, ninth session).
+#: Without N tiles, from density 0.15 on, an 8-vector tile needs its slice of the K block
+#: within _TILE_SLICE_BYTES (64 rows), else 4-vector tiles. Against 4-vector tiles and no
+#: N tiles (docs/spmm.md): 1.1-1.7x at N = 196-3136 and sparsity 0.5-0.9
 #: (384 x 2304 x 1352: 0.68 -> 1.10 x dense at 0.55, 1.86 -> 2.35 at 0.9); at N = 128 (one
 #: 8-vector tile per row, K blocks halved to fit it) 0.94-0.99x, so N = 128 keeps 4.
 _TILE_SLICE_BYTES = 32 * 1024
 _SPLIT_N_TILE = 128
-_ALIASING_COLUMNS = 256
+_ALIASING_COLUMNS = 512
 _MIN_SPLIT_K_BLOCK_DENSITY = 0.08
 #: ... but where a K block's slice of an N tile leaves L1 anyway (>= 128 KiB: blocks of
 #: 256 rows, density 0.08-0.125) and the tile's whole K panel stays below _L2_TILE_BYTES
@@ -107,12 +108,19 @@ _MIN_L2_K_BLOCK_DENSITY = 0.25
 #: K = 2304-8192, N = 128-512; at 10 nonzeros per segment 0.9-1.2x (docs/spmm.md)
 _L2_RESIDENT_B_BYTES = 1024 * 1024
 _MIN_SPARSE_SEGMENT_NNZ = 12
-#: Not K blocked, 8-vector tiles still take N tiles whose K panel fits _L2_TILE_BYTES (K <=
-#: 1024) when rows average this many nonzeros (each N tile is one more pass over A's
-#: rows): against none, 1.11-1.39x at sparsity 0.92-0.95 on five shapes with K = 512-768,
-#: N = 1000-3136; with panels beyond L2 or shorter rows they also lost (0.91-0.96x), and
-#: those keep streaming B (docs/spmm.md)
+#: Not K blocked, with N a multiple of 512, 8-vector tiles take N tiles whose K panel fits
+#: _L2_TILE_BYTES when rows average this many nonzeros (each N tile is one more pass over
+#: A's rows; until the ninth session the rule for every N: 1.11-1.39x at sparsity
+#: 0.92-0.95 on five shapes with K = 512-768, N = 1000-3136, docs/spmm.md)
 _MIN_ROW_NNZ_FOR_SPARSE_N_TILES = 24
+#: 8-vector tiles that take no K blocks take N tiles of 128 columns (unless N is a
+#: multiple of 512) whatever the row length: all rows of C sweep one panel of B (K x 128)
+#: instead of every row streaming all of B. Against all of B streamed, on 14 shapes
+#: with N = 196-12544 (docs/spmm.md, ninth session): when K fits one block (K = 64), 2.1-2.5x at
+#: sparsity 0.3-0.5, 1.5x at 0.7-0.8; sparser than the K-block densities, 1.1-1.4x at
+#: 0.93-0.98 (K = 256-3072, panels up to 1.5 MiB); with B in L2 and the panel within
+#: _SMALL_PANEL_BYTES (K <= 256) 1.1-1.3x at 0.8-0.98, beyond it even (K = 512-640)
+_SMALL_PANEL_BYTES = 128 * 1024
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -130,14 +138,16 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     blocks of at least 16 / density rows
     of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
-    N tiles of 128 columns, unless N is a multiple of 256, where they alias in L1), are
+    N tiles of 128 columns, unless N is a multiple of 512, where they alias in L1), are
     swept by blocks of rows of C, reusing B's block across those rows;
     sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead, unless
     B exceeds the 1 MiB L2: then K blocks whose slice of B fits 512 KiB, while a row
-    segment averages 12 nonzeros (8-vector tiles that stream B keep N tiles whose K panel
-    fits 512 KiB when rows average 24 nonzeros). 8-vector N tiles whose K panel stays
-    below 512 KiB take no K blocks of 256 rows or more. A block of rows of C is as many
-    rows as fit 4 MiB (all rows, mostly).
+    segment averages 12 nonzeros (if N is a multiple of 512, 8-vector tiles that stream B
+    keep N tiles whose K panel fits 512 KiB when rows average 24 nonzeros). 8-vector N
+    tiles whose K panel stays below 512 KiB take no K blocks of 256 rows or more.
+    Wherever 8-vector tiles take no K blocks, N tiles of 128 columns (with B in L2: when
+    the K panel of a tile fits 128 KiB; not when N is a multiple of 512: L1 set aliasing,
+    as above). A block of rows of C is as many rows as fit 4 MiB (all rows, mostly).
 
     ``expected_calls`` is how often one plan will run (None: many, as when timing or
     serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time
@@ -161,13 +171,15 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         return params
     if level == "avx512" and n > 8 * vw:
         params["reg_vectors"] = 8
+    n_tiles = params["reg_vectors"] == 8 and n % _ALIASING_COLUMNS != 0
     if 4 * k * n <= _L2_TILE_BYTES and density < _MIN_L2_K_BLOCK_DENSITY:
+        if n_tiles and 4 * k * _SPLIT_N_TILE <= _SMALL_PANEL_BYTES:
+            params["n_tile"] = _SPLIT_N_TILE
         return params
     k_block = 64
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
         k_block *= 2
-    split_n = (params["reg_vectors"] == 8 and k_block * n * 4 > _B_BLOCK_BYTES
-               and n % _ALIASING_COLUMNS != 0)
+    split_n = n_tiles and k_block * n * 4 > _B_BLOCK_BYTES
     wide = params["reg_vectors"] == 8
     if density < (_MIN_SPLIT_K_BLOCK_DENSITY if wide else _MIN_K_BLOCK_DENSITY):
         k_block = _sparse_k_block(k, n, density)
@@ -176,7 +188,9 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         else:
             params["prefetch"] = 16
             width = params["reg_vectors"] * vw
-            if (wide and density * k >= _MIN_ROW_NNZ_FOR_SPARSE_N_TILES
+            if n_tiles:
+                params["n_tile"] = _SPLIT_N_TILE
+            elif (wide and density * k >= _MIN_ROW_NNZ_FOR_SPARSE_N_TILES
                     and 4 * k * width <= _L2_TILE_BYTES):
                 params["n_tile"] = _l2_n_tile(k, n, width)
         return params
@@ -194,7 +208,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     if k_block < k:
         params.update(k_block=k_block, row_block=_row_block(m, n))
         return params
-    params["n_tile"] = _l2_n_tile(k, n, params["reg_vectors"] * vw)
+    if n_tiles and params["reg_vectors"] == 8:
+        params["n_tile"] = _SPLIT_N_TILE  # K within one block
+    else:
+        params["n_tile"] = _l2_n_tile(k, n, params["reg_vectors"] * vw)
     return params
 
 

@@ -164,16 +164,20 @@ def test_wide_default_tiles():
 
     assert tiles(384, 2304, 1352, 0.45) == (8, 64, 128)  # 64 x 1352 of B > 64 KiB: N tiles
     assert tiles(1024, 1024, 256, 0.45) == (8, 64, 0)    # the K block of all N fits
-    assert tiles(1024, 1024, 512, 0.45) == (8, 64, 0)    # N % 256 == 0: tiles alias in L1
+    assert tiles(1024, 1024, 512, 0.45) == (8, 64, 0)    # N % 512 == 0: tiles alias in L1
+    assert tiles(256, 1024, 768, 0.45) == (8, 64, 128)   # rows 3 KiB apart: half the sets
+    assert tiles(64, 147, 12544, 0.5) == (8, 64, 128)    # 1 KiB apart (modulo 4 KiB)
     assert tiles(4096, 4096, 128, 0.45) == (4, 128, 0)   # N = 128 keeps 4-vector tiles
     assert tiles(384, 2304, 1352, 0.1) == (8, 256, 128)  # N tiles: K blocks to 0.08
     assert tiles(64, 576, 3136, 0.1) == (8, 0, 128)      # 128 KiB slices, 288 KiB panel
     assert tiles(256, 1024, 784, 0.1) == (8, 256, 128)   # a 512 KiB panel keeps K blocks
     assert tiles(64, 576, 3136, 0.2) == (8, 128, 128)    # 64 KiB slices keep K blocks
-    assert tiles(64, 576, 3136, 0.05) == (8, 0, 128)     # not K blocked: L2 N tiles
-    assert tiles(64, 576, 3136, 0.02) == (8, 0, 0)       # rows of 12: one pass over A
-    assert tiles(64, 1152, 3136, 0.05) == (8, 0, 0)      # a 576 KiB panel: B streamed
-    assert tiles(384, 2304, 1352, 0.05) == (8, 0, 0)     # too sparse to K block
+    assert tiles(64, 576, 3136, 0.05) == (8, 0, 128)     # not K blocked: N tiles
+    assert tiles(64, 576, 3136, 0.02) == (8, 0, 128)     # rows of 12: N tiles even so
+    assert tiles(64, 1152, 3136, 0.05) == (8, 0, 128)    # a 576 KiB panel: N tiles too
+    assert tiles(384, 2304, 1352, 0.05) == (8, 0, 128)   # too sparse to K block
+    assert tiles(256, 512, 2048, 0.05) == (8, 0, 256)    # N % 512 == 0: L2 panels
+    assert tiles(256, 512, 2048, 0.02) == (8, 0, 0)      # ... for rows of >= 24 only
     assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
     assert tiles(1024, 1024, 512, 0.1) == (8, 256, 0)    # 8-vector tiles: to 0.08 too
     # sparser: K blocks only for B beyond the L2, in slices of 512 KiB of B that give row
@@ -184,7 +188,10 @@ def test_wide_default_tiles():
     assert tiles(2048, 2048, 128, 0.1) == (4, 0, 0)      # 1 MiB of B: from the L2
     assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
     assert tiles(1024, 256, 196, 0.5) == (8, 64, 0)      # B in L2, dense enough to block
-    assert tiles(1024, 256, 196, 0.2) == (8, 0, 0)       # B in L2: streamed
+    assert tiles(1024, 256, 196, 0.2) == (8, 0, 128)     # B in L2: 128 KiB panels
+    assert tiles(256, 64, 3136, 0.5) == (8, 0, 128)      # K within one block: 32 KiB panels
+    assert tiles(256, 64, 3136, 0.05) == (8, 0, 128)     # sparse, short rows: still
+    assert tiles(512, 512, 1024, 0.2)[2] == 0            # aliasing N: no small panels
     for level in ("portable", "avx2", "avx512"):
         p = default_params(384, 2304, 1352, 0.45, isa=level)
         assert p["n_tile"] % VECTOR_WIDTH[level] == 0

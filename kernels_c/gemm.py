@@ -68,12 +68,14 @@ def plan_gemm(a: np.ndarray, b: np.ndarray, *, threads: int = 1,
     args.c = ffi.from_buffer("float[]", out)
     args.ldc = n
     args.sgemm = blas_function("sgemm")
+    args.sgemv = blas_function("sgemv")
     return GemmPlan(args, module, out, threads, (a, b, out), params={})
 
 
 def gemm(a: np.ndarray, b: np.ndarray, *, threads: int = 1,
          out: np.ndarray | None = None) -> np.ndarray:
-    """Dense product ``a @ b`` by the BLAS sgemm scipy links (OpenBLAS in the wheels).
+    """Dense product ``a @ b`` by the BLAS sgemm scipy links (OpenBLAS in the wheels), or
+    its sgemv when ``a`` has one row or ``b`` one column (as numpy's matmul).
 
     Parameters
     ----------

@@ -25,6 +25,20 @@ def test_matches_numpy(m, n, threads):
     np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(1000, 2048, 1), (1, 2048, 300), (1, 5, 1)])
+def test_one_row_or_column_calls_sgemv(shape):
+    m, k, n = shape
+    rng = np.random.default_rng(k)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    plan = plan_gemm(a, b)
+    assert plan.args.sgemv == blas_function("sgemv")
+    ref = a.astype(np.float64) @ b
+    np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
+    plan.args.sgemv = 0  # the sgemm path gives the same product
+    np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
+
+
 def test_large_and_reference():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((130, 257), dtype=np.float32)

@@ -115,9 +115,9 @@ _MIN_SPARSE_SEGMENT_NNZ = 12
 _MIN_ROW_NNZ_FOR_SPARSE_N_TILES = 24
 #: 8-vector tiles that take no K blocks take N tiles of 128 columns (unless N is a
 #: multiple of 512) whatever the row length: all rows of C sweep one panel of B (K x 128)
-#: instead of every row streaming all of B. Against all of B streamed, on 14 shapes
-#: with N = 196-12544 (docs/spmm.md, ninth session): when K fits one block (K = 64), 2.1-2.5x at
-#: sparsity 0.3-0.5, 1.5x at 0.7-0.8; sparser than the K-block densities, 1.1-1.4x at
+#: instead of every row streaming all of B. Against all of B streamed, on 14 shapes with
+#: N = 196-12544 (docs/spmm.md, ninth session): when K fits one block (K = 64), 2.1-2.5x
+#: at sparsity 0.3-0.5, 1.5x at 0.7-0.8; sparser than the K-block densities, 1.1-1.4x at
 #: 0.93-0.98 (K = 256-3072, panels up to 1.5 MiB); with B in L2 and the panel within
 #: _SMALL_PANEL_BYTES (K <= 256) 1.1-1.3x at 0.8-0.98, beyond it even (K = 512-640)
 _SMALL_PANEL_BYTES = 128 * 1024
@@ -171,7 +171,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         return params
     if level == "avx512" and n > 8 * vw:
         params["reg_vectors"] = 8
-    n_tiles = params["reg_vectors"] == 8 and n % _ALIASING_COLUMNS != 0
+    wide = params["reg_vectors"] == 8
+    n_tiles = wide and n % _ALIASING_COLUMNS != 0  # 128-column N tiles allowed
     if 4 * k * n <= _L2_TILE_BYTES and density < _MIN_L2_K_BLOCK_DENSITY:
         if n_tiles and 4 * k * _SPLIT_N_TILE <= _SMALL_PANEL_BYTES:
             params["n_tile"] = _SPLIT_N_TILE
@@ -180,7 +181,6 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
         k_block *= 2
     split_n = n_tiles and k_block * n * 4 > _B_BLOCK_BYTES
-    wide = params["reg_vectors"] == 8
     if density < (_MIN_SPLIT_K_BLOCK_DENSITY if wide else _MIN_K_BLOCK_DENSITY):
         k_block = _sparse_k_block(k, n, density)
         if k_block:

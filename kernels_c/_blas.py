@@ -1,4 +1,4 @@
-"""The system BLAS sgemm as a C function pointer, and control of its thread count.
+"""The system BLAS (sgemm, sgemv) as C function pointers, and control of its thread count.
 
 Dense baselines (``gemm_blas_f32``, ``conv_im2col_blas_f32``) call BLAS from C so that the
 same C timing loop (``kc_time_calls``) times them as the sparse kernels, with no Python in the

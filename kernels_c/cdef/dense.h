@@ -7,7 +7,7 @@
  * product C^T = B^T A^T, which needs no transposition of the data. A product with one
  * column (N = 1) or one row (M = 1) calls `sgemv` instead, as numpy's matmul does: sgemm
  * packs A first, which made N = 1 1.4-4.6x slower than the matrix-vector routine (M x K of
- * 0.25-16 MiB, OpenBLAS 0.3.31 on Zen 5; docs/models.md). BLAS threads are set by the
+ * 1-16 MiB, OpenBLAS 0.3.31 on Zen 5; docs/models.md). BLAS threads are set by the
  * caller (threadpoolctl); the kernel itself is single-threaded.
  */
 typedef struct {

@@ -154,6 +154,22 @@ def test_narrow_default_k_blocks():
     assert default_params(2048, 4096, 1024, 0.5)["row_block"] == 1024  # 4 MiB of C
 
 
+@pytest.mark.parametrize("m, k, n, density", [
+    (40, 64, 400, 0.5),     # K within one block: 128-column N tiles
+    (24, 147, 1280, 0.5),   # N a multiple of 256: N tiles under K blocks
+    (30, 200, 300, 0.2),    # B in L2, small panel
+    (50, 700, 390, 0.03),   # streams B: N tiles, any row length
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_default_n_tiles_match_reference(m, k, n, density, threads):
+    rng = np.random.default_rng(m + k + n)
+    a = _random_csr(rng, m, k, density)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    if "avx512" in kernels_c._isa.supported_levels():
+        assert default_params(m, k, n, a.nnz / (m * k), isa="avx512")["n_tile"] == 128
+    _check(a, b, threads=threads)
+
+
 def test_wide_default_tiles():
     if "avx512" not in kernels_c._isa.supported_levels():
         pytest.skip("the rule is for AVX-512's 32 vector registers")

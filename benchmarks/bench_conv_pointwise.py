@@ -21,6 +21,7 @@ from pathlib import Path
 # before numpy loads OpenBLAS: idle BLAS and OpenMP threads must not spin (bench_spmm.py)
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # brief spin first (perfmodel/cli.py)
 
 import numpy as np
 from threadpoolctl import threadpool_limits

@@ -32,6 +32,7 @@ from collections.abc import Callable
 # kernels need (see perfmodel/cli.py)
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # nor MKL's / our OpenMP threads
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # brief spin first (perfmodel/cli.py)
 
 import numpy as np
 from threadpoolctl import threadpool_limits

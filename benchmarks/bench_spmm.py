@@ -30,6 +30,7 @@ from pathlib import Path
 # that no contender slows down the one timed after it
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # brief spin first (perfmodel/cli.py)
 
 import numpy as np
 import scipy.sparse as sp

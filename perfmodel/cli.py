@@ -17,9 +17,14 @@ import sys
 # 2-thread dense GEMM ran 12-25x slower here. 2^4 cycles makes them sleep at once. This
 # must be set before numpy loads OpenBLAS, so it lives at the top of the CLI. Likewise the
 # OpenMP runtimes (ours, torch's, MKL's) sleep when idle instead of spinning: with spinning
-# workers, 2-thread spmm points in a standard sweep read 8 ms instead of 1 ms.
+# workers, 2-thread spmm points in a standard sweep read 8 ms instead of 1 ms. But a
+# worker that sleeps at once makes every call of a 2-thread kernel pay its wake-up and the
+# join (~70 us per call on this VM, 20-26 % of a 0.3 ms spmm, and as variable as the
+# hypervisor): GNU OpenMP workers (ours, torch's) first spin this many pause loops (tens
+# of us, enough for back-to-back calls), which GOMP_SPINCOUNT sets even under passive.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 #: subcommand modules, in the order ``perfmodel --help`` lists them
 COMMANDS: tuple[str, ...] = ("perfmodel._cmd_characterize", "perfmodel._cmd_sweep",

@@ -6,8 +6,8 @@
  * same C loop as the sparse kernels. Row-major C = A B is computed as the column-major
  * product C^T = B^T A^T, which needs no transposition of the data. A product with one
  * column (N = 1) or one row (M = 1) calls `sgemv` instead, as numpy's matmul does: sgemm
- * packs A first, which made N = 1 1.4-4.6x slower than the matrix-vector routine (M x K of
- * 1-16 MiB, OpenBLAS 0.3.31 on Zen 5; docs/models.md). BLAS threads are set by the
+ * packs A first, which made N = 1 3.2-3.6x slower than sgemv on 8-16 MiB matrices (L2-sized
+ * ones ~20 % faster; OpenBLAS 0.3.31 on Zen 5, docs/models.md). BLAS threads are set by the
  * caller (threadpoolctl); the kernel itself is single-threaded.
  */
 typedef struct {

@@ -296,8 +296,8 @@ class SparseConv2d:
         (input channels per L1 block, 0 = all), ``o_block`` (output channels per task),
         ``pointwise`` (1: a 1x1, unpadded, ungrouped convolution runs as the CSR spmm
         kernel on each image, ``out[i] = W @ x[i].reshape(C, H W)``, without copies at
-        stride 1, on a subsampled copy otherwise; up to 2.5x faster than the direct kernel
-        on 13 of ResNet-50's 15 such layers, docs/conv.md). Defaults:
+        stride 1, on a subsampled copy otherwise; 1.0-2.65x faster than the direct kernel
+        on all 15 of ResNet-50's such layers, docs/conv.md). Defaults:
         :func:`default_params`.
     """
 

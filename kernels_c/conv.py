@@ -195,16 +195,15 @@ def default_params(geo: ConvGeometry, isa: str | None = None,
     faster than the direct kernel on every 1x1 ResNet-50 layer (docs/conv.md).
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
+    return _blocking(geo, level, density)
+
+
+def _blocking(geo: ConvGeometry, level: str, density: float) -> dict[str, int]:
+    """:func:`default_params` for a path of ``IMPLEMENTED`` (not checked against this CPU)."""
     vw = VECTOR_WIDTH[level]
-    _, wq = _phase_dims(geo)
-    align = int(level != "portable" and -(-wq // vw) * vw <= _MAX_ALIGN_WASTE * wq
-                and _n_shift(geo, 1) <= _MAX_SHIFTED_COPIES)
+    align = _default_align(geo, level)
     _, wq = _phase_dims(geo, vw if align else 1)
-    vectors = -(-(geo.ho * wq) // vw)
-    # each (nonzero, tile) pair costs the tile's FMAs plus ~3 loop instructions (index load,
-    # broadcast, branch): minimize tiles * (nv + 3), the larger tile on ties
-    top = min(_DEFAULT_TILE[level], vectors)
-    nv = min(range(1, top + 1), key=lambda v: (-(-vectors // v) * (v + 3), -v))
+    nv = _default_tile(_plane_vectors(geo, level, align), level)
     st = geo.stride
     per_channel = 4 * st * st * (nv * vw + ((geo.r - 1) // st) * wq + (geo.s - 1) // st + 1)
     per_channel *= _n_shift(geo, align)
@@ -214,6 +213,63 @@ def default_params(geo: ConvGeometry, isa: str | None = None,
     return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block),
             "o_block": max(1, min(32, geo.o // 4)), "align": align,
             "pointwise": int(_is_pointwise(geo))}
+
+
+def direct_work(geo: ConvGeometry, level: str, nnz: float,
+                params: dict[str, Any] | None = None) -> dict[str, float]:
+    """What the direct kernel does for one image, counted in the units its time follows.
+
+    - ``fma_slots``: nnz ceil(V / nv) (nv + 3): every (nonzero, register tile) pair costs
+      the tile's nv vector FMAs plus ~3 loop instructions, V being the SIMD vectors of the
+      flattened output plane (computed and discarded columns included);
+    - ``tile_visits``: O ceil(V / nv) (channel blocks): register tiles loaded and stored;
+    - ``copy_vectors``: SIMD vectors of the zero-padded, phase-split input copy.
+
+    ``level`` is a path of ``IMPLEMENTED`` (any machine's, not checked against this CPU),
+    ``nnz`` the weight's nonzeros, ``params`` the blocking (missing: the defaults for this
+    density). The direct kernel only: pointwise layers run spmm instead (``pointwise``).
+    On ResNet-50's 56 x 56 planes a nonzero costs ~1.3 vector FMA slots per 16 output
+    pixels, on its 7 x 7 planes ~2.3.
+    """
+    if level not in IMPLEMENTED:
+        raise ValueError(f"unknown ISA path {level!r}; valid: {', '.join(IMPLEMENTED)}")
+    cg = geo.c // geo.groups
+    density = nnz / max(geo.o * cg * geo.r * geo.s, 1)
+    p = {**_blocking(geo, level, density), **(params or {})}
+    vectors = _plane_vectors(geo, level, int(p["align"]))
+    tiles = -(-vectors // int(p["tile_vectors"]))
+    blocks = -(-cg // int(p["c_block"])) if p["c_block"] else 1
+    hq, wq = _phase_dims(geo, VECTOR_WIDTH[level] if p["align"] else 1)
+    copy = geo.c * geo.stride ** 2 * hq * wq * _n_shift(geo, int(p["align"]))
+    return {"fma_slots": nnz * _tile_cost(vectors, int(p["tile_vectors"])),
+            "tile_visits": float(geo.o * blocks * tiles),
+            "copy_vectors": copy / VECTOR_WIDTH[level]}
+
+
+def _default_align(geo: ConvGeometry, level: str) -> int:
+    """Align (round the plane width up to the vector width) unless it wastes > 15 %."""
+    vw, (_, wq) = VECTOR_WIDTH[level], _phase_dims(geo)
+    return int(level != "portable" and -(-wq // vw) * vw <= _MAX_ALIGN_WASTE * wq
+               and _n_shift(geo, 1) <= _MAX_SHIFTED_COPIES)
+
+
+def _plane_vectors(geo: ConvGeometry, level: str, align: int) -> int:
+    """SIMD vectors of the flattened output plane (Ho rows of the phase-plane width)."""
+    vw = VECTOR_WIDTH[level]
+    return -(-(geo.ho * _phase_dims(geo, vw if align else 1)[1]) // vw)
+
+
+def _tile_cost(vectors: int, nv: int) -> int:
+    """Instructions per nonzero over a plane of ``vectors`` in tiles of ``nv``: each (nonzero,
+    tile) pair costs the tile's FMAs plus ~3 loop instructions (offset load, broadcast,
+    branch)."""
+    return -(-vectors // nv) * (nv + 3)
+
+
+def _default_tile(vectors: int, level: str) -> int:
+    """The register tile minimizing :func:`_tile_cost`, the larger one on ties."""
+    top = min(_DEFAULT_TILE[level], vectors)
+    return min(range(1, top + 1), key=lambda v: (_tile_cost(vectors, v), -v))
 
 
 def _is_pointwise(geo: ConvGeometry) -> bool:

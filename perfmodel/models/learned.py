@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernels_c.conv import ConvGeometry, direct_work
+
 from ..targets import Target
 from ._problem import from_row
 from .base import PerfModel, check_is_fitted, ok_rows
@@ -37,7 +39,7 @@ __all__ = ["FEATURE_SCHEMA_VERSION", "LearnedModel", "load_calibration"]
 
 FORMAT = "perfmodel-learned-model"
 FORMAT_VERSION = 2
-FEATURE_SCHEMA_VERSION = 4
+FEATURE_SCHEMA_VERSION = 5
 #: features every model has, in order (kernel and parameter columns follow, per file)
 BASE_FEATURES: tuple[str, ...] = (
     "is_conv", "is_qgemm", "log2_m", "log2_n", "log2_k", "density", "log2_nnz",
@@ -56,6 +58,12 @@ RANGE_FEATURES = ("log2_m", "log2_n", "log2_k", "density", "threads")
 _PROBLEM_COLS = ("op", "kernel", "params", "threads", "m", "n", "k", "c", "h", "w", "o", "r",
                  "s", "stride", "padding", "batch", "groups", "bits", "sparsity", "density",
                  "nnz", "pattern", "cache")
+
+
+_GEMM_KERNEL, _IM2COL_KERNEL = "gemm_blas_f32", "conv_im2col_blas_f32"
+_SPMM_KERNEL, _DIRECT_KERNEL = "spmm_csr_f32", "conv_direct_sparse_f32"
+#: units of kernels_c.conv.direct_work the direct convolution's reference time weighs
+_DIRECT_UNITS = ("fma_slots", "tile_visits", "copy_vectors")
 
 
 def _schema_hash(kernels: list[str], params: list[str]) -> str:
@@ -106,6 +114,53 @@ class _Featurizer:
         self.names = [*BASE_FEATURES, *(f"kernel={k}" for k in kernels),
                       *(f"param_{p}" for p in params)]
         self._roof = RooflineModel(target=target).defaults()
+        #: seconds per unit of :func:`kernels_c.conv.direct_work`, fitted by
+        #: :meth:`calibrate_direct_conv` (None: the padded compute bound instead)
+        self.direct_cost: dict[str, float] | None = None
+
+    def calibrate_direct_conv(self, rows: pd.DataFrame) -> None:
+        """Fit the seconds per unit of the direct convolution's work (non-negative least
+        squares in relative error over the kernel's rows; needs 3 shapes)."""
+        from scipy.optimize import nnls
+
+        self.direct_cost = None
+        sel = rows[rows["kernel"].astype(str) == _DIRECT_KERNEL]
+        if sel.empty:
+            return
+        cols = [c for c in _PROBLEM_COLS if c in sel.columns]
+        units, shapes = [], set()
+        for rec in sel[cols].to_dict("records"):
+            work = self._direct_units(from_row(rec), rec)
+            units.append(work if work is not None else [math.nan] * len(_DIRECT_UNITS))
+            if work is not None:
+                shapes.add(tuple(rec.get(k) for k in ("c", "h", "w", "o", "r", "s", "stride")))
+        u = np.asarray(units, dtype=np.float64)
+        t = sel["median_s"].to_numpy(dtype=np.float64)
+        ok = np.isfinite(u).all(axis=1) & (t > 0)
+        if len(shapes) < 3:
+            return
+        coef, _ = nnls(u[ok] / t[ok, None], np.ones(int(ok.sum())))
+        if coef.any():
+            self.direct_cost = dict(zip(_DIRECT_UNITS, coef.tolist(), strict=True))
+
+    def _direct_units(self, p: Mapping[str, Any], rec: Mapping[str, Any]) -> list[float] | None:
+        """Units of direct-convolution work of a row (the whole batch, per thread), None for
+        a pointwise layer (spmm) or a target without SIMD lanes."""
+        level = {16: "avx512", 8: "avx2", 4: "portable"}.get(
+            _fp32_lanes(self._roof._target(None).isa))
+        try:
+            groups = max(int(rec.get("groups") or 1), 1)
+        except (TypeError, ValueError):
+            groups = 1
+        if level is None or (p["r"], p["s"], p["padding"], groups) == (1, 1, 0, 1):
+            return None
+        geo = ConvGeometry(c=int(p["c"]), h=int(p["h"]), w=int(p["w"]), o=int(p["o"]),
+                           r=int(p["r"]), s=int(p["s"]), stride=int(p["stride"]),
+                           padding=int(p["padding"]), groups=groups)
+        threads = rec.get("threads")
+        threads = int(threads) if threads is not None and not pd.isna(threads) else 1
+        work = direct_work(geo, level, float(p["nnz"]))
+        return [work[u] * p["batch"] / max(threads, 1) for u in _DIRECT_UNITS]
 
     def _machine(self, threads: int | None) -> tuple[Target, list[float]]:
         t = self._roof._target(threads)
@@ -199,6 +254,24 @@ class _Featurizer:
             # of N, which trees cannot interpolate for an unseen N (docs/models.md)
             lanes = _fp32_lanes(target.isa)
             t_comp *= math.ceil(p["n"] / lanes) * lanes / p["n"]
+        elif fam == "sparse_conv":
+            # the direct kernel FMAs whole register tiles of the flattened output plane,
+            # discarded columns included, plus loop work per tile, reloads its tiles once
+            # per channel block and copies the input padded first: a calibrated sum of the
+            # three (kernels_c.conv.direct_work) follows its time within 4-16 % on
+            # held-out layers, where nonzeros x pixels alone left 7 x 7 planes 1.5x slower
+            # per FMA than larger ones (docs/models.md). Pointwise layers run spmm.
+            units = self._direct_units(p, rec)
+            if units is None:
+                lanes = _fp32_lanes(target.isa)
+                pixels = p["n"] / max(p["batch"], 1)
+                t_comp *= math.ceil(pixels / lanes) * lanes / pixels
+            elif self.direct_cost is not None:
+                t_comp = sum(self.direct_cost[u] * v
+                             for u, v in zip(_DIRECT_UNITS, units, strict=True))
+            else:
+                t_comp *= units[0] * _fp32_lanes(target.isa) / (
+                    p["nnz"] * p["n"] / max(threads, 1))
         reference = max(t_comp, t_mem[target.main_memory().name])
         return np.asarray(x, dtype=np.float64), reference
 
@@ -211,8 +284,6 @@ class _Featurizer:
         return np.vstack([x for x, _ in out]), np.array([b for _, b in out])
 
 
-_GEMM_KERNEL, _IM2COL_KERNEL = "gemm_blas_f32", "conv_im2col_blas_f32"
-_SPMM_KERNEL, _DIRECT_KERNEL = "spmm_csr_f32", "conv_direct_sparse_f32"
 
 
 def _twin(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
@@ -466,6 +537,7 @@ class LearnedModel(PerfModel):
                 d = {}
             params.update(k for k, v in d.items() if isinstance(v, (int, float)))
         self.featurizer_ = _Featurizer(kernels, sorted(params), self.target)
+        self.featurizer_.calibrate_direct_conv(rows)
         x, bound = self.featurizer_.matrix(rows)
         y = np.log(rows["median_s"].to_numpy(dtype=np.float64) / bound)
         kernel = rows["kernel"].astype(str).to_numpy()
@@ -623,6 +695,7 @@ class LearnedModel(PerfModel):
             "forests": {name: f.to_json() for name, f in self.forests_.forests.items()},
             "roofline": {"factors": self.roofline_.factors_,
                          "source": self.roofline_.calibration_source_},
+            "direct_conv_cost": f.direct_cost,
             "ranges": self.ranges_, "log_uncertainty": self.log_uncertainty_,
             "training": {"rows": self.n_train_, "fingerprints": self.fingerprints_,
                          "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
@@ -642,6 +715,7 @@ class LearnedModel(PerfModel):
         model = cls(target=doc.get("target", "host"), **doc.get("hyperparameters", {}))
         model.featurizer_ = _Featurizer(list(schema["kernels"]), list(schema["params"]),
                                         model.target)
+        model.featurizer_.direct_cost = doc.get("direct_conv_cost")
         model.forests_ = _ForestSet({str(name): _Forest(f)
                                      for name, f in doc["forests"].items()})
         model.roofline_ = RooflineModel(target=model.target).defaults()

@@ -322,6 +322,34 @@ def test_default_params_are_valid():
             assert p["tile_vectors"] in range(1, 25) and p["c_block"] >= 0 and p["o_block"] >= 1
 
 
+def test_direct_work_counts_computed_columns_tiles_and_copy():
+    from kernels_c.conv import ConvGeometry, direct_work
+
+    # 7 x 7 output, pad 1: planes 9 x 9 (aligning to 16 would waste > 15 %), 63 computed
+    # pixels = 4 vectors of 16 in one tile of 4: (4 FMAs + 3) per nonzero
+    small = ConvGeometry(512, 7, 7, 512, 3, 3, 1, 1, 1)
+    params = {"tile_vectors": 4, "c_block": 64, "align": 0}
+    work = direct_work(small, "avx512", 1000.0, params)
+    assert work == pytest.approx({"fma_slots": 7000.0, "tile_visits": 512 * 8 * 1.0,
+                                  "copy_vectors": 512 * 81 / 16})
+    # tiles of 1 vector: 4 tiles of (1 + 3); no channel blocks: one visit per tile
+    work = direct_work(small, "avx512", 1000.0, {**params, "tile_vectors": 1, "c_block": 0})
+    assert work["fma_slots"] == 16000.0 and work["tile_visits"] == 512 * 4
+    # stride 2, aligned: 4 phase planes of 29 x 32 per channel, one copy per column phase
+    # (S / stride = 2 shifted copies); 28 rows of 32 = 56 vectors, tiles of 19 -> 3 x 22
+    strided = ConvGeometry(128, 56, 56, 128, 3, 3, 2, 1, 1)
+    work = direct_work(strided, "avx512", 100.0, {"tile_vectors": 19, "c_block": 0, "align": 1})
+    assert work == pytest.approx({"fma_slots": 100.0 * 66, "tile_visits": 128 * 3.0,
+                                  "copy_vectors": 128 * 4 * 29 * 32 * 2 / 16})
+    # defaults: the kernel's own choice (default_params) for the density
+    d = direct_work(small, "avx512", 0.1 * 512 * 512 * 9)
+    p = default_params(small, "avx512", 0.1) if "avx512" in _supported() else None
+    if p is not None:
+        assert d == direct_work(small, "avx512", 0.1 * 512 * 512 * 9, p)
+    with pytest.raises(ValueError, match="unknown ISA path"):
+        direct_work(small, "sse2", 10.0)
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -219,6 +219,52 @@ def test_spmm_reference_counts_whole_vectors_per_nonzero():
     assert reference(avx2, 16) == pytest.approx(2 * reference(avx2, 8))
 
 
+def _direct_conv_rows(template: dict, cost: dict[str, float], shapes) -> pd.DataFrame:
+    """Direct-convolution rows whose time is ``cost`` (seconds per unit) times the kernel's
+    work on AVX-512 (kernels_c.conv.direct_work)."""
+    from kernels_c.conv import ConvGeometry, direct_work
+
+    rows = []
+    for c, hw, o, r, stride in shapes:
+        geo = ConvGeometry(c, hw, hw, o, r, r, stride, r // 2, 1)
+        for sparsity in (0.5, 0.7, 0.9, 0.95):
+            nnz = round((1 - sparsity) * o * c * r * r)
+            work = direct_work(geo, "avx512", nnz)
+            t = 2 * sum(cost[u] * work[u] for u in cost)   # a batch of 2
+            rows.append({**template, "op": "conv2d", "kernel": "conv_direct_sparse_f32",
+                         "m": np.nan, "n": np.nan, "k": np.nan, "c": c, "h": hw, "w": hw,
+                         "o": o, "r": r, "s": r, "stride": stride, "padding": r // 2,
+                         "batch": 2, "groups": 1, "sparsity": sparsity, "density": 1 - sparsity,
+                         "nnz": nnz, "pattern": "random", "params": "{}", "median_s": t})
+    return pd.DataFrame(rows)
+
+
+def test_direct_conv_reference_is_its_calibrated_work(data, tmp_path):
+    from perfmodel.models.learned import _Featurizer
+
+    cost = {"fma_slots": 0.2e-9, "tile_visits": 10e-9, "copy_vectors": 4e-9}
+    shapes = [(64, 56, 64, 3, 1), (128, 28, 128, 3, 1), (512, 7, 512, 3, 1),
+              (128, 56, 128, 3, 2), (64, 27, 192, 5, 1)]
+    conv = _direct_conv_rows(data.iloc[0].to_dict(), cost, shapes)
+    rows = pd.concat([data, conv], ignore_index=True)
+    model = LearnedModel(max_iter=20, target="xeon-8470").fit(rows)
+    assert model.featurizer_.direct_cost == pytest.approx(cost, rel=1e-6)
+    # the reference of every direct row is the calibrated work: nothing left to learn
+    references = [model.featurizer_.base(r)[1] for r in conv.to_dict("records")]
+    assert references == pytest.approx(conv["median_s"].tolist(), rel=1e-6)
+    loaded = LearnedModel.load(model.save(tmp_path / "m.json"))
+    assert loaded.featurizer_.direct_cost == model.featurizer_.direct_cost
+    # fewer than three shapes: no calibration, the compute bound padded to the tiles
+    few = LearnedModel(max_iter=20, target="xeon-8470").fit(
+        pd.concat([data, conv[conv["c"] <= 64]], ignore_index=True))
+    assert few.featurizer_.direct_cost is None
+    plain = _Featurizer([], [], target="xeon-8470")
+    small, large = (conv[conv["h"] == hw].iloc[0].to_dict() for hw in (7, 56))
+    # per nonzero and output pixel a 7 x 7 plane costs more than a 56 x 56 one
+    per_fma = [plain.base(r)[1] / (r["nnz"] * r["h"] * r["w"]) for r in (small, large)]
+    assert per_fma[0] > 1.5 * per_fma[1]
+
+
 def test_crossover_interpolation():
     assert crossover(np.array([0.5, 0.6, 0.7]), np.array([0.8, 1.0, 1.25])) == \
         pytest.approx(0.6)

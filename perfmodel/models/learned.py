@@ -286,58 +286,83 @@ class _Featurizer:
 
 
 
-def _twin(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
-    """The GEMM-view kernel call a convolution row is made of, when it is nothing else, and
-    how many calls (the batch); None for any other row.
+def _num(rec: Mapping[str, Any], key: str, default: float = math.nan) -> float:
+    """A row's number at ``key``; ``default`` when missing or NaN, NaN when not a number."""
+    try:
+        v = float(rec.get(key, default))
+    except (TypeError, ValueError):
+        return math.nan
+    return default if math.isnan(v) else v
 
-    - im2col + BLAS on a 1 x 1, stride-1, unpadded convolution skips the im2col: one sgemm
-      of weights (O x C) times the image (C x H W) per image (``gemm_blas_f32``);
-    - the sparse convolution with ``pointwise = 1`` runs ``spmm_csr_f32`` on the same view,
-      with its default parameters for it (kernels_c.conv); strided, it also copies its
-      subsampled pixels first, which no spmm row measures, so it stays a convolution row.
+
+def _twin(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
+    """The GEMM-view kernel calls of a convolution row that is nothing but those calls, and
+    how many (:func:`_view`; None for any other row): im2col + BLAS on a 1 x 1, stride-1,
+    unpadded layer skips the im2col, and the sparse convolution with ``pointwise = 1``
+    unstrided reads the image in place. Strided, or with an im2col, a copy comes first that
+    no GEMM-view row measures: such rows stay convolutions, referred to their calls.
 
     The GEMM-view models have seen many more shapes than the convolutions': the dense 1 x 1
     layers' held-out error fell from 7-10 % to 2.5 % (docs/models.md)."""
+    view = _view(rec)
+    if view is None or _num(rec, "stride", 1.0) != 1:
+        return None
+    if str(rec.get("kernel")) == _IM2COL_KERNEL and (
+            _num(rec, "r"), _num(rec, "s"), _num(rec, "padding", 0.0),
+            _num(rec, "groups", 1.0)) != (1, 1, 0, 1):
+        return None
+    return view
+
+
+def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
+    """The GEMM-view kernel calls a convolution row makes, and how many; None for any other
+    row or an incomplete geometry.
+
+    - im2col + BLAS: ``gemm_blas_f32`` of the weights O/g x (C/g R S) times the columns
+      (C/g R S) x (Ho Wo), batch x groups calls (after the im2col copy, which 1 x 1,
+      stride-1, unpadded layers skip);
+    - the sparse convolution with ``pointwise = 1`` (1 x 1, unpadded, one group):
+      ``spmm_csr_f32`` of the weights O x C times the pixels C x (Ho Wo), with its default
+      parameters for that view, batch calls (strided: after a copy of the subsampled
+      pixels; kernels_c.conv)."""
     kernel = str(rec.get("kernel"))
     if kernel not in (_IM2COL_KERNEL, _DIRECT_KERNEL):
         return None
-
-    def num(key: str, default: float = math.nan) -> float:
-        try:
-            v = float(rec.get(key, default))
-        except (TypeError, ValueError):
-            return math.nan
-        return default if math.isnan(v) else v
-
-    r, s, stride, pad = num("r"), num("s"), num("stride", 1.0), num("padding", 0.0)
-    c, h, w, o, batch = num("c"), num("h"), num("w"), num("o"), num("batch", 1.0)
-    if (not all(math.isfinite(v) for v in (c, h, w, o, batch))
-            or (r, s, stride, pad, num("groups", 1.0)) != (1, 1, 1, 0, 1)):
+    dims = [_num(rec, key) for key in ("c", "h", "w", "o")]
+    dims += [_num(rec, key, default) for key, default in (
+        ("r", 1), ("s", 1), ("stride", 1), ("padding", 0), ("batch", 1), ("groups", 1))]
+    if not all(math.isfinite(v) for v in dims):
         return None
-    m, n, k = int(o), int(h * w), int(c)
-    twin = {key: rec[key] for key in ("threads", "cache") if key in rec}
+    c, h, w, o, r, s, stride, pad, batch, groups = (int(v) for v in dims)
+    groups, stride = max(groups, 1), max(stride, 1)
+    ho, wo = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
+    m, n, k = o // groups, ho * wo, c // groups * r * s
+    if min(m, n, k, batch) < 1:
+        return None
+    view = {key: rec[key] for key in ("threads", "cache") if key in rec}
     if kernel == _IM2COL_KERNEL:
-        twin.update(op="spmm", kernel=_GEMM_KERNEL, m=m, n=n, k=k, sparsity=0.0,
+        view.update(op="spmm", kernel=_GEMM_KERNEL, m=m, n=n, k=k, sparsity=0.0,
                     density=1.0, nnz=m * k, pattern="dense", params="{}")
-        return twin, batch
+        return view, float(batch * groups)
     params = rec.get("params") or {}
     if isinstance(params, str):
         try:
             params = json.loads(params) if params else {}
         except ValueError:
             params = {}
-    if not isinstance(params, Mapping) or params.get("pointwise") != 1:
+    if (not isinstance(params, Mapping) or params.get("pointwise") != 1
+            or (r, s, pad, groups) != (1, 1, 0, 1)):
         return None
     try:
         from kernels_c.spmm import default_params
     except ImportError:
         return None
-    density = num("density", 1.0 - num("sparsity", 0.0))
-    spmm_params = default_params(m, k, n, density)
-    twin.update(op="spmm", kernel=_SPMM_KERNEL, m=m, n=n, k=k, sparsity=1.0 - density,
-                density=density, nnz=num("nnz", density * m * k),
-                pattern=rec.get("pattern") or "random", params=json.dumps(spmm_params))
-    return twin, batch
+    density = _num(rec, "density", 1.0 - _num(rec, "sparsity", 0.0))
+    view.update(op="spmm", kernel=_SPMM_KERNEL, m=m, n=n, k=k, sparsity=1.0 - density,
+                density=density, nnz=_num(rec, "nnz", density * m * k),
+                pattern=rec.get("pattern") or "random",
+                params=json.dumps(default_params(m, k, n, density)))
+    return view, float(batch)
 
 
 _CONV_COLS = ("c", "h", "w", "o", "r", "s", "stride", "padding", "batch", "groups")
@@ -557,13 +582,26 @@ class LearnedModel(PerfModel):
         groups = [(f"op:{o}", op == o) for o in sorted(set(op))]
         groups += [(f"kernel:{k}", kernel == k) for k in sorted(counts.index)
                    if counts[k] >= self.own_model_rows]
-        for name, sel in groups:
-            # every kernel weighs the same within the model: dense baselines are measured
-            # once per shape, sparse kernels at every sparsity and parameter set
-            k_sel = pd.Series(kernel[sel])
-            balance = (sel.sum() / k_sel.nunique() / k_sel.map(k_sel.value_counts())
-                       ).to_numpy(dtype=np.float64) ** self.kernel_balance
-            forests[name] = self._fit_forest(x[sel], y[sel], trust[sel] * balance)
+        # convolutions that copy their input are referred to their GEMM-view calls
+        # (_view_references): the models of those calls are fitted first, the
+        # convolutions' after
+        is_conv = [bool((op[sel] == "conv2d").any()) for _, sel in groups]
+        for stage in (False, True):
+            if stage:
+                self.forests_ = _ForestSet(forests)
+                records = rows[[c for c in _PROBLEM_COLS if c in rows.columns]].to_dict(
+                    "records")
+                bound = self._view_references(bound, records)
+                y = np.log(rows["median_s"].to_numpy(dtype=np.float64) / bound)
+            for (name, sel), later in zip(groups, is_conv, strict=True):
+                if later != stage:
+                    continue
+                # every kernel weighs the same within the model: dense baselines are
+                # measured once per shape, sparse kernels at every sparsity and parameters
+                k_sel = pd.Series(kernel[sel])
+                balance = (sel.sum() / k_sel.nunique() / k_sel.map(k_sel.value_counts())
+                           ).to_numpy(dtype=np.float64) ** self.kernel_balance
+                forests[name] = self._fit_forest(x[sel], y[sel], trust[sel] * balance)
         self.forests_ = _ForestSet(forests)
         pred = self._log_ratio(x, kernel, op)
         self.roofline_ = RooflineModel(target=self.target).fit(measured)
@@ -615,12 +653,36 @@ class LearnedModel(PerfModel):
                  ) -> np.ndarray:
         kernel = np.array([str(r["kernel"]) for r in records], dtype=object)
         op = np.array([str(r["op"]) for r in records], dtype=object)
-        seconds = bound * np.exp(self._log_ratio(x, kernel, op))
+        seconds = self._view_references(bound, records) * np.exp(self._log_ratio(x, kernel, op))
         unseen = np.isnan(seconds)
         if unseen.any():
             seconds[unseen] = self.roofline_.predict(
                 pd.DataFrame([records[i] for i in np.flatnonzero(unseen)]))
         return seconds
+
+    def _view_references(self, bound: np.ndarray, records: list[Mapping[str, Any]]
+                         ) -> np.ndarray:
+        """``bound`` with the reference of every convolution that copies its input and then
+        makes GEMM-view calls (im2col + sgemm, strided pointwise spmm; :func:`_view`)
+        replaced by the predicted time of those calls, where the training saw their
+        kernel: the GEMM-view models have seen many more shapes than there are
+        convolutions, and what is left for the convolution's model is the copy (0-43 % of
+        the im2col layers' time on ResNet-50, docs/models.md)."""
+        known = set(self.featurizer_.kernels)
+        views = [(i, v) for i, r in enumerate(records)
+                 if r.get("op") == "conv2d" and (v := _view(r)) and v[0]["kernel"] in known]
+        if not views:
+            return bound
+        calls = [v for _, v in views]
+        x, view_bound = self.featurizer_.matrix(pd.DataFrame([v for v, _ in calls]))
+        kernel = np.array([v["kernel"] for v, _ in calls], dtype=object)
+        seconds = view_bound * np.exp(self._log_ratio(
+            x, kernel, np.full(len(views), "spmm", dtype=object)))
+        out = np.array(bound, dtype=np.float64)
+        for (i, (_, n_calls)), t in zip(views, seconds, strict=True):
+            if np.isfinite(t) and t > 0:
+                out[i] = t * n_calls
+        return out
 
     def _twins(self, records: list[Mapping[str, Any]]
                ) -> tuple[list[Mapping[str, Any]], np.ndarray]:

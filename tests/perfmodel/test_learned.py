@@ -175,7 +175,7 @@ def test_pointwise_sparse_conv_is_predicted_as_its_spmm(fitted):
         fitted.roofline_.predict(pd.DataFrame([direct]))[0])
 
 
-def test_training_records_twins_as_their_gemm_view_calls(data):
+def test_training_records_twins_as_their_view_calls(data):
     from perfmodel.models.learned import _as_twins
 
     base = data.iloc[0].to_dict()
@@ -263,6 +263,48 @@ def test_direct_conv_reference_is_its_calibrated_work(data, tmp_path):
     # per nonzero and output pixel a 7 x 7 plane costs more than a 56 x 56 one
     per_fma = [plain.base(r)[1] / (r["nnz"] * r["h"] * r["w"]) for r in (small, large)]
     assert per_fma[0] > 1.5 * per_fma[1]
+
+
+def test_im2col_conv_reference_is_its_sgemm_calls(data):
+    """A 3 x 3 im2col convolution is referred to the predicted time of its sgemm calls;
+    its own model learns what the im2col copy adds (here 25 %)."""
+    from perfmodel.models.learned import _view
+
+    from ._synthetic import hidden_time
+
+    template = data.iloc[0].to_dict()
+    convs = []
+    for c, hw, o in ((64, 16, 128), (128, 8, 256), (32, 32, 64), (256, 8, 128)):
+        rec = {**template, "op": "conv2d", "kernel": "conv_im2col_blas_f32", "m": np.nan,
+               "n": np.nan, "k": np.nan, "c": c, "h": hw, "w": hw, "o": o, "r": 3, "s": 3,
+               "stride": 1, "padding": 1, "batch": 2, "groups": 1, "sparsity": 0.0,
+               "density": 1.0, "nnz": o * c * 9, "pattern": "dense", "params": "{}"}
+        rec["median_s"] = 2 * 1.25 * hidden_time("gemm_blas_f32", o, hw * hw, 9 * c, 1.0)
+        convs.append(rec)
+    convs = pd.DataFrame(convs)
+    model = LearnedModel(max_iter=200, min_samples_leaf=2).fit(
+        pd.concat([data, convs], ignore_index=True))
+    rec = convs.iloc[0].to_dict()
+    view, calls = _view(rec)
+    assert (view["m"], view["n"], view["k"], calls) == (128, 256, 576, 2.0)
+    (t_view,), _ = model.predict_records([view])
+    _, bound = model.featurizer_.matrix(convs.iloc[:1])
+    assert model._view_references(bound, [rec])[0] == pytest.approx(calls * t_view)
+    pred = model.predict(convs)
+    assert pred == pytest.approx(convs["median_s"].to_numpy(), rel=0.1)
+    # grouped: one sgemm per group on its share of the channels
+    view, calls = _view({**rec, "groups": 4})
+    assert (view["m"], view["k"], calls) == (32, 144, 8.0)
+    assert _view({**rec, "kernel": "conv_direct_sparse_f32"}) is None   # 3 x 3: direct
+    # a strided pointwise sparse convolution: spmm on the subsampled pixels, per image
+    pointwise = {**rec, "kernel": "conv_direct_sparse_f32", "r": 1, "s": 1, "padding": 0,
+                 "stride": 2, "sparsity": 0.8, "density": 0.2, "nnz": 0.2 * 128 * 64,
+                 "pattern": "random", "params": json.dumps({"pointwise": 1})}
+    view, calls = _view(pointwise)
+    assert (view["kernel"], view["m"], view["n"], view["k"], calls) == (
+        "spmm_csr_f32", 128, 64, 64, 2.0)
+    assert json.loads(view["params"])["reg_vectors"] >= 1
+    assert _view({**rec, "c": np.nan}) is None
 
 
 def test_crossover_interpolation():

@@ -284,8 +284,6 @@ class _Featurizer:
         return np.vstack([x for x, _ in out]), np.array([b for _, b in out])
 
 
-
-
 def _num(rec: Mapping[str, Any], key: str, default: float = math.nan) -> float:
     """A row's number at ``key``; ``default`` when missing or NaN, NaN when not a number."""
     try:

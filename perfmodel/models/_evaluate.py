@@ -11,7 +11,10 @@ metrics are computed on the full table of out-of-fold predictions:
   best, geometric mean over problems (1.0 = always right);
 - crossover sparsity: per shape, where the best sparse time meets the best dense time
   (linear interpolation of log speedup between measured sparsities), predicted vs
-  measured, over shapes where both cross inside the measured range.
+  measured, over shapes where both cross inside the measured range (``xover MAE``,
+  ``xover <=0.05``); ``xover missed`` counts the shapes whose measured crossover is in
+  range and the predicted one is not, and ``xover hits`` is the share of all shapes with a
+  measured crossover in range that are predicted within ±0.05 (misses count against it).
 
 Splits: ``random`` (5-fold over rows), ``leave-shape-out`` (groups = shapes),
 ``leave-sparsity-out`` (groups = sparsity levels of the sparse rows; dense baselines, which
@@ -187,6 +190,10 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     out["crossover_mae"] = float(np.mean(errs)) if errs else math.nan
     out["crossover_max"] = float(np.max(errs)) if errs else math.nan
     out["crossover_within_0.05"] = float(np.mean(np.array(errs) <= 0.05)) if errs else math.nan
+    # the same over every shape whose measured crossover is in range: a crossover the
+    # model places outside the range counts as a miss
+    hits = sum(1 for e in errs if e <= 0.05)
+    out["crossover_hit_rate"] = (hits / (len(errs) + missed)) if errs or missed else math.nan
     return out
 
 
@@ -215,9 +222,10 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
 def format_report(report: dict[str, dict[str, Any]], name: str = "") -> str:
     """A plain-text table of :func:`evaluate`'s output."""
     cols = ("rows", "mape", "median_ape", "kendall_tau", "regret_geomean", "regret_max",
-            "crossover_shapes", "crossover_mae", "crossover_within_0.05")
+            "crossover_shapes", "crossover_missed", "crossover_mae", "crossover_within_0.05",
+            "crossover_hit_rate")
     heads = ("rows", "MAPE", "median APE", "Kendall tau", "regret geo", "regret max",
-             "xover shapes", "xover MAE", "xover <=0.05")
+             "xover shapes", "xover missed", "xover MAE", "xover <=0.05", "xover hits")
     lines = [f"{'model':9s} {'split':29s} " + " ".join(f"{c:>12s}" for c in heads)]
     for split, m in report.items():
         cells = []

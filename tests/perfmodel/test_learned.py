@@ -319,6 +319,21 @@ def test_perfect_predictions_score_perfectly(data):
     assert m["mape"] == 0 and m["regret_geomean"] == 1.0
     assert m["kendall_tau"] == pytest.approx(1.0)
     assert m["crossover_shapes"] > 0 and m["crossover_mae"] == 0
+    assert m["crossover_missed"] == 0 and m["crossover_hit_rate"] == 1.0
+
+
+def test_a_crossover_predicted_out_of_range_counts_as_a_miss(data):
+    perfect = metrics(data, data["median_s"].to_numpy())
+    # dense predicted 100x slower on one shape: its sparse kernel "wins" at every sparsity
+    pred = data["median_s"].to_numpy().copy()
+    shape = (data["m"] == data["m"].iloc[0]) & (data["n"] == data["n"].iloc[0]) & (
+        data["k"] == data["k"].iloc[0])
+    pred[(shape & (data["kernel"] == "gemm_blas_f32")).to_numpy()] *= 100
+    m = metrics(data, pred)
+    assert m["crossover_missed"] == 1 and m["crossover_within_0.05"] == 1.0
+    n = perfect["crossover_shapes"]
+    assert m["crossover_shapes"] == n - 1
+    assert m["crossover_hit_rate"] == pytest.approx((n - 1) / n)
 
 
 def test_evaluate_held_out(data):

@@ -212,7 +212,7 @@ def _blocking(geo: ConvGeometry, level: str, density: float) -> dict[str, int]:
                   math.ceil(_MIN_NNZ_PER_BLOCK / max(density * geo.r * geo.s, 1e-9)))
     return {"tile_vectors": nv, "c_block": 0 if c_block >= cg else int(c_block),
             "o_block": max(1, min(32, geo.o // 4)), "align": align,
-            "pointwise": int(_is_pointwise(geo))}
+            "pointwise": int(is_pointwise(geo))}
 
 
 def direct_work(geo: ConvGeometry, level: str, nnz: float,
@@ -235,7 +235,7 @@ def direct_work(geo: ConvGeometry, level: str, nnz: float,
         raise ValueError(f"unknown ISA path {level!r}; valid: {', '.join(IMPLEMENTED)}")
     cg = geo.c // geo.groups
     density = nnz / max(geo.o * cg * geo.r * geo.s, 1)
-    p = {**_blocking(geo, level, density), **(params or {})}
+    p = {**_blocking(geo, level, density), **_check_params(dict(params or {}), level)}
     vectors = _plane_vectors(geo, level, int(p["align"]))
     tiles = -(-vectors // int(p["tile_vectors"]))
     blocks = -(-cg // int(p["c_block"])) if p["c_block"] else 1
@@ -272,9 +272,10 @@ def _default_tile(vectors: int, level: str) -> int:
     return min(range(1, top + 1), key=lambda v: (_tile_cost(vectors, v), -v))
 
 
-def _is_pointwise(geo: ConvGeometry) -> bool:
-    """1x1, no padding, one group: out[n] = W (O x C) @ x[n] (C x H W), every stride-th
-    pixel of x[n] when strided."""
+def is_pointwise(geo: ConvGeometry) -> bool:
+    """Whether the layer runs the spmm kernel by default (``pointwise``): 1x1, no padding,
+    one group: out[n] = W (O x C) @ x[n] (C x H W), every stride-th pixel of x[n] when
+    strided."""
     return (geo.r, geo.s, geo.padding, geo.groups) == (1, 1, 0, 1)
 
 
@@ -372,7 +373,7 @@ class SparseConv2d:
         self.isa = level
         full = default_params(geo, level, csr.nnz / max(1, csr.shape[0] * csr.shape[1]))
         full.update(_check_params(params, level))
-        if full["pointwise"] and not _is_pointwise(geo):
+        if full["pointwise"] and not is_pointwise(geo):
             raise ValueError(f"pointwise=1 needs a 1x1 unpadded convolution with one group; "
                              f"this one is {r}x{s}, padding {geo.padding}, {geo.groups} "
                              f"groups")

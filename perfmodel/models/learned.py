@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kernels_c.conv import ConvGeometry, direct_work
+from kernels_c.conv import VECTOR_WIDTH, ConvGeometry, direct_work, is_pointwise
 
 from ..targets import Target
 from ._problem import from_row
@@ -125,42 +125,41 @@ class _Featurizer:
 
         self.direct_cost = None
         sel = rows[rows["kernel"].astype(str) == _DIRECT_KERNEL]
-        if sel.empty:
-            return
         cols = [c for c in _PROBLEM_COLS if c in sel.columns]
-        units, shapes = [], set()
-        for rec in sel[cols].to_dict("records"):
+        units, times, shapes = [], [], set()
+        for rec, t in zip(sel[cols].to_dict("records"), sel["median_s"], strict=True):
             work = self._direct_units(from_row(rec), rec)
-            units.append(work if work is not None else [math.nan] * len(_DIRECT_UNITS))
-            if work is not None:
+            if work is not None and t > 0:
+                units.append(work)
+                times.append(float(t))
                 shapes.add(tuple(rec.get(k) for k in ("c", "h", "w", "o", "r", "s", "stride")))
-        u = np.asarray(units, dtype=np.float64)
-        t = sel["median_s"].to_numpy(dtype=np.float64)
-        ok = np.isfinite(u).all(axis=1) & (t > 0)
         if len(shapes) < 3:
             return
-        coef, _ = nnls(u[ok] / t[ok, None], np.ones(int(ok.sum())))
+        u, t = np.asarray(units, dtype=np.float64), np.asarray(times)
+        coef, _ = nnls(u / t[:, None], np.ones(len(t)))
         if coef.any():
             self.direct_cost = dict(zip(_DIRECT_UNITS, coef.tolist(), strict=True))
+
+    def _direct_level(self) -> str | None:
+        """The kernels_c path whose vector width the target has (None: a GPU)."""
+        isa = self._roof._target(None).isa
+        return {16: "avx512", 8: "avx2", 4: "portable"}.get(_fp32_lanes(isa))
 
     def _direct_units(self, p: Mapping[str, Any], rec: Mapping[str, Any]) -> list[float] | None:
         """Units of direct-convolution work of a row (the whole batch, per thread), None for
         a pointwise layer (spmm) or a target without SIMD lanes."""
-        level = {16: "avx512", 8: "avx2", 4: "portable"}.get(
-            _fp32_lanes(self._roof._target(None).isa))
-        try:
-            groups = max(int(rec.get("groups") or 1), 1)
-        except (TypeError, ValueError):
-            groups = 1
-        if level is None or (p["r"], p["s"], p["padding"], groups) == (1, 1, 0, 1):
+        level = self._direct_level()
+        groups = _num(rec, "groups", 1.0)
+        if level is None or not math.isfinite(groups):
             return None
         geo = ConvGeometry(c=int(p["c"]), h=int(p["h"]), w=int(p["w"]), o=int(p["o"]),
                            r=int(p["r"]), s=int(p["s"]), stride=int(p["stride"]),
-                           padding=int(p["padding"]), groups=groups)
-        threads = rec.get("threads")
-        threads = int(threads) if threads is not None and not pd.isna(threads) else 1
+                           padding=int(p["padding"]), groups=max(int(groups), 1))
+        if is_pointwise(geo):
+            return None
+        threads = max(int(_num(rec, "threads", 1.0)), 1)
         work = direct_work(geo, level, float(p["nnz"]))
-        return [work[u] * p["batch"] / max(threads, 1) for u in _DIRECT_UNITS]
+        return [work[u] * p["batch"] / threads for u in _DIRECT_UNITS]
 
     def _machine(self, threads: int | None) -> tuple[Target, list[float]]:
         t = self._roof._target(threads)
@@ -269,8 +268,8 @@ class _Featurizer:
             elif self.direct_cost is not None:
                 t_comp = sum(self.direct_cost[u] * v
                              for u, v in zip(_DIRECT_UNITS, units, strict=True))
-            else:
-                t_comp *= units[0] * _fp32_lanes(target.isa) / (
+            else:   # FMA slots of whole vectors over the useful lane-FMAs
+                t_comp *= units[0] * VECTOR_WIDTH[self._direct_level()] / (
                     p["nnz"] * p["n"] / max(threads, 1))
         reference = max(t_comp, t_mem[target.main_memory().name])
         return np.asarray(x, dtype=np.float64), reference
@@ -349,7 +348,7 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
         except ValueError:
             params = {}
     if (not isinstance(params, Mapping) or params.get("pointwise") != 1
-            or (r, s, pad, groups) != (1, 1, 0, 1)):
+            or not is_pointwise(ConvGeometry(c, h, w, o, r, s, stride, pad, groups))):
         return None
     try:
         from kernels_c.spmm import default_params
@@ -672,7 +671,9 @@ class LearnedModel(PerfModel):
         if not views:
             return bound
         calls = [v for _, v in views]
-        x, view_bound = self.featurizer_.matrix(pd.DataFrame([v for v, _ in calls]))
+        featurized = [self.featurizer_.row(v) for v, _ in calls]
+        x = np.vstack([f for f, _ in featurized])
+        view_bound = np.array([b for _, b in featurized])
         kernel = np.array([v["kernel"] for v, _ in calls], dtype=object)
         seconds = view_bound * np.exp(self._log_ratio(
             x, kernel, np.full(len(views), "spmm", dtype=object)))

@@ -348,6 +348,10 @@ def test_direct_work_counts_computed_columns_tiles_and_copy():
         assert d == direct_work(small, "avx512", 0.1 * 512 * 512 * 9, p)
     with pytest.raises(ValueError, match="unknown ISA path"):
         direct_work(small, "sse2", 10.0)
+    with pytest.raises(ValueError, match="tile_vectors must be an int >= 1"):
+        direct_work(small, "avx512", 10.0, {"tile_vectors": 0})
+    with pytest.raises(ValueError, match="unknown conv parameter"):
+        direct_work(small, "avx512", 10.0, {"tiles": 4})
 
 
 # ---------------------------------------------------------------- bad input

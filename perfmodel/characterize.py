@@ -178,6 +178,11 @@ def fingerprint(cpu: dict[str, Any], caches: dict[str, Any]) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
+#: CPUID family 6 models of Xeon cores with Golden Cove's ports (Sapphire Rapids 8Fh,
+#: Emerald Rapids CFh, Granite Rapids ADh/AEh)
+_GOLDEN_COVE_XEONS = (0x8F, 0xCF, 0xAD, 0xAE)
+
+
 def uarch_rates(cpu: dict[str, Any]) -> dict[str, Any]:
     """Per-core, per-cycle fp32 FLOP and int8 OP rates of each ISA path on this core.
 
@@ -187,8 +192,9 @@ def uarch_rates(cpu: dict[str, Any]) -> dict[str, Any]:
     """
     vendor, fam, model = cpu.get("vendor", ""), int(cpu.get("family", 0)), int(cpu.get("model", 0))
     flags = cpu.get("flags", {})
-    # FMA-capable pipes at 512 / 256 bit; SSE mul+add pipes; integer vector multiply pipes
-    fma512, fma256, sse_ops, imul = 2, 2, 2, 2
+    # FMA-capable pipes at 512 / 256 bit; SSE mul+add pipes; integer vector multiply pipes;
+    # SSE2 pmaddwd + paddd pairs per cycle
+    fma512, fma256, sse_ops, imul, sse_pairs = 2, 2, 2, 2, 2.0
     name, source = "unknown x86-64", "assumed: 2 FMA pipes at the path's width"
     if vendor == "AuthenticAMD":
         sse_ops = 4  # Zen: 2 FMA/FMUL + 2 FADD pipes take mulps and addps in parallel
@@ -213,6 +219,14 @@ def uarch_rates(cpu: dict[str, Any]) -> dict[str, Any]:
         elif model in (0x66, 0x7D, 0x7E, 0x8C, 0x8D, 0xA7):
             fma512 = 1
             name, source = "Intel client AVX-512", "Intel Ice/Tiger/Rocket Lake: 1 x 512-bit FMA"
+        elif model in _GOLDEN_COVE_XEONS:
+            # FMA on ports 0/1 (port 5 for 512-bit) plus the fast adders on ports 1/5: SSE
+            # mulps + addps issue on 3 ports; pmaddwd (ports 0/1) + paddd share the 3 vector
+            # ALU ports, 1.5 pairs per cycle (Intel optimization manual, Golden Cove)
+            sse_ops, sse_pairs = 3, 1.5
+            name = "Intel Xeon Golden Cove (Sapphire/Emerald/Granite Rapids)"
+            source = ("Intel Golden Cove: 2 x 512-bit FMA, FADD on ports 1 and 5, "
+                      "3 vector ALU ports")
         elif flags.get("avx512f"):
             name = "Intel Xeon (AVX-512)"
             source = "Intel Xeon SP: 2 x 512-bit FMA (Gold 6/Platinum; Silver/Bronze have 1)"
@@ -223,7 +237,8 @@ def uarch_rates(cpu: dict[str, Any]) -> dict[str, Any]:
             name, source = "Intel SSE core", "Intel pre-AVX2: no FMA"
     fp32 = {"portable": 4 * sse_ops, "avx2": 16 * fma256, "avx512": 32 * fma512}
     # vpdpbusd runs on the FMA pipes; vpmaddubsw + vpmaddwd = 32 MAC on 2 multiply uops
-    int8 = {"portable": 16 * imul, "avx2": 32 * imul, "avx512_vnni": 128 * fma512}
+    int8 = {"portable": int(16 * min(imul, sse_pairs)), "avx2": 32 * imul,
+            "avx512_vnni": 128 * fma512}
     if not flags.get("avx2"):
         fp32.pop("avx2")
         int8.pop("avx2")

@@ -248,6 +248,8 @@ def test_cache_info_falls_back_to_cpuid(tmp_path):
     ("GenuineIntel", 6, 0x55, {"avx2": 1, "avx512f": 1, "avx512_vnni": 1},
      {"avx512": 64}, {"avx512_vnni": 256}),
     ("GenuineIntel", 6, 0x57, {"avx2": 1, "avx512f": 1}, {"avx512": 64}, {"avx2": 64}),
+    ("GenuineIntel", 6, 0xCF, {"avx2": 1, "avx512f": 1, "avx512_vnni": 1},
+     {"avx512": 64, "avx2": 32, "portable": 12}, {"avx512_vnni": 256, "avx2": 64, "portable": 24}),
     ("GenuineIntel", 6, 0x3F, {"avx2": 1}, {"avx2": 32}, {"avx2": 64}),
 ])
 def test_uarch_rates(vendor, family, model, flags, fp32, int8):

@@ -87,7 +87,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .models._evaluate import SPLITS, evaluate, format_report, report_json
+    from .models._evaluate import SPLITS, evaluate, format_details, format_report, report_json
     from .models.learned import LearnedModel
     from .models.roofline import RooflineModel
 
@@ -104,6 +104,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         report = evaluate(makers[name], rows, splits=splits, n_folds=args.folds)
         full[name] = report
         print(format_report(report, name))
+        if args.details:
+            print(format_details(report, name))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(report_json(full))
@@ -165,7 +167,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "LearnedModel)")
     p.add_argument("--threads", type=int, action="append",
                    help="only rows measured with this many threads (repeatable)")
-    p.add_argument("--json", help="also write the metrics as JSON to this file")
+    p.add_argument("--json", help="also write the metrics as JSON to this file (with "
+                                  "every crossover and the largest regrets)")
+    p.add_argument("--details", action="store_true",
+                   help="also print the crossovers predicted more than 0.05 off and the "
+                        "problems with the largest regrets")
     p.add_argument("--all-machines", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 

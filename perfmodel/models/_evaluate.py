@@ -39,6 +39,7 @@ from .roofline import family_of
 __all__ = ["SPLITS", "crossover", "evaluate", "metrics", "out_of_fold"]
 
 SPLITS = ("random", "leave-shape-out", "leave-sparsity-out")
+_WORST_SHOWN = 10  # largest regrets kept per split
 # bits is not part of a shape: a qgemm problem's fp32 baseline has none (see _problem_id)
 _SHAPE_COLS = ("op", "m", "n", "k", "c", "h", "w", "o", "r", "s", "stride", "padding",
                "batch")
@@ -162,15 +163,17 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     ctx = _context_id(rows)
     dense_by_ctx = {c: g.index.to_numpy() for c, g in rows.loc[dense & valid].groupby(
         ctx[dense & valid])}
-    taus, regrets = [], []
+    taus, regrets, worst = [], [], []
     sparse_rows = rows.loc[~dense & valid]
-    for _pid, g in sparse_rows.groupby(_problem_id(sparse_rows)):
+    for pid, g in sparse_rows.groupby(_problem_id(sparse_rows)):
         extra = dense_by_ctx.get(ctx[g.index[0]], np.empty(0, dtype=np.int64))
         idx = np.concatenate([g.index.to_numpy(), extra])
         if len(idx) < 2:
             continue
         p, m = pred[idx], meas[idx]
         regrets.append(m[np.argmin(p)] / m.min())
+        worst.append((regrets[-1], str(pid), str(rows.at[idx[np.argmin(p)], "kernel"]),
+                      str(rows.at[idx[np.argmin(m)], "kernel"])))
         if len(idx) >= 3:
             tau = kendalltau(p, m).statistic
             if np.isfinite(tau):
@@ -194,6 +197,12 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     # model places outside the range counts as a miss
     hits = sum(1 for e in errs if e <= 0.05)
     out["crossover_hit_rate"] = (hits / (len(errs) + missed)) if errs or missed else math.nan
+    # the per-problem detail behind the numbers (format_details prints it)
+    out["crossovers"] = {k: [measured.get(k, math.nan), predicted.get(k, math.nan)]
+                         for k in sorted(set(measured) | set(predicted))
+                         if np.isfinite(measured.get(k, math.nan))
+                         or np.isfinite(predicted.get(k, math.nan))}
+    out["worst_regrets"] = [list(w) for w in sorted(worst, reverse=True)[:_WORST_SHOWN]]
     return out
 
 
@@ -234,6 +243,38 @@ def format_report(report: dict[str, dict[str, Any]], name: str = "") -> str:
             cells.append(f"{v:12d}" if isinstance(v, int) else f"{v:12.4f}")
         lines.append(f"{name:9s} {split:29s} " + " ".join(cells))
     return "\n".join(lines)
+
+
+def format_details(report: dict[str, dict[str, Any]], name: str = "") -> str:
+    """Where :func:`evaluate`'s errors are, per split: every crossover predicted more than
+    0.05 away from the measured one (or on one side of the sparsity range only), and the
+    problems whose predicted kernel choice cost the most (regret = chosen / best time)."""
+    lines = []
+    for split, m in report.items():
+        if "/" in split:
+            continue  # the converged subset repeats the same predictions
+        lines.append(f"{name} {split}: crossovers off by more than 0.05 "
+                     "(context | pattern: measured -> predicted)")
+        for key, (meas, pred) in sorted(m.get("crossovers", {}).items(),
+                                        key=lambda kv: -_crossover_error(*kv[1])):
+            if _crossover_error(meas, pred) > 0.05:
+                lines.append(f"  {key}: {_fmt_sparsity(meas)} -> {_fmt_sparsity(pred)}")
+        lines.append(f"{name} {split}: largest regrets (problem: regret, chosen -> best)")
+        for regret, pid, chosen, best in m.get("worst_regrets", []):
+            if regret > 1.0:
+                lines.append(f"  {pid}: {regret:.3f}, {chosen} -> {best}")
+    return "\n".join(lines)
+
+
+def _crossover_error(measured: float, predicted: float) -> float:
+    """|predicted - measured|; inf when only one of them lies in the measured range."""
+    if np.isfinite(measured) and np.isfinite(predicted):
+        return abs(predicted - measured)
+    return math.inf
+
+
+def _fmt_sparsity(value: float) -> str:
+    return f"{value:.3f}" if np.isfinite(value) else "out of range"
 
 
 def report_json(report: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perfmodel.models._evaluate import crossover, evaluate, metrics
+from perfmodel.models._evaluate import crossover, evaluate, format_details, metrics
 from perfmodel.models.base import NotFittedError
 from perfmodel.models.learned import LearnedModel, fit_and_save
 
@@ -334,6 +334,22 @@ def test_a_crossover_predicted_out_of_range_counts_as_a_miss(data):
     n = perfect["crossover_shapes"]
     assert m["crossover_shapes"] == n - 1
     assert m["crossover_hit_rate"] == pytest.approx((n - 1) / n)
+
+
+def test_details_name_the_shape_whose_crossover_moved_and_the_costly_choices(data):
+    pred = data["median_s"].to_numpy().copy()
+    assert "crossovers off" in format_details({"random": metrics(data, pred)})
+    shape = (data["m"] == data["m"].iloc[0]) & (data["n"] == data["n"].iloc[0]) & (
+        data["k"] == data["k"].iloc[0])
+    pred[(shape & (data["kernel"] == "gemm_blas_f32")).to_numpy()] *= 100
+    m = metrics(data, pred)
+    moved = [k for k, (meas, p) in m["crossovers"].items()
+             if np.isfinite(meas) and not np.isfinite(p)]
+    assert len(moved) == 1 and moved[0].startswith(f"spmm|{data['m'].iloc[0]}|")
+    assert m["worst_regrets"][0][0] == pytest.approx(m["regret_max"])
+    text = format_details({"random": m, "random/converged": m}, "learned")
+    assert f"{moved[0]}: " in text and "-> out of range" in text
+    assert text.count("largest regrets") == 1  # the converged subset is not repeated
 
 
 def test_evaluate_held_out(data):

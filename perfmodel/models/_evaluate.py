@@ -110,6 +110,20 @@ def _context_id(rows: pd.DataFrame) -> pd.Series:
         index=rows.index, dtype=object)
 
 
+def _context_label(rows: pd.DataFrame) -> pd.Series:
+    """What :func:`_context_id` identifies, for people: ``spmm m=1024 n=256 k=1024, 1
+    thread(s), warm``."""
+    cols = [c for c in _SHAPE_COLS[1:] if c in rows.columns]
+    labels = []
+    for rec, op, threads, cache in zip(rows[cols].to_dict("records"), rows["op"],
+                                       rows["threads"], _col(rows, "cache", "warm"),
+                                       strict=True):
+        dims = " ".join(f"{c}={int(v) if float(v).is_integer() else v}"
+                        for c, v in rec.items() if pd.notna(v))
+        labels.append(f"{op} {dims}, {threads} thread(s), {cache}")
+    return pd.Series(labels, index=rows.index, dtype=object)
+
+
 def _problem_id(rows: pd.DataFrame) -> pd.Series:
     """One problem = context + sparsity + sparsity pattern + weight bits (qgemm)."""
     return pd.Series([f"{a}|{b:.4f}|{c}|{d}" for a, b, c, d in zip(
@@ -132,7 +146,7 @@ def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
 
 def _crossovers(rows: pd.DataFrame, seconds: np.ndarray) -> dict[str, float]:
     dense = _dense_mask(rows)
-    df = pd.DataFrame({"ctx": _context_id(rows).to_numpy(),
+    df = pd.DataFrame({"ctx": _context_label(rows).to_numpy(),
                        "pattern": _col(rows, "pattern", "random").to_numpy(),
                        "sparsity": rows["sparsity"].round(4).to_numpy(), "dense": dense,
                        "t": seconds})
@@ -142,7 +156,7 @@ def _crossovers(rows: pd.DataFrame, seconds: np.ndarray) -> dict[str, float]:
         if ctx not in best_dense.index or g["sparsity"].nunique() < 2:
             continue
         best = g.groupby("sparsity")["t"].min()
-        out[f"{ctx}|{pattern}"] = crossover(best.index.to_numpy(),
+        out[f"{ctx}, {pattern}"] = crossover(best.index.to_numpy(),
                                             best_dense[ctx] / best.to_numpy())
     return out
 
@@ -165,14 +179,19 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
         ctx[dense & valid])}
     taus, regrets, worst = [], [], []
     sparse_rows = rows.loc[~dense & valid]
-    for pid, g in sparse_rows.groupby(_problem_id(sparse_rows)):
+    labels = _context_label(sparse_rows)
+    for _pid, g in sparse_rows.groupby(_problem_id(sparse_rows)):
         extra = dense_by_ctx.get(ctx[g.index[0]], np.empty(0, dtype=np.int64))
         idx = np.concatenate([g.index.to_numpy(), extra])
         if len(idx) < 2:
             continue
         p, m = pred[idx], meas[idx]
         regrets.append(m[np.argmin(p)] / m.min())
-        worst.append((regrets[-1], str(pid), str(rows.at[idx[np.argmin(p)], "kernel"]),
+        first = g.iloc[0]
+        bits = f", {int(first['bits'])} bits" if pd.notna(first.get("bits")) else ""
+        problem = (f"{labels[g.index[0]]}, sparsity {first['sparsity']:.2f}, "
+                   f"{first.get('pattern') or 'random'}{bits}")
+        worst.append((regrets[-1], problem, str(rows.at[idx[np.argmin(p)], "kernel"]),
                       str(rows.at[idx[np.argmin(m)], "kernel"])))
         if len(idx) >= 3:
             tau = kendalltau(p, m).statistic
@@ -254,7 +273,7 @@ def format_details(report: dict[str, dict[str, Any]], name: str = "") -> str:
         if "/" in split:
             continue  # the converged subset repeats the same predictions
         lines.append(f"{name} {split}: crossovers off by more than 0.05 "
-                     "(context | pattern: measured -> predicted)")
+                     "(shape, threads, cache, pattern: measured -> predicted)")
         for key, (meas, pred) in sorted(m.get("crossovers", {}).items(),
                                         key=lambda kv: -_crossover_error(*kv[1])):
             if _crossover_error(meas, pred) > 0.05:

@@ -345,7 +345,8 @@ def test_details_name_the_shape_whose_crossover_moved_and_the_costly_choices(dat
     m = metrics(data, pred)
     moved = [k for k, (meas, p) in m["crossovers"].items()
              if np.isfinite(meas) and not np.isfinite(p)]
-    assert len(moved) == 1 and moved[0].startswith(f"spmm|{data['m'].iloc[0]}|")
+    assert len(moved) == 1 and moved[0].startswith(
+        f"spmm m={data['m'].iloc[0]} n={data['n'].iloc[0]} k={data['k'].iloc[0]}, ")
     assert m["worst_regrets"][0][0] == pytest.approx(m["regret_max"])
     text = format_details({"random": m, "random/converged": m}, "learned")
     assert f"{moved[0]}: " in text and "-> out of range" in text

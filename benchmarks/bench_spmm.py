@@ -142,7 +142,12 @@ def main() -> None:
     blas = [(i["internal_api"], i.get("version"), i.get("architecture"))
             for i in threadpool_info() if i["user_api"] == "blas"]
     import kernels_c
-    print(f"# kernels_c isa={kernels_c.isa()}  BLAS={blas}  MKL peer={'yes' if mkl else 'no'}")
+    from kernels_c import microbench
+
+    sig = microbench.cpu_signature()  # (family, model, stepping): the core
+    cpuid = f" (family {sig[0]:#x} model {sig[1]:#x})" if sig else ""
+    print(f"# CPU {kernels_c._isa.cpu_brand()}{cpuid}  kernels_c isa={kernels_c.isa()}  "
+          f"BLAS={blas}  MKL peer={'yes' if mkl else 'no'}")
     summary = []
     for label, n, mats in problems(args.quick, rng, args.narrow):
         m, k = next(iter(mats.values())).shape

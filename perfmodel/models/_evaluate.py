@@ -188,9 +188,10 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
         p, m = pred[idx], meas[idx]
         regrets.append(m[np.argmin(p)] / m.min())
         first = g.iloc[0]
+        pattern = first.get("pattern")
         bits = f", {int(first['bits'])} bits" if pd.notna(first.get("bits")) else ""
         problem = (f"{labels[g.index[0]]}, sparsity {first['sparsity']:.2f}, "
-                   f"{first.get('pattern') or 'random'}{bits}")
+                   f"{pattern if isinstance(pattern, str) and pattern else 'random'}{bits}")
         worst.append((regrets[-1], problem, str(rows.at[idx[np.argmin(p)], "kernel"]),
                       str(rows.at[idx[np.argmin(m)], "kernel"])))
         if len(idx) >= 3:

@@ -104,31 +104,27 @@ def _col(rows: pd.DataFrame, name: str, default: str) -> pd.Series:
 
 
 def _context_id(rows: pd.DataFrame) -> pd.Series:
-    """Shape, threads and cache state: what a dense baseline shares with sparse rows."""
-    return pd.Series([f"{a}|{b}|{c}" for a, b, c in zip(
-        _shape_id(rows), rows["threads"], _col(rows, "cache", "warm"), strict=True)],
-        index=rows.index, dtype=object)
-
-
-def _context_label(rows: pd.DataFrame) -> pd.Series:
-    """What :func:`_context_id` identifies, for people: ``spmm m=1024 n=256 k=1024, 1
-    thread(s), warm``."""
+    """Shape, threads and cache state: what a dense baseline shares with sparse rows, in
+    words (``spmm m=1024 n=256 k=1024, 1 thread(s), warm``: ``--details`` prints it)."""
     cols = [c for c in _SHAPE_COLS[1:] if c in rows.columns]
-    labels = []
+    ids = []
     for rec, op, threads, cache in zip(rows[cols].to_dict("records"), rows["op"],
                                        rows["threads"], _col(rows, "cache", "warm"),
                                        strict=True):
         dims = " ".join(f"{c}={int(v) if float(v).is_integer() else v}"
                         for c, v in rec.items() if pd.notna(v))
-        labels.append(f"{op} {dims}, {threads} thread(s), {cache}")
-    return pd.Series(labels, index=rows.index, dtype=object)
+        ids.append(f"{op} {dims}, {threads} thread(s), {cache}")
+    return pd.Series(ids, index=rows.index, dtype=object)
 
 
-def _problem_id(rows: pd.DataFrame) -> pd.Series:
-    """One problem = context + sparsity + sparsity pattern + weight bits (qgemm)."""
-    return pd.Series([f"{a}|{b:.4f}|{c}|{d}" for a, b, c, d in zip(
-        _context_id(rows), rows["sparsity"], _col(rows, "pattern", "random"),
-        _col(rows, "bits", "nan"), strict=True)], index=rows.index, dtype=object)
+def _problem_id(rows: pd.DataFrame, context: pd.Series) -> pd.Series:
+    """One problem = context (:func:`_context_id` of ``rows``) + sparsity + sparsity
+    pattern + weight bits (qgemm)."""
+    bits = [f", {int(b)} bits" if pd.notna(b) else "" for b in rows["bits"]] \
+        if "bits" in rows.columns else [""] * len(rows)
+    return pd.Series([f"{a}, sparsity {round(b, 4):g}, {c}{d}" for a, b, c, d in zip(
+        context, rows["sparsity"], _col(rows, "pattern", "random"), bits, strict=True)],
+        index=rows.index, dtype=object)
 
 
 def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
@@ -146,7 +142,7 @@ def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
 
 def _crossovers(rows: pd.DataFrame, seconds: np.ndarray) -> dict[str, float]:
     dense = _dense_mask(rows)
-    df = pd.DataFrame({"ctx": _context_label(rows).to_numpy(),
+    df = pd.DataFrame({"ctx": _context_id(rows).to_numpy(),
                        "pattern": _col(rows, "pattern", "random").to_numpy(),
                        "sparsity": rows["sparsity"].round(4).to_numpy(), "dense": dense,
                        "t": seconds})
@@ -179,20 +175,14 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
         ctx[dense & valid])}
     taus, regrets, worst = [], [], []
     sparse_rows = rows.loc[~dense & valid]
-    labels = _context_label(sparse_rows)
-    for _pid, g in sparse_rows.groupby(_problem_id(sparse_rows)):
+    for problem, g in sparse_rows.groupby(_problem_id(sparse_rows, ctx[sparse_rows.index])):
         extra = dense_by_ctx.get(ctx[g.index[0]], np.empty(0, dtype=np.int64))
         idx = np.concatenate([g.index.to_numpy(), extra])
         if len(idx) < 2:
             continue
         p, m = pred[idx], meas[idx]
         regrets.append(m[np.argmin(p)] / m.min())
-        first = g.iloc[0]
-        pattern = first.get("pattern")
-        bits = f", {int(first['bits'])} bits" if pd.notna(first.get("bits")) else ""
-        problem = (f"{labels[g.index[0]]}, sparsity {first['sparsity']:.2f}, "
-                   f"{pattern if isinstance(pattern, str) and pattern else 'random'}{bits}")
-        worst.append((regrets[-1], problem, str(rows.at[idx[np.argmin(p)], "kernel"]),
+        worst.append((regrets[-1], str(problem), str(rows.at[idx[np.argmin(p)], "kernel"]),
                       str(rows.at[idx[np.argmin(m)], "kernel"])))
         if len(idx) >= 3:
             tau = kendalltau(p, m).statistic

@@ -87,6 +87,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from .models._evaluate import SPLITS, evaluate, format_details, format_report, report_json
     from .models.learned import LearnedModel
     from .models.roofline import RooflineModel
@@ -99,16 +101,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
               "roofline": lambda: RooflineModel()}
     names = list(makers) if args.model == "all" else [args.model]
     splits = tuple(args.split) if args.split else SPLITS
-    full = {}
+    full, kept = {}, []
     for name in names:
-        report = evaluate(makers[name], rows, splits=splits, n_folds=args.folds)
+        predictions: dict[str, pd.DataFrame] = {}
+        report = evaluate(makers[name], rows, splits=splits, n_folds=args.folds,
+                          predictions=predictions)
         full[name] = report
+        kept += [df.assign(model=name, split=split) for split, df in predictions.items()]
         print(format_report(report, name))
         if args.details:
             print(format_details(report, name))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(report_json(full))
+    if args.predictions:
+        pd.concat(kept, ignore_index=True).to_csv(args.predictions, index=False)
     return 0
 
 
@@ -169,6 +176,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only rows measured with this many threads (repeatable)")
     p.add_argument("--json", help="also write the metrics as JSON to this file (with "
                                   "every crossover and the largest regrets)")
+    p.add_argument("--predictions", metavar="CSV",
+                   help="also write every scored row with its held-out prediction "
+                        "(predicted_s, model, split columns) to this CSV")
     p.add_argument("--details", action="store_true",
                    help="also print the crossovers predicted more than 0.05 off and the "
                         "problems with the largest regrets")

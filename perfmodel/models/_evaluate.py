@@ -217,14 +217,18 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
-             splits: tuple[str, ...] = SPLITS, n_folds: int = 5, seed: int = 0
-             ) -> dict[str, dict[str, Any]]:
+             splits: tuple[str, ...] = SPLITS, n_folds: int = 5, seed: int = 0,
+             predictions: dict[str, pd.DataFrame] | None = None) -> dict[str, dict[str, Any]]:
     """Metrics per split (see the module docstring); rows with status != ok are dropped.
 
     Keys are the split names (every row scored) and, when the results flag noisy rows
     (``noisy``: confidence interval wider than the sweep's target), ``<split>/converged``:
     the same out-of-fold predictions scored on the converged rows only, whose measured
     time is known to the sweep's precision. Training always uses every row.
+
+    ``predictions``, when given, receives per split the scored rows with their out-of-fold
+    prediction in a ``predicted_s`` column, so they can be kept and rescored
+    (``metrics(df, df["predicted_s"].to_numpy())``) without refitting.
     """
     rows = ok_rows(results)
     out: dict[str, dict[str, Any]] = {}
@@ -232,6 +236,8 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
         if "noisy" in rows else None
     for split in splits:
         pred = out_of_fold(make_model, rows, split, n_folds=n_folds, seed=seed)
+        if predictions is not None:
+            predictions[split] = rows.assign(predicted_s=pred)
         out[split] = metrics(rows, pred)
         if converged is not None and 0 < converged.sum() < len(rows):
             out[f"{split}/converged"] = metrics(rows.loc[converged], pred[converged])

@@ -163,8 +163,21 @@ def test_cli(store_path, capsys, tmp_path):
                  "--cv-folds", "0"]) == 0
     assert out.exists()
     assert main(["evaluate", "--db", str(store_path), "--model", "roofline", "--split",
-                 "leave-shape-out", "--folds", "3", "--json", str(tmp_path / "e.json")]) == 0
+                 "leave-shape-out", "--folds", "3", "--json", str(tmp_path / "e.json"),
+                 "--predictions", str(tmp_path / "p.csv")]) == 0
     assert "leave-shape-out" in capsys.readouterr().out
+    # the kept held-out predictions rescore to the reported metrics
+    import json
+
+    import pandas as pd
+
+    from perfmodel.models._evaluate import metrics
+    kept = pd.read_csv(tmp_path / "p.csv")
+    assert set(kept["split"]) == {"leave-shape-out"} and set(kept["model"]) == {"roofline"}
+    reported = json.loads((tmp_path / "e.json").read_text())["roofline"]["leave-shape-out"]
+    rescored = metrics(kept, kept["predicted_s"].to_numpy())
+    assert rescored["mape"] == pytest.approx(reported["mape"])
+    assert rescored["crossover_mae"] == pytest.approx(reported["crossover_mae"], nan_ok=True)
 
 
 def test_sweet_spot_calibrated_on_host_measurements(store_path):

@@ -17,7 +17,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           file=sys.stderr)
     try:
         summary = sweep(spec, args.db, remeasure=args.remeasure,
-                            progress=not args.no_progress, limit=args.limit)
+                        progress=not args.no_progress, limit=args.limit,
+                        recheck=args.recheck)
     except KeyboardInterrupt:
         print("interrupted: every finished point is stored; rerun the same command to "
               "resume", file=sys.stderr)
@@ -65,6 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--remeasure", action="store_true",
                    help="measure points already in the store again (replacing them)")
     p.add_argument("--limit", type=int, help="measure at most this many points this time")
+    p.add_argument("--recheck", action="store_true",
+                   help="then measure again the points slower than the same kernel at the "
+                        "next lower sparsity (>10 %%) and keep the faster median")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
 

@@ -71,10 +71,12 @@ def _step_characterize(force: bool) -> str:
 def _step_sweep(store: Any, preset: str) -> str:
     import perfmodel
 
-    summary = perfmodel.sweep(preset, store=store, progress=sys.stderr.isatty())
+    # the model is fitted on these points: ones a busy moment slowed are measured again
+    summary = perfmodel.sweep(preset, store=store, progress=sys.stderr.isatty(),
+                              recheck=True)
     parts = [f"sweep {preset}: {getattr(summary, 'measured', '?')} measured, "
              f"{getattr(summary, 'skipped', '?')} already in the store"]
-    for key in ("unavailable", "noisy"):
+    for key in ("unavailable", "noisy", "rechecked"):
         v = getattr(summary, key, 0)
         if v:
             parts.append(f"{v} {key}")

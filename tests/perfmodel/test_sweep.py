@@ -65,6 +65,40 @@ def test_tiny_sweep_stores_verified_points_and_resumes(store_url):
     assert len(df2) == 10 and df2.point_key.is_unique
 
 
+def test_recheck_measures_a_point_slower_than_at_lower_sparsity_again(tmp_path,
+                                                                     monkeypatch):
+    """A point disturbed while measured (5x its time) is measured again and the faster
+    median kept."""
+    from perfmodel import _sweep
+
+    measure, disturbed = _sweep._measure_point, []
+
+    def first_call_slow(point, *args, **kwargs):
+        row, samples = measure(point, *args, **kwargs)
+        if (point.kernel == "spmm_csr_f32" and point.problem.sparsity == 0.9
+                and point.problem.dims["m"] == 7 and not disturbed):
+            disturbed.append(point)
+            row = {**row, "median_s": 5 * row["median_s"]}
+        return row, samples
+
+    monkeypatch.setattr(_sweep, "_measure_point", first_call_slow)
+    spec = tiny_spec(kernels=["spmm_csr_f32"])
+    summary = perfmodel.sweep(spec, tmp_path / "r.db", progress=False, recheck=True)
+    assert disturbed and summary.rechecked >= 1 and summary.recheck_kept >= 1
+    assert "faster the second time (kept)" in str(summary)
+    df = load_results(tmp_path / "r.db")
+    assert len(df) == summary.measured == 4 and df.point_key.is_unique
+    ours = df[df.m == 7].set_index("sparsity")["median_s"]
+    assert ours[0.9] <= _sweep.RECHECK_SLOWDOWN * ours[0.5] * 1.5
+    # suspects are only the slower of two neighbouring sparsities of one configuration
+    keyed = [(p, p.key("x")) for p in load_spec(spec).points]
+    medians = {k: (2.0 if p.problem.sparsity == 0.9 else 1.0) for p, k in keyed}
+    slow = _sweep._slower_than_sparser_neighbour(keyed, medians)
+    assert {p.problem.sparsity for p, _ in slow} == {0.9} and len(slow) == 2
+    medians = {k: (1.05 if p.problem.sparsity == 0.9 else 1.0) for p, k in keyed}
+    assert _sweep._slower_than_sparser_neighbour(keyed, medians) == []
+
+
 def test_block_patterns_params_threads_and_cold_cache(tmp_path):
     spec = tiny_spec(kernels=["spmm_csr_f32"], patterns=["block2x4", "dense"],
                      sparsities=[0.75], threads=[1, 2], cache=["warm", "cold"],

@@ -411,8 +411,8 @@ def load_spec(spec: str | Path | dict[str, Any] | Spec) -> Spec:
 # ---- running -----------------------------------------------------------------------------
 #: ``recheck``: a point this many times slower than the same configuration at the next
 #: lower sparsity (more work) is measured again. On the 2-vCPU Intel VM 16 of 175 points
-#: of the standard sweep at sparsity 0.2, measured in one batch, ran 1.1-1.5x slower than
-#: at 0.1 and 0.3 and 0.67-0.77x their first time when measured again, moving the
+#: of the standard sweep at sparsity 0.2, measured in one batch, ran 1.1-1.9x slower than
+#: at 0.1; measured again, the worst took 0.67-0.77x their first time; they had moved the
 #: measured crossovers of their layers by up to 0.1 (docs/models.md)
 RECHECK_SLOWDOWN = 1.10
 

@@ -77,8 +77,8 @@ def test_recheck_measures_a_point_slower_than_at_lower_sparsity_again(tmp_path,
         row, samples = measure(point, *args, **kwargs)
         if (point.kernel == "spmm_csr_f32" and point.problem.sparsity == 0.9
                 and point.problem.dims["m"] == 7 and not disturbed):
-            disturbed.append(point)
             row = {**row, "median_s": 5 * row["median_s"]}
+            disturbed.append(row["median_s"])
         return row, samples
 
     monkeypatch.setattr(_sweep, "_measure_point", first_call_slow)
@@ -88,8 +88,8 @@ def test_recheck_measures_a_point_slower_than_at_lower_sparsity_again(tmp_path,
     assert "faster the second time (kept)" in str(summary)
     df = load_results(tmp_path / "r.db")
     assert len(df) == summary.measured == 4 and df.point_key.is_unique
-    ours = df[df.m == 7].set_index("sparsity")["median_s"]
-    assert ours[0.9] <= _sweep.RECHECK_SLOWDOWN * ours[0.5] * 1.5
+    # the stored time is the second measurement's (undisturbed: about a fifth)
+    assert df[(df.m == 7) & (df.sparsity == 0.9)]["median_s"].item() < disturbed[0] / 2
     # suspects are only the slower of two neighbouring sparsities of one configuration
     keyed = [(p, p.key("x")) for p in load_spec(spec).points]
     medians = {k: (2.0 if p.problem.sparsity == 0.9 else 1.0) for p, k in keyed}

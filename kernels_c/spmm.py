@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,12 @@ _MIN_L2_K_BLOCK_DENSITY = 0.25
 #: K = 2304-8192, N = 128-512; at 10 nonzeros per segment 0.9-1.2x (docs/spmm.md)
 _L2_RESIDENT_B_BYTES = 1024 * 1024
 _MIN_SPARSE_SEGMENT_NNZ = 12
+#: B streamed (not K blocked) is prefetched this many nonzeros ahead when the panel the
+#: rows of C sweep (K x n_tile, or K x N) exceeds half of this machine's L2. Within it the
+#: prefetches only cost: on the Intel Xeon host (2 MiB L2) dropping them gave 1.04-1.24x on
+#: seven shapes at sparsity 0.9-0.98 (panels of 0.3-1 MiB), 0.99-1.05x with 1.2 MiB panels
+#: (docs/spmm.md, twelfth session); the first session had set them on Zen 5 (1 MiB L2)
+_STREAM_PREFETCH = 16
 #: Not K blocked, with N a multiple of 512, 8-vector tiles take N tiles whose K panel fits
 #: _L2_TILE_BYTES when rows average this many nonzeros (each N tile is one more pass over
 #: A's rows; until the ninth session the rule for every N: 1.11-1.39x at sparsity
@@ -140,7 +147,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
     N tiles of 128 columns, unless N is a multiple of 512, where they alias in L1), are
     swept by blocks of rows of C, reusing B's block across those rows;
-    sparser matrices stream B from L2/L3 with B rows prefetched 16 nonzeros ahead, unless
+    sparser matrices stream B from L2/L3 (B rows prefetched 16 nonzeros ahead when the
+    panel of B the rows sweep exceeds half of this machine's L2, CPUID), unless
     B exceeds the 1 MiB L2: then K blocks whose slice of B fits 512 KiB, while a row
     segment averages 12 nonzeros (if N is a multiple of 512, 8-vector tiles that stream B
     keep N tiles whose K panel fits 512 KiB when rows average 24 nonzeros). 8-vector N
@@ -186,13 +194,15 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         if k_block:
             params.update(k_block=k_block, row_block=_row_block(m, n))
         else:
-            params["prefetch"] = 16
             width = params["reg_vectors"] * vw
             if n_tiles:
                 params["n_tile"] = _SPLIT_N_TILE
             elif (wide and density * k >= _MIN_ROW_NNZ_FOR_SPARSE_N_TILES
                     and 4 * k * width <= _L2_TILE_BYTES):
                 params["n_tile"] = _l2_n_tile(k, n, width)
+            panel = 4 * k * (params["n_tile"] or n)
+            if panel > _l2_bytes() // 2:
+                params["prefetch"] = _STREAM_PREFETCH
         return params
     if split_n:
         params["n_tile"] = _SPLIT_N_TILE
@@ -244,6 +254,19 @@ def _sparse_k_block(k: int, n: int, density: float) -> int:
         return 0
     k_block = _pow2_at_most(_L2_TILE_BYTES // (4 * n))
     return k_block if k_block < k and density * k_block >= _MIN_SPARSE_SEGMENT_NNZ else 0
+
+
+@functools.lru_cache(maxsize=1)
+def _l2_bytes() -> int:
+    """This machine's L2 per core (CPUID; 1 MiB where it cannot be read)."""
+    from .microbench import cpuid_caches
+
+    try:
+        caches = cpuid_caches()
+    except Exception:  # the micro-benchmark module did not load: assume 1 MiB
+        caches = None
+    size = (caches or {}).get("l2_bytes", 0)
+    return int(size) if size > 0 else 1 << 20
 
 
 def _pow2_at_most(x: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import numpy as np
@@ -168,6 +169,20 @@ def test_default_n_tiles_match_reference(m, k, n, density, threads):
     if "avx512" in kernels_c._isa.supported_levels():
         assert default_params(m, k, n, a.nnz / (m * k), isa="avx512")["n_tile"] == 128
     _check(a, b, threads=threads)
+
+
+def test_streamed_b_is_prefetched_only_beyond_half_the_l2(monkeypatch):
+    spmm_module = importlib.import_module("kernels_c.spmm")  # kernels_c.spmm: the function
+    assert spmm_module._l2_bytes() > 0  # CPUID's L2, or 1 MiB assumed
+
+    def prefetch(l2_bytes, m, k, n, density):
+        monkeypatch.setattr(spmm_module, "_l2_bytes", lambda: l2_bytes)
+        return default_params(m, k, n, density, isa="avx2")["prefetch"]
+
+    # 1 MiB of B (K x N) streamed, not K blocked: from L2 on a 2 MiB L2, beyond half of 1 MiB
+    assert prefetch(2 << 20, 2048, 2048, 128, 0.1) == 0
+    assert prefetch(1 << 20, 2048, 2048, 128, 0.1) == 16
+    assert prefetch(1 << 20, 2048, 2048, 128, 0.3) == 0  # K blocked: nothing streams
 
 
 def test_wide_default_tiles():

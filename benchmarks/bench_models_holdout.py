@@ -7,18 +7,25 @@ Usage::
 
 The query is a pandas ``DataFrame.query`` over the results' columns. Each matching shape is
 predicted by a model fitted on all other shapes (leave-one-shape-out for those shapes only,
-minutes instead of the full ``perfmodel evaluate --folds 0``); docs/models.md used it to
-try changes to the narrow-N dense baseline.
+minutes instead of the full ``perfmodel evaluate --folds 0``, and the same predictions);
+docs/models.md used it to try changes to the narrow-N dense baseline. The host description
+is the ``host.json`` next to STORE.db when PERFMODEL_HOME is not set (as ``perfmodel
+evaluate`` finds it in PERFMODEL_HOME); without one the model uses the fallback host.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 
 
 def main(store: str, query: str) -> None:
+    home = Path(store).resolve().parent
+    if "PERFMODEL_HOME" not in os.environ and (home / "host.json").exists():
+        os.environ["PERFMODEL_HOME"] = str(home)
     from perfmodel.models._evaluate import _context_id, _dense_mask, _shape_id, metrics
     from perfmodel.models.base import ok_rows
     from perfmodel.models.learned import LearnedModel

@@ -263,7 +263,7 @@ def _l2_bytes() -> int:
 
     try:
         caches = cpuid_caches()
-    except Exception:  # the micro-benchmark module did not load: assume 1 MiB
+    except (ImportError, RuntimeError):  # its module did not load or build: assume 1 MiB
         caches = None
     size = (caches or {}).get("l2_bytes", 0)
     return int(size) if size > 0 else 1 << 20

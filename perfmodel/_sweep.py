@@ -551,11 +551,15 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
     done = set() if remeasure else st.measured_keys(mid)
     todo = [(p, k) for p, k in keyed if k not in done]
     summary.skipped = len(keyed) - len(todo)
-    available = {}
-    for p, _ in todo:
-        if (p.op, p.kernel) not in available:
-            available[(p.op, p.kernel)] = get_op(p.op).available(p.kernel)
-    runnable = [(p, k) for p, k in todo if available[(p.op, p.kernel)] is None]
+    why_not: dict[tuple[str, str], str | None] = {}  # (op, kernel) -> why it cannot run here
+
+    def runs_here(point: Point) -> bool:
+        which = (point.op, point.kernel)
+        if which not in why_not:
+            why_not[which] = get_op(point.op).available(point.kernel)
+        return why_not[which] is None
+
+    runnable = [(p, k) for p, k in todo if runs_here(p)]
     summary.unavailable = len(todo) - len(runnable)
     if limit is not None:
         runnable = runnable[:limit]
@@ -606,11 +610,13 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
             stored = stored[stored["status"] == "ok"]
             medians = dict(zip(stored["point_key"], stored["median_s"], strict=True))
             suspects = [(p, k) for p, k in _slower_than_sparser_neighbour(keyed, medians)
-                        if get_op(p.op).available(p.kernel) is None]
+                        if runs_here(p)]
             summary.rechecked = len(suspects)
+            caches: dict[Problem, _ProblemCache] = {}
             for point, key in suspects:
-                row, samples = measure(point, key, _ProblemCache(get_op(point.op),
-                                                                 point.problem))
+                cache = caches.setdefault(point.problem,
+                                          _ProblemCache(get_op(point.op), point.problem))
+                row, samples = measure(point, key, cache)
                 if row["status"] == "ok" and row["median_s"] < medians[key]:
                     st.add_measurement(run_id, mid, row, samples, replace=True)
                     summary.recheck_kept += 1

@@ -140,9 +140,11 @@ def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
     return math.nan
 
 
-def _crossovers(rows: pd.DataFrame, seconds: np.ndarray) -> dict[str, float]:
-    dense = _dense_mask(rows)
-    df = pd.DataFrame({"ctx": _context_id(rows).to_numpy(),
+def _crossovers(rows: pd.DataFrame, seconds: np.ndarray, context: pd.Series,
+                dense: np.ndarray) -> dict[str, float]:
+    """Crossover per context and pattern; ``context`` (:func:`_context_id`) and ``dense``
+    (:func:`_dense_mask`) are those of ``rows``, computed once by the caller."""
+    df = pd.DataFrame({"ctx": context.to_numpy(),
                        "pattern": _col(rows, "pattern", "random").to_numpy(),
                        "sparsity": rows["sparsity"].round(4).to_numpy(), "dense": dense,
                        "t": seconds})
@@ -192,8 +194,8 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     out["problems"] = len(regrets)
     out["regret_geomean"] = float(np.exp(np.mean(np.log(regrets)))) if regrets else math.nan
     out["regret_max"] = float(np.max(regrets)) if regrets else math.nan
-    measured = _crossovers(rows.loc[valid], meas[valid])
-    predicted = _crossovers(rows.loc[valid], pred[valid])
+    measured = _crossovers(rows.loc[valid], meas[valid], ctx[valid], dense[valid])
+    predicted = _crossovers(rows.loc[valid], pred[valid], ctx[valid], dense[valid])
     errs = [abs(predicted[k] - v) for k, v in measured.items()
             if k in predicted and np.isfinite(v) and np.isfinite(predicted[k])]
     missed = sum(1 for k, v in measured.items() if np.isfinite(v) and not np.isfinite(

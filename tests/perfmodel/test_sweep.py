@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 import perfmodel
 from perfmodel import cli, ops
-from perfmodel._sweep import PRESETS, SpecError, load_spec
+from perfmodel._sweep import PRESET_DIR, PRESETS, SpecError, load_spec
 from perfmodel.shapes import LAYER_SETS, load_matrix, matrix_sources
 from perfmodel.store import load_results, load_samples, open_store
 from tests.conftest import require_dlmc
@@ -236,6 +236,24 @@ def test_spec_files_and_presets(tmp_path):
     assert {p.op for p in quick.points} >= {"spmm", "conv2d"}
     keys = [p.key("x") for p in quick.points]
     assert len(set(keys)) == len(keys)
+
+
+def test_standard_preset_ends_with_the_generated_grid_blocks(tmp_path):
+    """The standard preset's shape grids are what benchmarks/make_preset_grids.py prints
+    (so they can be regenerated and reviewed): dense BLAS alone on the GEMM shapes (once
+    per thread count), every convolution kernel on the convolution shapes."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "make_preset_grids.py"
+    printed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                             check=True).stdout
+    assert (PRESET_DIR / "standard.toml").read_text().endswith(printed)
+    (tmp_path / "grid.toml").write_text(printed)
+    grid = load_spec(tmp_path / "grid.toml")
+    gemms = [p for p in grid.points if p.op != "conv2d"]
+    assert {p.kernel for p in gemms} == {"gemm_blas_f32"}
+    assert len(gemms) == 48 * 2 + 48 + 48
+    convs = [p for p in grid.points if p.op == "conv2d"]
+    assert len(convs) == 16 * (1 + 7) * 2  # im2col once, direct at 7 sparsities; 2 threads
+    assert set(grid.points) <= set(load_spec("standard").points)
 
 
 def test_layer_sets_expand_per_op():

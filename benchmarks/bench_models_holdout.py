@@ -4,11 +4,15 @@ predicts it: the dense baseline's predicted / measured time and every crossover.
 Usage::
 
     python benchmarks/bench_models_holdout.py STORE.db "op == 'spmm' and n <= 16 and threads == 1"
+    python benchmarks/bench_models_holdout.py STORE.db "kernel == 'gemm_blas_f32'" --train
 
 The query is a pandas ``DataFrame.query`` over the results' columns. Each matching shape is
 predicted by a model fitted on all other shapes (leave-one-shape-out for those shapes only,
 minutes instead of the full ``perfmodel evaluate --folds 0``, and the same predictions);
-docs/models.md used it to try changes to the narrow-N dense baseline. The host description
+docs/models.md used it to try changes to the narrow-N dense baseline. With ``--train`` the
+models are fitted on the other matching rows only (the BLAS baseline alone: one kernel's
+own model, fitted in seconds) and the dense rows' error is summarised per operation,
+thread count and narrow (N <= 16 or M <= 32) or not. The host description
 is the ``host.json`` next to STORE.db when PERFMODEL_HOME is not set (as ``perfmodel
 evaluate`` finds it in PERFMODEL_HOME); without one the model uses the fallback host.
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 
-def main(store: str, query: str) -> None:
+def main(store: str, query: str, train_on_query: bool = False) -> None:
     home = Path(store).resolve().parent
     if "PERFMODEL_HOME" not in os.environ and (home / "host.json").exists():
         os.environ["PERFMODEL_HOME"] = str(home)
@@ -32,6 +36,8 @@ def main(store: str, query: str) -> None:
     from perfmodel.store import load_results
 
     rows = ok_rows(load_results(store))
+    if train_on_query:
+        rows = rows.query(query).reset_index(drop=True)
     shape = _shape_id(rows)
     pred = np.full(len(rows), np.nan)
     for held_out in sorted(set(shape[rows.query(query).index])):
@@ -43,6 +49,13 @@ def main(store: str, query: str) -> None:
     for label, g in sub[dense].groupby(_context_id(sub)[dense]):
         print(f"dense {label}: predicted / measured "
               f"{np.median(p[g.index] / g['median_s']):.2f}")
+    d = sub[dense].assign(abs_log=np.abs(np.log(p[dense] / sub.loc[dense, "median_s"])),
+                          narrow=(sub.loc[dense, "n"] <= 16) | (sub.loc[dense, "m"] <= 32))
+    print(d.groupby(["op", "threads", "narrow"])["abs_log"].agg(
+        ["count", "mean", "median"]).round(3).rename(
+        columns={"mean": "mean |log pred/meas|", "median": "median"}).to_string())
+    if train_on_query:
+        return
     m = metrics(sub, p)
     for key, (measured, predicted) in m["crossovers"].items():
         print(f"  crossover {measured:.3f} -> {predicted:.3f}  {key}")
@@ -51,6 +64,7 @@ def main(store: str, query: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    args = [a for a in sys.argv[1:] if a != "--train"]
+    if len(args) != 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(args[0], args[1], train_on_query="--train" in sys.argv[1:])

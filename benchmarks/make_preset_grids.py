@@ -41,7 +41,9 @@ def _log2_samples(bounds, seed: int, extra_dims: int = 0):
 
 def gemm_shapes(count: int, bounds, flop_range, seed: int) -> list[dict[str, int]]:
     shapes: list[dict[str, int]] = []
-    for sizes, _ in _log2_samples(bounds, seed):
+    samples = _log2_samples(bounds, seed)
+    while len(shapes) < count:
+        sizes, _ = next(samples)
         dims = [max(1, round(v)) for v in sizes]
         if len(shapes) % 2 == 0:
             dims = [d if d < 16 else 16 * max(1, round(d / 16)) for d in dims]
@@ -49,9 +51,7 @@ def gemm_shapes(count: int, bounds, flop_range, seed: int) -> list[dict[str, int
         shape = {"m": m, "k": k, "n": n}
         if flop_range[0] <= 2.0 * m * n * k <= flop_range[1] and shape not in shapes:
             shapes.append(shape)
-        if len(shapes) == count:
-            return shapes
-    raise AssertionError("unreachable")
+    return shapes
 
 
 def conv_shapes(count: int, bounds, flop_range, seed: int) -> list[dict[str, int]]:
@@ -59,7 +59,9 @@ def conv_shapes(count: int, bounds, flop_range, seed: int) -> list[dict[str, int
     16); a 5 x 5 kernel for a quarter of them, stride 2 for a third (the input twice the
     output), padding r // 2."""
     shapes: list[dict[str, int]] = []
-    for (c, o, pq), (u_r, u_stride) in _log2_samples(bounds, seed, extra_dims=2):
+    samples = _log2_samples(bounds, seed, extra_dims=2)
+    while len(shapes) < count:
+        (c, o, pq), (u_r, u_stride) = next(samples)
         c, o, pq = (max(1, round(v)) for v in (c, o, pq))
         if len(shapes) % 2 == 0:
             c, o = (16 * max(1, round(v / 16)) for v in (c, o))
@@ -70,9 +72,7 @@ def conv_shapes(count: int, bounds, flop_range, seed: int) -> list[dict[str, int
         if flop_range[0] <= 2.0 * c * o * r * r * pq * pq <= flop_range[1] \
                 and shape not in shapes:
             shapes.append(shape)
-        if len(shapes) == count:
-            return shapes
-    raise AssertionError("unreachable")
+    return shapes
 
 
 def _toml_shapes(shapes: list[dict[str, int]], per_line: int) -> str:

@@ -111,9 +111,10 @@ _L2_RESIDENT_B_BYTES = 1024 * 1024
 _MIN_SPARSE_SEGMENT_NNZ = 12
 #: B streamed (not K blocked) is prefetched this many nonzeros ahead when the panel the
 #: rows of C sweep (K x n_tile, or K x N) exceeds half of this machine's L2. Within it the
-#: prefetches only cost: on the Intel Xeon host (2 MiB L2) dropping them gave 1.04-1.24x on
-#: seven shapes at sparsity 0.9-0.98 (panels of 0.3-1 MiB), 0.99-1.05x with 1.2 MiB panels
-#: (docs/spmm.md, twelfth session); the first session had set them on Zen 5 (1 MiB L2)
+#: prefetches only cost: on the Intel Xeon host (2 MiB L2) this rule against always
+#: prefetching gave 0.99-1.15x on five shapes at sparsity 0.9-0.98 (panels of 0.3-1 MiB);
+#: without them 1.2 MiB panels ran 0.99-1.05x (docs/spmm.md, twelfth session); the first
+#: session had set them on Zen 5 (1 MiB L2)
 _STREAM_PREFETCH = 16
 #: Not K blocked, with N a multiple of 512, 8-vector tiles take N tiles whose K panel fits
 #: _L2_TILE_BYTES when rows average this many nonzeros (each N tile is one more pass over

@@ -49,8 +49,19 @@ _MIN_SLICE_BYTES = 64 * 1024
 #: sparsity 0.5-0.95), 0.94x at 38 (384 x 2304 x 1024 at 0.9), 0.83-0.88x at 13 (DLMC
 #: group1 at 0.8-0.9, M = 64)
 _MIN_USES_TO_PACK_ALIGNED = 48
-#: below this density K blocking loses to streaming B from L2 with software prefetch
-_MIN_K_BLOCK_DENSITY = 0.15
+#: below this density 4-vector tiles (N above two vectors) stream B instead of K blocking
+#: it; from it on, also when B fits half the L2 (if B exceeds _B_BLOCK_BYTES). Blocks of
+#: 256 rows (segments of >= 23 nonzeros) make part of B's block L1-resident; against
+#: streaming B at density 0.09-0.22, on 16 shapes with K = 576-4608 and N = 24-128, 1
+#: thread (docs/spmm.md, fourteenth session, Intel Xeon): 1.03-1.45x, 1.8x at N = 17;
+#: 0.95-0.98x on three with N = 40-100 at density 0.09-0.1, and the same on AVX2 (and at
+#: 2 threads 1.0-1.5x). Zen 5 had measured K blocks below 0.15 as slower (first sessions).
+_MIN_K_BLOCK_DENSITY = 0.09
+#: ... for tiles of up to two vectors (N = 17-32 on AVX-512): 0.92-0.97x at density 0.09-0.12
+#: with blocks of 512 rows, 1.1-1.3x at 0.18-0.22
+_MIN_TWO_VECTOR_K_BLOCK_DENSITY = 0.15
+#: 8-vector tiles fall back to 4 vectors where a K block's slice leaves L1 from this density on
+_MIN_WIDE_FIT_DENSITY = 0.15
 #: K blocks grow while their slice of B (k_block x N fp32) stays within this: fewer
 #: segments per row and C-tile reloads, and a sparsely touched block this size still hits
 #: L1/L2 (measured on Zen 5 at sparsity 0.55-0.7: 1.0-1.3x over 64-row blocks, 128 KiB
@@ -99,7 +110,8 @@ _MIN_SPLIT_K_BLOCK_DENSITY = 0.08
 #: 1.04-1.08x at sparsity 0.9 on K = 576, N = 3136, M = 64-256 (DLMC group1's shape),
 #: 0.99-1.00x on four other shapes with K = 256-768; at K = 1024 0.92-0.98x (docs/spmm.md)
 _SLICE_BEYOND_L1_BYTES = 128 * 1024
-#: B within _L2_TILE_BYTES is K blocked too from this density on: a row segment then holds
+#: B within _L2_TILE_BYTES (8-vector tiles; 4-vector tiles with B within _B_BLOCK_BYTES)
+#: is K blocked too from this density on: a row segment then holds
 #: >= 16 nonzeros of a 64-row block, and B's block in L1 beat B from L2 by 1.1-1.7x at
 #: sparsity 0.5-0.7 (N = 128-320, K = 256-768); at 0.8 even, at 0.9 0.7-0.9x (docs/spmm.md)
 _MIN_L2_K_BLOCK_DENSITY = 0.25
@@ -142,9 +154,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     one vector (and N > 1) and B (K x N fp32) exceeds 32 KiB, K blocks that keep B's block
     in L1 (32 KiB, up to 64 KiB for row segments of ~64 nonzeros; none if segments stay
     below 32) are swept by blocks of rows of C. When B fits half of a 1 MiB L2 and the
-    density is below 0.25, no further blocking. Otherwise, down to a density of 0.15, K
-    blocks of at least 16 / density rows
-    of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
+    density is below 0.25, no further blocking (4-vector tiles: only when B fits 64 KiB or
+    the density is below theirs, next). Otherwise, down to a density of 0.09 (0.15 for
+    tiles of up to two vectors, 0.08 for 8-vector tiles), K blocks of at least 16 / density
+    rows of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
     N tiles of 128 columns, unless N is a multiple of 512, where they alias in L1), are
     swept by blocks of rows of C, reusing B's block across those rows;
@@ -182,7 +195,13 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         params["reg_vectors"] = 8
     wide = params["reg_vectors"] == 8
     n_tiles = wide and n % _ALIASING_COLUMNS != 0  # 128-column N tiles allowed
-    if 4 * k * n <= _L2_TILE_BYTES and density < _MIN_L2_K_BLOCK_DENSITY:
+    if wide:
+        min_density = _MIN_SPLIT_K_BLOCK_DENSITY
+    else:
+        min_density = _MIN_K_BLOCK_DENSITY if n > 2 * vw else _MIN_TWO_VECTOR_K_BLOCK_DENSITY
+    b_bytes = 4 * k * n
+    if b_bytes <= _L2_TILE_BYTES and density < _MIN_L2_K_BLOCK_DENSITY and (
+            wide or density < min_density or b_bytes <= _B_BLOCK_BYTES):
         if n_tiles and 4 * k * _SPLIT_N_TILE <= _SMALL_PANEL_BYTES:
             params["n_tile"] = _SPLIT_N_TILE
         return params
@@ -190,7 +209,7 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
         k_block *= 2
     split_n = n_tiles and k_block * n * 4 > _B_BLOCK_BYTES
-    if density < (_MIN_SPLIT_K_BLOCK_DENSITY if wide else _MIN_K_BLOCK_DENSITY):
+    if density < min_density:
         k_block = _sparse_k_block(k, n, density)
         if k_block:
             params.update(k_block=k_block, row_block=_row_block(m, n))
@@ -210,8 +229,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         if (k_block * _SPLIT_N_TILE * 4 >= _SLICE_BEYOND_L1_BYTES
                 and 4 * k * _SPLIT_N_TILE < _L2_TILE_BYTES):
             return params  # no K blocks: the N tile's whole K panel stays in L2
-    elif density >= _MIN_K_BLOCK_DENSITY:  # (below: 8-vector tiles, K blocks as they are)
-        if wide and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
+    else:
+        if wide and density >= _MIN_WIDE_FIT_DENSITY and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
             params["reg_vectors"] = 4  # the 8-vector tile's slice would leave L1
         if params["reg_vectors"] == 4:
             while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:

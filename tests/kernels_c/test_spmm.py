@@ -180,9 +180,21 @@ def test_streamed_b_is_prefetched_only_beyond_half_the_l2(monkeypatch):
         return default_params(m, k, n, density, isa="avx2")["prefetch"]
 
     # 1 MiB of B (K x N) streamed, not K blocked: from L2 on a 2 MiB L2, beyond half of 1 MiB
-    assert prefetch(2 << 20, 2048, 2048, 128, 0.1) == 0
-    assert prefetch(1 << 20, 2048, 2048, 128, 0.1) == 16
+    assert prefetch(2 << 20, 2048, 2048, 128, 0.05) == 0
+    assert prefetch(1 << 20, 2048, 2048, 128, 0.05) == 16
     assert prefetch(1 << 20, 2048, 2048, 128, 0.3) == 0  # K blocked: nothing streams
+
+
+def test_four_vector_tiles_k_block_from_density_0_09():
+    def k_block(m, k, n, density, isa="avx2"):
+        return default_params(m, k, n, density, isa=isa)["k_block"]
+
+    assert k_block(512, 4608, 49, 0.1) == 256   # segments of ~26 nonzeros
+    assert k_block(512, 2048, 49, 0.2) == 256   # B in L2, beyond a 64 KiB block: blocked
+    assert k_block(512, 4608, 49, 0.08) == 0    # below 0.09: B streamed
+    assert k_block(1024, 256, 49, 0.2) == 0     # B (49 KiB) fits one block
+    assert k_block(1024, 2048, 16, 0.1) == 0    # two-vector tiles (AVX2): from 0.15 on
+    assert k_block(1024, 2048, 16, 0.2) == 1024
 
 
 def test_wide_default_tiles():
@@ -215,8 +227,8 @@ def test_wide_default_tiles():
     # segments of >= 12 nonzeros
     assert tiles(1024, 1024, 512, 0.05)[:2] == (8, 256)  # 2 MiB of B, 12.8 per segment
     assert tiles(1024, 1024, 512, 0.04)[:2] == (8, 0)    # 10.2 per segment
-    assert tiles(4096, 4096, 128, 0.1) == (4, 1024, 0)   # 2 MiB of B
-    assert tiles(2048, 2048, 128, 0.1) == (4, 0, 0)      # 1 MiB of B: from the L2
+    assert tiles(4096, 4096, 128, 0.05) == (4, 1024, 0)  # 2 MiB of B
+    assert tiles(2048, 2048, 128, 0.05) == (4, 0, 0)     # 1 MiB of B: from the L2
     assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
     assert tiles(1024, 256, 196, 0.5) == (8, 64, 0)      # B in L2, dense enough to block
     assert tiles(1024, 256, 196, 0.2) == (8, 0, 128)     # B in L2: 128 KiB panels

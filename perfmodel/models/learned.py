@@ -39,10 +39,10 @@ __all__ = ["FEATURE_SCHEMA_VERSION", "LearnedModel", "load_calibration"]
 
 FORMAT = "perfmodel-learned-model"
 FORMAT_VERSION = 2
-FEATURE_SCHEMA_VERSION = 5
+FEATURE_SCHEMA_VERSION = 6
 #: features every model has, in order (kernel and parameter columns follow, per file)
 BASE_FEATURES: tuple[str, ...] = (
-    "is_conv", "is_qgemm", "log2_m", "log2_n", "log2_k", "density", "log2_nnz",
+    "is_conv", "is_qgemm", "n_is_one", "log2_m", "log2_n", "log2_k", "density", "log2_nnz",
     "row_nnz_mean_log2", "row_nnz_cv", "row_nnz_max_ratio", "pattern_block", "pattern_real",
     "conv_rs", "conv_stride", "log2_batch", "bits", "threads",
     *(f"family_{f}" for f in FAMILIES),
@@ -209,7 +209,13 @@ class _Featurizer:
         mean_l2, cv, ratio = _row_stats(p, pattern)
         ops = 2.0 * p["m"] * p["n"] * p["k"]
         is_conv = p["op"] == "conv2d"
-        x = [float(is_conv), float(p["op"] == "qgemm"), math.log2(p["m"]), math.log2(p["n"]),
+        # N = 1 is its own regime (matrix-vector code in scipy, MKL, BLAS) and needs its own
+        # feature, before log2_n: trees split features' ties in favour of the earlier one,
+        # and a split of log2_n between the N = 1 and N = 4 rows of a training set falls at
+        # log2 N = 1, which put a held-out N = 2 with N = 1 (MKL and scipy predicted 2.5-4x
+        # too fast at N = 2; docs/models.md, fourteenth session)
+        x = [float(is_conv), float(p["op"] == "qgemm"), float(p["n"] == 1),
+             math.log2(p["m"]), math.log2(p["n"]),
              math.log2(p["k"]), float(p["density"]), math.log2(max(p["nnz"], 1.0)),
              mean_l2, cv, ratio, float(pattern.startswith("block")), float(pattern == "real"),
              float(p["r"] * p["s"]) if is_conv else 0.0,

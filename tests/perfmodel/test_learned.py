@@ -219,6 +219,28 @@ def test_spmm_reference_counts_whole_vectors_per_nonzero():
     assert reference(avx2, 16) == pytest.approx(2 * reference(avx2, 8))
 
 
+def test_held_out_n_2_is_not_predicted_as_a_matrix_vector_product(data):
+    """A kernel with a fast N = 1 path (scipy's, MKL's matrix-vector code) trained on N = 1,
+    4, 8, 16: the held-out N = 2 follows N = 4, not the N = 1 path (log2_n alone split
+    them at log2 N = 1 and put N = 2 with N = 1)."""
+    template = data.iloc[0].to_dict()
+    rows = []
+    for m, k in ((256, 512), (512, 1024), (1024, 768), (2048, 256), (768, 2048)):
+        for n in (1, 2, 4, 8, 16):
+            for density in (0.7, 0.5, 0.3, 0.1):
+                nnz = round(density * m * k)
+                per_nnz = 1e-9 if n == 1 else 4e-9 * n   # a scalar loop over N per nonzero
+                rows.append({**template, "op": "spmm", "kernel": "scipy_csr", "m": m,
+                             "n": n, "k": k, "sparsity": 1 - density, "density": density,
+                             "nnz": nnz, "pattern": "random", "params": "{}",
+                             "median_s": nnz * per_nnz})
+    rows = pd.DataFrame(rows)
+    model = LearnedModel(max_iter=100).fit(rows[rows["n"] != 2])
+    held = rows[rows["n"] == 2]
+    ratio = model.predict(held) / held["median_s"].to_numpy()
+    assert np.all((ratio > 0.5) & (ratio < 2.5))   # N = 1's law would give 0.125
+
+
 def _direct_conv_rows(template: dict, cost: dict[str, float], shapes) -> pd.DataFrame:
     """Direct-convolution rows whose time is ``cost`` (seconds per unit) times the kernel's
     work on AVX-512 (kernels_c.conv.direct_work)."""

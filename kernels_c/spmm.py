@@ -53,12 +53,12 @@ _MIN_USES_TO_PACK_ALIGNED = 48
 #: it; from it on, also when B fits half the L2 (if B exceeds _B_BLOCK_BYTES). Blocks of
 #: 256 rows (segments of >= 23 nonzeros) make part of B's block L1-resident; against
 #: streaming B at density 0.09-0.22, on 16 shapes with K = 576-4608 and N = 24-128, 1
-#: thread (docs/spmm.md, fourteenth session, Intel Xeon): 1.03-1.45x, 1.8x at N = 17;
-#: 0.95-0.98x on three with N = 40-100 at density 0.09-0.1, and the same on AVX2 (and at
+#: thread (docs/spmm.md, fourteenth session, Intel Xeon): 0.99-1.42x, median 1.13 (another
+#: run: 0.95-0.98x on three with N = 40-100 at density 0.09-0.1); AVX2 alike (and at
 #: 2 threads 1.0-1.5x). Zen 5 had measured K blocks below 0.15 as slower (first sessions).
 _MIN_K_BLOCK_DENSITY = 0.09
 #: ... for tiles of up to two vectors (N = 17-32 on AVX-512): 0.92-0.97x at density 0.09-0.12
-#: with blocks of 512 rows, 1.1-1.3x at 0.18-0.22
+#: with blocks of 512 rows, 1.1-1.3x at 0.18-0.22 (1.8x at N = 17)
 _MIN_TWO_VECTOR_K_BLOCK_DENSITY = 0.15
 #: 8-vector tiles fall back to 4 vectors where a K block's slice leaves L1 from this density on
 _MIN_WIDE_FIT_DENSITY = 0.15

@@ -212,7 +212,7 @@ class _Featurizer:
         # N = 1 is its own regime (matrix-vector code in scipy, MKL, BLAS) and needs its own
         # feature, before log2_n: trees split features' ties in favour of the earlier one,
         # and a split of log2_n between the N = 1 and N = 4 rows of a training set falls at
-        # log2 N = 1, which put a held-out N = 2 with N = 1 (MKL and scipy predicted 2.5-4x
+        # log2 N = 1, which put a held-out N = 2 with N = 1 (scipy's product predicted 4x
         # too fast at N = 2; docs/models.md, fourteenth session)
         x = [float(is_conv), float(p["op"] == "qgemm"), float(p["n"] == 1),
              math.log2(p["m"]), math.log2(p["n"]),

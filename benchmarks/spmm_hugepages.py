@@ -8,7 +8,7 @@ with B (and the aligned copy of B the kernel reads for N not a multiple of 16) i
 2 MiB-aligned slices of buffers of at least 4 MiB, which numpy madvises for huge pages
 (Linux, transparent_hugepage = madvise or always); the AnonHugePages line shows that they
 were granted. Prints the median time ratio (ordinary / huge pages) of interleaved runs,
-1 thread. docs/spmm.md, thirteenth session: 1.00-1.05 on the Intel Xeon host.
+1 thread. docs/spmm.md, thirteenth session: 0.99-1.10, median 1.02, on the Intel Xeon host.
 """
 
 from __future__ import annotations

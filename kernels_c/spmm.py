@@ -210,9 +210,14 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         k_block *= 2
     split_n = n_tiles and k_block * n * 4 > _B_BLOCK_BYTES
     if density < min_density:
-        k_block = _sparse_k_block(k, n, density)
-        if k_block:
-            params.update(k_block=k_block, row_block=_row_block(m, n))
+        sparse_k_block = _sparse_k_block(k, n, density)
+        if sparse_k_block:
+            params.update(k_block=sparse_k_block, row_block=_row_block(m, n))
+        elif (b_bytes > _L2_TILE_BYTES and n % vw and density * m >= _MIN_USES_TO_PACK
+                and _row_block(m, n) >= m):
+            # B is copied on every call either way (_pack_ld): in K blocks, slice by slice
+            params.update(k_block=k_block, row_block=m,
+                          n_tile=_SPLIT_N_TILE if n_tiles else 0)
         else:
             width = params["reg_vectors"] * vw
             if n_tiles:
@@ -366,8 +371,8 @@ def _alignment_peel(b: np.ndarray, level: str, reg_vectors: int) -> int:
     return int((-b.ctypes.data % (4 * vw)) // 4)
 
 
-def _packed_b(b: np.ndarray, nnz: int, level: str) -> np.ndarray | None:
-    """An aligned K x ld buffer the kernel copies B into on each call, or None.
+def _pack_ld(b: np.ndarray, nnz: int, level: str) -> int:
+    """Row length (floats) of an aligned copy of B the kernel reads instead of B, or 0.
 
     Wide N not a multiple of the vector width: B's rows start at varying offsets from a
     cache line and no peel aligns them all; with aligned rows (ld = N rounded up to 16)
@@ -381,17 +386,16 @@ def _packed_b(b: np.ndarray, nnz: int, level: str) -> np.ndarray | None:
     k, n = b.shape
     vw = VECTOR_WIDTH[level]
     if level == "portable" or n == 1 or nnz < _MIN_USES_TO_PACK * k:
-        return None
+        return 0
     if n > vw:
         if n < 2 * vw or (n % vw == 0 and (b.ctypes.data % (4 * vw) == 0
                                            or nnz < _MIN_USES_TO_PACK_ALIGNED * k)):
-            return None
-        ld = -(-n // 16) * 16
-    else:
-        ld = 8 if n <= 8 else 16  # the 256-bit path's 8 lanes, else one 16-lane vector
-        if n <= 4 or (n == ld and b.ctypes.data % (4 * ld) == 0):
-            return None  # rows within 16 bytes never split a line; or already aligned
-    return aligned_empty(k * ld).reshape(k, ld)
+            return 0
+        return -(-n // 16) * 16
+    ld = 8 if n <= 8 else 16  # the 256-bit path's 8 lanes, else one 16-lane vector
+    if n <= 4 or (n == ld and b.ctypes.data % (4 * ld) == 0):
+        return 0  # rows within 16 bytes never split a line; or already aligned
+    return ld
 
 
 def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
@@ -481,10 +485,18 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.prefetch = full["prefetch"]
     keep = [indptr, indices, data, b, out]
     k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
-    sliced = (k_blocked and 0 < full["n_tile"] < n
-              and n > VECTOR_WIDTH[level] and indices.shape[0] >= _MIN_USES_TO_SLICE * k
-              and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
-    pack = None if sliced else _packed_b(b, indices.shape[0], level)
+    # B that would be copied to aligned rows (pack) is copied K block by K block instead,
+    # into per-thread slices that stay in L1/L2, when one block of rows of C covers C (so
+    # the slices copy B once, as the pack does): 1.00-1.31x, median 1.03, on 36 problems
+    # with N = 40-1352 at sparsity 0.7-0.95 (DLMC group3_1_1, 256 x 2304 x 196 at 0.9:
+    # 1.07-1.11x; docs/spmm.md, fifteenth session)
+    pack_ld = _pack_ld(b, indices.shape[0], level)
+    one_row_block = full["row_block"] >= m
+    sliced = k_blocked and n > VECTOR_WIDTH[level] and (
+        (0 < full["n_tile"] < n and indices.shape[0] >= _MIN_USES_TO_SLICE * k
+         and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
+        or (pack_ld > 0 and one_row_block))
+    pack = aligned_empty(k * pack_ld).reshape(k, pack_ld) if pack_ld and not sliced else None
     args.peel = 0 if pack is not None or sliced else _alignment_peel(
         b, level, full["reg_vectors"])
     if pack is not None:
@@ -494,8 +506,12 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     # One vector per row of C: a row costs a few dozen cycles, and rows of random lengths
     # end their loops at unpredictable trips (~45 cycles per row at N = 8). A copy of A with
     # each thread's rows sorted by segment length runs 1.05-1.38x faster (docs/spmm.md);
-    # plan-time work again, so from _NARROW_BLOCKING_MIN_CALLS calls on.
-    ordered = (level != "portable" and 1 < n <= VECTOR_WIDTH[level] and m > 1
+    # plan-time work again, so from _NARROW_BLOCKING_MIN_CALLS calls on. Likewise K blocks
+    # under register tiles of up to 4 vectors in one block of rows: 0.99-1.18x, median
+    # 1.04, on 23 problems with N = 40-128 (8-vector tiles: 0.97-1.07x, not ordered).
+    narrow = n <= VECTOR_WIDTH[level]
+    ordered = (level != "portable" and n > 1 and m > 1
+               and (narrow or (k_blocked and full["reg_vectors"] <= 4 and one_row_block))
                and (expected_calls is None or expected_calls >= _NARROW_BLOCKING_MIN_CALLS))
     if k_blocked or ordered:
         kptr, indices, data, n_kblocks, order = _k_block_layout(

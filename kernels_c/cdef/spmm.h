@@ -38,15 +38,17 @@
  *                them sorted by the length of their segments in block b, so that
  *                consecutive rows run the same number of loop trips and the loop exits are
  *                predicted (set by the caller for one vector per row of C, where a row costs
- *                a few dozen cycles; one K block of all K when B needs no blocking). All
- *                rows then form one row block. Run with another thread count, each thread
+ *                a few dozen cycles, one K block of all K when B needs no blocking; and for
+ *                K blocks under register tiles of up to 4 vectors). All rows then form one
+ *                row block. Run with another thread count, each thread
  *                scans every position for its rows (correct, slower).
  *   order_threads  the thread count row_order was made for.
- *   slice_b      0, or 1 (with kptr, 0 < n_tile < N, no row_order, no b_pack): before the
- *                segments of a K block, each thread copies that block's slice of its N
- *                tile (k_block rows of n_tile floats, contiguous) into scratch the call
- *                allocates, and the segments read B from it; the column indices of A's
- *                K-block copy are then relative to their block's first row.
+ *   slice_b      0, or 1 (with kptr, N > the vector width, no b_pack): before the segments
+ *                of a K block, each thread copies that block's slice of its N tile (all of
+ *                N when n_tile is 0 or >= N) into scratch the call allocates -- k_block
+ *                rows of the tile's columns, rows the tile rounded up to 16 floats apart,
+ *                64-byte aligned -- and the segments read B from it; the column indices of
+ *                A's K-block copy are then relative to their block's first row.
  *   slice_buf    set by spmm_csr_f32 for each thread (callers leave it NULL).
  * The portable path ignores k_block/row_block/prefetch/row_order.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per

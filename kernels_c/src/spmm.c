@@ -47,6 +47,13 @@ void spmm_thread_rows(const int32_t *indptr, int64_t m, int threads, int64_t *bo
     for (int t = 0; t < threads; ++t) row_range(indptr, m, t, threads, bounds + t, bounds + t + 1);
 }
 
+/* Floats between the rows of a thread's slice scratch: the N tile rounded up to 16, so
+ * that every row starts on a cache line (spmm.h, slice_b). */
+static inline int64_t spmm_slice_ld(const spmm_csr_f32_args *a) {
+    const int64_t tile = a->n_tile > 0 && a->n_tile < a->n ? a->n_tile : a->n;
+    return (tile + 15) / 16 * 16;
+}
+
 /* ---------------------------------------------------------------- portable */
 /* GCC/Clang generic vectors: SSE2 at the x86-64 baseline, NEON on aarch64, scalar code
  * elsewhere; no ISA intrinsics. A register tile of 8 x 4 columns per row, then 4-column
@@ -247,15 +254,20 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
  * tiles inlined in the segment loop, the rest of the columns (one masked tile) by
  * segment_. Against a call of segment_ per row segment: 62-64 -> 68-69 GFLOP/s with K
  * blocks of 64 rows (384 x 2304 x 1280, sparsity 0.9, segments of 6 nonzeros), +4 % with
- * 128-256; 1.00-1.05x on bench_spmm_params' default shapes (docs/spmm.md). */
+ * 128-256; 1.00-1.05x on bench_spmm_params' default shapes (docs/spmm.md). With
+ * slice_of, a_in's B is the thread's slice scratch, refilled from slice_of's B (its columns
+ * from slice_j0 on) at the start of each K block. */
 #define DEFINE_WIDE_ROWS(P, NV, TARGET, VW, FULL)                                            \
     TARGET static void wide_rows_##P##_##NV(const spmm_csr_f32_args *a_in, int64_t r0,       \
                                             int64_t r1, int64_t p0, int64_t p1, int64_t j0,  \
-                                            int64_t j1) {                                    \
+                                            int64_t j1, const spmm_csr_f32_args *slice_of,   \
+                                            int64_t slice_j0) {                              \
         SPMM_LOCAL_ARGS(a_in, a);                                                            \
         const int64_t w = (int64_t)VW * NV;                                                  \
         const int pf = a->prefetch;                                                          \
-        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0, {                                  \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1,                                             \
+                              if (slice_of) spmm_copy_slice(slice_of, kb, slice_j0, j1 - j0), \
+                              {                                                              \
             float *crow = a->c + i * a->ldc;                                                 \
             int64_t j = j0;                                                                  \
             for (; j + w <= j1; j += w)                                                      \
@@ -265,13 +277,13 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         });                                                                                  \
     }
 
-/* Rows [kb*k_block, ...) of B's columns [j0, j0 + w) into this thread's slice scratch,
- * n_tile floats apart (spmm.h, slice_b). */
+/* Rows [kb*k_block, ...) of B's columns [j0, j0 + w) into this thread's slice scratch. */
 static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j0,
                                    int64_t w) {
     const int64_t k0 = (int64_t)kb * a->k_block, k1 = KC_MIN(k0 + a->k_block, a->k);
+    const int64_t ld = spmm_slice_ld(a);
     for (int64_t r = k0; r < k1; ++r)
-        memcpy(a->slice_buf + (r - k0) * a->n_tile, a->b + r * a->ldb + j0,
+        memcpy(a->slice_buf + (r - k0) * ld, a->b + r * a->ldb + j0,
                (size_t)w * sizeof(float));
 }
 
@@ -317,12 +329,17 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
     DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL)                                                 \
     DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL)                                                 \
     TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,  \
-                                       int64_t j0, int64_t j1) {                             \
+                                       int64_t p0, int64_t p1, int64_t j0, int64_t j1) {     \
         const int64_t w = j1 - j0;                                                           \
         /* a local copy, as SPMM_LOCAL_ARGS: B from the slice, C from column j0 on */      \
         spmm_csr_f32_args as = *a;                                                           \
-        as.b = a->slice_buf, as.ldb = a->n_tile, as.c = a->c + j0, as.peel = 0;              \
-        SPMM_FOR_EACH_SEGMENT(&as, r0, r1, r0, r1, spmm_copy_slice(a, kb, j0, w),             \
+        as.b = a->slice_buf, as.ldb = spmm_slice_ld(a), as.c = a->c + j0, as.peel = 0;       \
+        switch (a->reg_vectors) {                                                            \
+            case 8: wide_rows_##P##_8(&as, r0, r1, p0, p1, 0, w, a, j0); return;             \
+            case 4: wide_rows_##P##_4(&as, r0, r1, p0, p1, 0, w, a, j0); return;             \
+            default: break;                                                                  \
+        }                                                                                    \
+        SPMM_FOR_EACH_SEGMENT(&as, r0, r1, p0, p1, spmm_copy_slice(a, kb, j0, w),             \
                               segment_##P(&as, s, len, as.c + i * as.ldc, 0, w, acc));       \
     }                                                                                        \
     TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
@@ -336,7 +353,7 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
             return;                                                                          \
         }                                                                                    \
         if (a->slice_buf) {                                                                  \
-            sliced_rows_##P(a, r0, r1, j0, j1);                                              \
+            sliced_rows_##P(a, r0, r1, p0, p1, j0, j1);                                      \
             return;                                                                          \
         }                                                                                    \
         const int64_t w = j1 - j0;                                                           \
@@ -346,8 +363,8 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
         }                                                                                    \
         if (a->peel <= 0) {                                                                  \
             switch (a->reg_vectors) {                                                        \
-                case 8: wide_rows_##P##_8(a, r0, r1, p0, p1, j0, j1); return;                \
-                case 4: wide_rows_##P##_4(a, r0, r1, p0, p1, j0, j1); return;                \
+                case 8: wide_rows_##P##_8(a, r0, r1, p0, p1, j0, j1, NULL, 0); return;       \
+                case 4: wide_rows_##P##_4(a, r0, r1, p0, p1, j0, j1, NULL, 0); return;       \
                 default: break;                                                              \
             }                                                                                \
         }                                                                                    \
@@ -519,7 +536,8 @@ int spmm_csr_f32(void *args) {
     const int64_t tile = a.n_tile > 0 ? a.n_tile : a.n;
     const int nt = a.threads > 0 ? a.threads : 1;
     /* one K block's slice of an N tile per thread of the team (at most nt threads) */
-    const size_t slice_floats = a.slice_b ? (size_t)a.k_block * (size_t)tile : 0;
+    const size_t slice_floats =
+        a.slice_b ? (size_t)a.k_block * (size_t)spmm_slice_ld(&a) : 0;
     float *slices = NULL;
     if (slice_floats) {
         const size_t bytes = (slice_floats * (size_t)nt * sizeof(float) + 63) / 64 * 64;

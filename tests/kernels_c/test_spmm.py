@@ -72,11 +72,13 @@ def test_k_blocking_of_narrow_b(isa_path, n, threads):
 
 
 @pytest.mark.parametrize("k_block", [1, 7, 64, 256, 1000])
-@pytest.mark.parametrize("n,threads", [(20, 1), (8, 1), (8, 2)])
-def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads):
+@pytest.mark.parametrize("n,threads,row_block", [(20, 1, 32), (20, 2, 40), (8, 1, 32),
+                                                 (8, 2, 32)])
+def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads, row_block):
     """Segment (row i, block b) holds row i's nonzeros of block b in row order; with one
-    vector per row of C (N = 8 on AVX2) the rows are stored and visited per block sorted
-    by segment length within each thread's rows."""
+    vector per row of C (N = 8 on AVX2), or register tiles of up to 4 vectors (N = 20) and
+    one block of rows, the rows are stored and visited per block sorted by segment length
+    within each thread's rows."""
     rng = np.random.default_rng(k_block)
     dense = _random_csr(rng, 40, 300, 0.2).toarray()
     dense[4] = 0  # an empty row
@@ -85,7 +87,7 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads
         order = rng.permutation(e - s)
         a.indices[s:e], a.data[s:e] = a.indices[s:e][order], a.data[s:e][order]
     plan = plan_spmm(a, rng.standard_normal((300, n), dtype=np.float32), k_block=k_block,
-                     threads=threads,
+                     threads=threads, row_block=row_block,
                      isa="avx2" if kernels_c.isa() != "portable" else "portable")
     if plan.isa == "portable":
         pytest.skip("the portable path has no K blocking")
@@ -95,8 +97,9 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads
     kptr = np.frombuffer(ffi.buffer(plan.args.kptr, 4 * (nkb * 40 + 1)), np.int32)
     idx = np.frombuffer(ffi.buffer(plan.args.indices, 4 * a.nnz), np.int32)
     val = np.frombuffer(ffi.buffer(plan.args.data, 4 * a.nnz), np.float32)
-    assert (plan.args.row_order != ffi.NULL) == (n <= 8)
-    if n <= 8:
+    ordered = n <= 8 or row_block >= 40
+    assert (plan.args.row_order != ffi.NULL) == ordered
+    if ordered:
         assert plan.args.order_threads == threads
         order = np.frombuffer(ffi.buffer(plan.args.row_order, 4 * nkb * 40), np.int32)
         order = order.reshape(nkb, 40)
@@ -111,14 +114,15 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads
         lengths = np.diff(kptr[blk * 40:(blk + 1) * 40 + 1])
         for lo, hi in itertools.pairwise(bounds):  # each thread's rows, shortest first
             assert sorted(order[blk, lo:hi]) == list(range(lo, hi))
-            assert np.all(np.diff(lengths[lo:hi]) >= 0) or n > 8
+            assert np.all(np.diff(lengths[lo:hi]) >= 0) or not ordered
         for r in range(40):
             i = order[blk, r]
             row_idx = a.indices[a.indptr[i]:a.indptr[i + 1]]
             row_val = a.data[a.indptr[i]:a.indptr[i + 1]]
             lo, hi = kptr[blk * 40 + r], kptr[blk * 40 + r + 1]
             in_block = row_idx // k_block == blk
-            np.testing.assert_array_equal(idx[lo:hi], row_idx[in_block])
+            relative_to = blk * k_block if plan.args.slice_b else 0  # (sliced B)
+            np.testing.assert_array_equal(idx[lo:hi], row_idx[in_block] - relative_to)
             np.testing.assert_array_equal(val[lo:hi], row_val[in_block])
 
 
@@ -191,10 +195,30 @@ def test_four_vector_tiles_k_block_from_density_0_09():
 
     assert k_block(512, 4608, 49, 0.1) == 256   # segments of ~26 nonzeros
     assert k_block(512, 2048, 49, 0.2) == 256   # B in L2, beyond a 64 KiB block: blocked
-    assert k_block(512, 4608, 49, 0.08) == 0    # below 0.09: B streamed
+    assert k_block(512, 4608, 48, 0.08) == 0    # below 0.09: B streamed
+    assert k_block(512, 4608, 49, 0.08) == 256  # ... unless B is copied anyway (next test)
     assert k_block(1024, 256, 49, 0.2) == 0     # B (49 KiB) fits one block
     assert k_block(1024, 2048, 16, 0.1) == 0    # two-vector tiles (AVX2): from 0.15 on
     assert k_block(1024, 2048, 16, 0.2) == 1024
+
+
+def test_copied_b_k_blocked_below_the_k_block_densities():
+    """N not a multiple of the vector width: B is copied on every call (more than 512 KiB
+    of it, rows used >= 4 times), so below the K-block densities it is K blocked anyway, in
+    one block of rows (the copy then goes slice by slice), segments of >= 16 nonzeros."""
+    def tiles(m, k, n, density, isa="avx512"):
+        p = default_params(m, k, n, density, isa=isa)
+        return p["k_block"], p["row_block"], p["n_tile"]
+
+    assert tiles(512, 4608, 49, 0.05, isa="avx2") == (512, 512, 0)
+    assert tiles(512, 4608, 48, 0.05, isa="avx2") == (0, 32, 0)  # a vector multiple
+    assert tiles(512, 4608, 49, 0.005, isa="avx2") == (0, 32, 0)  # rows of B used 2.6 times
+    assert tiles(512, 1024, 100, 0.05, isa="avx2") == (0, 32, 0)  # 400 KiB of B
+    assert tiles(65536, 4608, 49, 0.05, isa="avx2")[0] == 0  # C beyond one block of rows
+    if "avx512" in kernels_c._isa.supported_levels():
+        assert tiles(384, 2304, 1352, 0.07) == (256, 384, 128)  # 8-vector tiles: N tiles
+        assert tiles(384, 2304, 1352, 0.02) == (1024, 384, 128)
+        assert tiles(256, 2304, 196, 0.05) == (512, 256, 0)  # B > 1 MiB: its own K blocks
 
 
 def test_wide_default_tiles():
@@ -218,7 +242,7 @@ def test_wide_default_tiles():
     assert tiles(64, 576, 3136, 0.05) == (8, 0, 128)     # not K blocked: N tiles
     assert tiles(64, 576, 3136, 0.02) == (8, 0, 128)     # rows of 12: N tiles even so
     assert tiles(64, 1152, 3136, 0.05) == (8, 0, 128)    # a 576 KiB panel: N tiles too
-    assert tiles(384, 2304, 1352, 0.05) == (8, 0, 128)   # too sparse to K block
+    assert tiles(384, 2304, 1352, 0.05, isa="avx2") == (4, 0, 0)  # too sparse to K block
     assert tiles(256, 512, 2048, 0.05) == (8, 0, 256)    # N % 512 == 0: L2 panels
     assert tiles(256, 512, 2048, 0.02) == (8, 0, 0)      # ... for rows of >= 24 only
     assert tiles(1024, 1024, 512, 0.2) == (4, 128, 0)    # 8 x 128 rows would leave L1
@@ -422,13 +446,42 @@ def test_k_blocks_under_n_tiles_read_a_copied_slice_of_b(isa_path, threads, n):
         np.testing.assert_allclose(plan.run(), -ref, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("n", [20, 49, 100, 196])
+@pytest.mark.parametrize("planned,run", [(1, 1), (2, 2), (2, 1), (1, 2)])
+def test_k_blocks_in_one_row_block_slice_b_instead_of_packing_it(isa_path, n, planned, run):
+    """K blocks and one block of rows of C, B's rows misaligned (N not a multiple of the
+    vector width): B is copied slice by slice (plan.args.slice_b), not packed whole, and
+    with register tiles of up to 4 vectors the rows are visited sorted by segment length
+    (plan.args.row_order); right for the thread count planned and for another, and a
+    changed B is seen on the next run."""
+    rng = np.random.default_rng(n)
+    dense = _random_csr(rng, 70, 400, 0.3).toarray()
+    dense[30:] *= rng.random((40, 400)) < 0.2  # rows of unequal lengths for the threads
+    a = sp.csr_array(dense)
+    b = rng.standard_normal((400, n), dtype=np.float32)
+    for reg_vectors in (4, 8):
+        plan = plan_spmm(a, b, isa=isa_path, threads=planned, k_block=64, row_block=70,
+                         reg_vectors=reg_vectors)
+        plan.args.threads = run
+        ref = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+        np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
+        b *= -1.0
+        np.testing.assert_allclose(plan.run(), -ref, rtol=1e-4, atol=1e-3)
+        vw = VECTOR_WIDTH[plan.isa]
+        wide = plan.isa != "portable" and n > vw
+        assert plan.args.b_pack == plan.module.ffi.NULL
+        assert plan.args.slice_b == (wide and n % vw != 0 and n >= 2 * vw)
+        assert (plan.args.row_order != plan.module.ffi.NULL) == (wide and reg_vectors == 4)
+
+
 @pytest.mark.parametrize("n", [17, 49, 100, 196])
 @pytest.mark.parametrize("extra", [{}, {"k_block": 32}, {"n_tile": 48, "reg_vectors": 1}])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, extra,
                                                                   threads):
     """N not a multiple of the vector width: each run first copies B into aligned rows
-    (plan.args.b_pack) and reads that copy; any offset of B, and a changed B is seen."""
+    (plan.args.b_pack, or slice by slice with K blocks in one block of rows) and reads that
+    copy; any offset of B, and a changed B is seen."""
     rng = np.random.default_rng(n)
     a = _random_csr(rng, 41, 70, 0.4)
     raw = np.empty(70 * n + 16, dtype=np.float32)
@@ -442,7 +495,9 @@ def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, e
         np.testing.assert_allclose(plan.run(), 2.0 * first, rtol=1e-5, atol=1e-5)
         vw = VECTOR_WIDTH[plan.isa]
         expect = plan.isa != "portable" and n % vw != 0 and n >= 2 * vw
-        assert (plan.args.b_pack != plan.module.ffi.NULL) == expect
+        sliced = expect and plan.params["k_block"] > 0 and plan.params["row_block"] >= 41
+        assert plan.args.slice_b == sliced  # (the copy K block by K block: tested above)
+        assert (plan.args.b_pack != plan.module.ffi.NULL) == (expect and not sliced)
 
 
 @pytest.mark.parametrize("n", [2, 4, 5, 8, 13, 16])

@@ -86,6 +86,12 @@ _NARROW_NNZ_PER_SEGMENT = 32
 #: the plan-time regrouping of A for those blocks costs 5-8 narrow runs (8M nonzeros:
 #: 20 ms against 2.7 ms per run), recovered at 1.2-1.5x after about this many calls
 _NARROW_BLOCKING_MIN_CALLS = 20
+#: narrow plans with K blocks (or rows ordered) of at most this many rows of B read uint16
+#: column indices relative to the block (spmm.h, indices16): A streams from DRAM there, and
+#: 6 bytes per nonzero instead of 8 ran 1.02-1.23x (median 1.05) on 20 problems with N =
+#: 4-16, sparsity 0.5-0.98 (1.2x at 0.5, 1.03-1.05x at 0.9-0.98, where rows' fixed costs
+#: weigh more); 2 threads 1.00-1.13x, AVX2 1.02-1.22x (docs/spmm.md, fifteenth session)
+_MAX_INDEX16_BLOCK = 65536
 #: AVX-512 (32 vector registers) above N = 128: register tiles of 8 vectors (16
 #: accumulators with two sets). When the K block of all N columns exceeds _B_BLOCK_BYTES,
 #: N tiles of _SPLIT_N_TILE columns (one such register tile) keep the block's slice in
@@ -514,14 +520,19 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
                and (narrow or (k_blocked and full["reg_vectors"] <= 4 and one_row_block))
                and (expected_calls is None or expected_calls >= _NARROW_BLOCKING_MIN_CALLS))
     if k_blocked or ordered:
+        block = full["k_block"] if k_blocked else k
         kptr, indices, data, n_kblocks, order = _k_block_layout(
-            module, indptr, indices, data, m, k, full["k_block"] if k_blocked else k,
-            threads if ordered else 0)
-        if sliced:  # column indices relative to their K block's first row of B
+            module, indptr, indices, data, m, k, block, threads if ordered else 0)
+        if sliced or (narrow and block <= _MAX_INDEX16_BLOCK):
+            # column indices relative to their K block's first row of B
             starts = kptr[np.arange(n_kblocks + 1) * m]
-            indices -= np.repeat(np.arange(n_kblocks, dtype=np.int32) * full["k_block"],
+            indices -= np.repeat(np.arange(n_kblocks, dtype=np.int32) * block,
                                  np.diff(starts))
-            args.slice_b = 1
+            args.slice_b = int(sliced)
+            if narrow:
+                indices16 = indices.astype(np.uint16)
+                args.indices16 = ffi.from_buffer("uint16_t[]", indices16)
+                keep.append(indices16)
         args.indices = ffi.from_buffer("int32_t[]", indices)
         args.data = ffi.from_buffer("float[]", data)
         args.kptr = ffi.from_buffer("int32_t[]", kptr)

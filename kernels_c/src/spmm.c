@@ -178,10 +178,10 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
     t1 = FMA(SPLAT(w, 0x55), MLOAD(b + (int64_t)idx[(p) + 1] * ldb, m), t1);                 \
     t2 = FMA(SPLAT(w, 0xaa), MLOAD(b + (int64_t)idx[(p) + 2] * ldb, m), t2);                 \
     t3 = FMA(SPLAT(w, 0xff), MLOAD(b + (int64_t)idx[(p) + 3] * ldb, m), t3);
-#define DEFINE_NARROW(P, TARGET, VEC, ZERO, SET1, QUAD, SPLAT, FMA, ADD, MLOAD, MSTORE,      \
-                      MASK_T)                                                                \
+#define DEFINE_NARROW(P, IDX_T, TARGET, VEC, ZERO, SET1, QUAD, SPLAT, FMA, ADD, MLOAD,     \
+                      MSTORE, MASK_T)                                                        \
     TARGET static inline __attribute__((always_inline)) void narrow_##P(                   \
-        const int32_t *restrict idx, const float *restrict val, int32_t len,                 \
+        const IDX_T *restrict idx, const float *restrict val, int32_t len,                   \
         const float *restrict b, int64_t ldb, float *restrict c, MASK_T m, int accumulate) { \
         VEC s0 = accumulate ? MLOAD(c, m) : ZERO(), s1 = ZERO(), s2 = ZERO(), s3 = ZERO();   \
         VEC s4 = ZERO(), s5 = ZERO(), s6 = ZERO(), s7 = ZERO();                              \
@@ -225,7 +225,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
         if (!(a)->kptr) {                                                                    \
             for (int64_t i = (r0); i < (r1); ++i) {                                          \
                 const int32_t s = (a)->indptr[i], len = (a)->indptr[i + 1] - s;              \
-                const int acc = 0;                                                           \
+                const int acc = 0, kb __attribute__((unused)) = 0;                           \
                 BODY;                                                                        \
             }                                                                                \
             break;                                                                           \
@@ -384,6 +384,13 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
         const float *b = a->b + j0;                                                          \
         const int64_t ldb = a->ldb;                                                          \
         const MASK_T m = MASK(w);                                                            \
+        if (a->indices16) { /* block-relative: B from the K block's first row */            \
+            SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0,                                \
+                                  KERNEL##_i16(a->indices16 + s, a->data + s, len,           \
+                                               b + (int64_t)kb * a->k_block * ldb, ldb,      \
+                                               a->c + i * a->ldc + j0, m, acc));             \
+            return;                                                                          \
+        }                                                                                    \
         SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0,                                    \
                               KERNEL(a->indices + s, a->data + s, len, b, ldb,               \
                                      a->c + i * a->ldc + j0, m, acc));                       \
@@ -405,9 +412,12 @@ TILE512(6)
 TILE512(7)
 TILE512(8)
 #define QUAD512(p) _mm512_broadcast_f32x4(_mm_loadu_ps(p))
-DEFINE_NARROW(avx512, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps, QUAD512,
-              _mm512_permute_ps, _mm512_fmadd_ps, _mm512_add_ps, MLOAD512, MSTORE512,
-              __mmask16)
+#define NARROW512(P, IDX_T)                                                                  \
+    DEFINE_NARROW(P, IDX_T, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps,     \
+                  QUAD512, _mm512_permute_ps, _mm512_fmadd_ps, _mm512_add_ps, MLOAD512,      \
+                  MSTORE512, __mmask16)
+NARROW512(avx512, int32_t)
+NARROW512(avx512_i16, uint16_t)
 
 /* N == 1 (SpMV): 16 nonzeros per vector FMA. The 16 elements of b are fetched with scalar
  * loads into a stack vector rather than vgatherdps: on Zen 5 the gather delivers 3.3
@@ -475,14 +485,17 @@ TILE256(6)
 TILE256(7)
 TILE256(8)
 #define QUAD256(p) _mm256_broadcast_ps((const __m128 *)(p))
-DEFINE_NARROW(avx2, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps, QUAD256,
-              _mm256_permute_ps, _mm256_fmadd_ps, _mm256_add_ps, MLOAD256, MSTORE256, __m256i)
+#define NARROW256(P, IDX_T, MLOAD, MSTORE)                                                   \
+    DEFINE_NARROW(P, IDX_T, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps,       \
+                  QUAD256, _mm256_permute_ps, _mm256_fmadd_ps, _mm256_add_ps, MLOAD, MSTORE, \
+                  __m256i)
+NARROW256(avx2, int32_t, MLOAD256, MSTORE256)
+NARROW256(avx2_i16, uint16_t, MLOAD256, MSTORE256)
 /* A full 8-column row needs no mask: plain loads and stores. */
 #define LOAD256_NOMASK(p, m) _mm256_loadu_ps(p)
 #define STORE256_NOMASK(p, m, v) _mm256_storeu_ps((p), (v))
-DEFINE_NARROW(avx2_full, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps, QUAD256,
-              _mm256_permute_ps, _mm256_fmadd_ps, _mm256_add_ps, LOAD256_NOMASK,
-              STORE256_NOMASK, __m256i)
+NARROW256(avx2_full, int32_t, LOAD256_NOMASK, STORE256_NOMASK)
+NARROW256(avx2_full_i16, uint16_t, LOAD256_NOMASK, STORE256_NOMASK)
 
 /* N == 1 on AVX2: four scalar FMA chains. AVX2 gathers are no faster than scalar loads on
  * Haswell-class cores (and QEMU 7.2's emulation of vgatherdps miscomputes). */

@@ -71,6 +71,23 @@ def test_k_blocking_of_narrow_b(isa_path, n, threads):
         _check(a, b, isa=isa_path, k_block=k_block, row_block=row_block, threads=threads)
 
 
+@pytest.mark.parametrize("k_block,indices16", [(0, False), (65536, True), (40000, True)])
+def test_narrow_plans_read_uint16_indices_within_65536_rows(isa_path, k_block, indices16):
+    """One vector per row of C: K blocks (or, without them, all of K) of at most 65536 rows
+    are read through uint16 block-relative column indices (plan.args.indices16); K beyond
+    that keeps the int32 ones. Column 65535 of a block is the largest index16 holds."""
+    rng = np.random.default_rng(k_block)
+    k = 70000
+    dense = (rng.random((12, k)) < 0.002) * rng.standard_normal((12, k))
+    dense[:, [0, 65535, 65536, k - 1]] = 1.5  # the ends of both blocks
+    a = sp.csr_array(dense.astype(np.float32))
+    b = rng.standard_normal((k, 8), dtype=np.float32)
+    plan = plan_spmm(a, b, isa=isa_path, k_block=k_block)
+    np.testing.assert_allclose(plan.run(), spmm_reference(a, b), rtol=1e-4, atol=1e-4)
+    if plan.isa != "portable":
+        assert (plan.args.indices16 != plan.module.ffi.NULL) == indices16
+
+
 @pytest.mark.parametrize("k_block", [1, 7, 64, 256, 1000])
 @pytest.mark.parametrize("n,threads,row_block", [(20, 1, 32), (20, 2, 40), (8, 1, 32),
                                                  (8, 2, 32)])
@@ -97,6 +114,9 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads
     kptr = np.frombuffer(ffi.buffer(plan.args.kptr, 4 * (nkb * 40 + 1)), np.int32)
     idx = np.frombuffer(ffi.buffer(plan.args.indices, 4 * a.nnz), np.int32)
     val = np.frombuffer(ffi.buffer(plan.args.data, 4 * a.nnz), np.float32)
+    assert (plan.args.indices16 != ffi.NULL) == (n <= 8)  # one vector per row of C
+    if n <= 8:
+        idx16 = np.frombuffer(ffi.buffer(plan.args.indices16, 2 * a.nnz), np.uint16)
     ordered = n <= 8 or row_block >= 40
     assert (plan.args.row_order != ffi.NULL) == ordered
     if ordered:
@@ -121,8 +141,12 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads
             row_val = a.data[a.indptr[i]:a.indptr[i + 1]]
             lo, hi = kptr[blk * 40 + r], kptr[blk * 40 + r + 1]
             in_block = row_idx // k_block == blk
-            relative_to = blk * k_block if plan.args.slice_b else 0  # (sliced B)
+            # relative to the block for sliced B and for the uint16 copy of narrow plans
+            relative = plan.args.slice_b or plan.args.indices16 != ffi.NULL
+            relative_to = blk * k_block if relative else 0
             np.testing.assert_array_equal(idx[lo:hi], row_idx[in_block] - relative_to)
+            if plan.args.indices16 != ffi.NULL:
+                np.testing.assert_array_equal(idx16[lo:hi], idx[lo:hi])
             np.testing.assert_array_equal(val[lo:hi], row_val[in_block])
 
 

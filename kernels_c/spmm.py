@@ -170,9 +170,12 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     sparser matrices stream B from L2/L3 (B rows prefetched 16 nonzeros ahead when the
     panel of B the rows sweep exceeds half of this machine's L2, CPUID), unless
     B exceeds the 1 MiB L2: then K blocks whose slice of B fits 512 KiB, while a row
-    segment averages 12 nonzeros (if N is a multiple of 512, 8-vector tiles that stream B
-    keep N tiles whose K panel fits 512 KiB when rows average 24 nonzeros). 8-vector N
-    tiles whose K panel stays below 512 KiB take no K blocks of 256 rows or more.
+    segment averages 12 nonzeros; or, if B (over 512 KiB, N not a multiple of the vector
+    width) is copied on every call anyway, K blocks of ~16 nonzeros per segment (up to
+    1024 rows) in one block of rows, where the copy goes slice by slice. If N is a multiple
+    of 512, 8-vector tiles that stream B keep N tiles whose K panel fits 512 KiB when rows
+    average 24 nonzeros. 8-vector N tiles whose K panel stays below 512 KiB take no K
+    blocks of 256 rows or more.
     Wherever 8-vector tiles take no K blocks, N tiles of 128 columns (with B in L2: when
     the K panel of a tile fits 128 KiB; not when N is a multiple of 512: L1 set aliasing,
     as above). A block of rows of C is as many rows as fit 4 MiB (all rows, mostly).
@@ -493,7 +496,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
     # B that would be copied to aligned rows (pack) is copied K block by K block instead,
     # into per-thread slices that stay in L1/L2, when one block of rows of C covers C (so
-    # the slices copy B once, as the pack does): 1.00-1.31x, median 1.03, on 36 problems
+    # the slices copy B once, as the pack does): 0.99-1.31x, median 1.03, on 36 problems
     # with N = 40-1352 at sparsity 0.7-0.95 (DLMC group3_1_1, 256 x 2304 x 196 at 0.9:
     # 1.07-1.11x; docs/spmm.md, fifteenth session)
     pack_ld = _pack_ld(b, indices.shape[0], level)

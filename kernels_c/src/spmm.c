@@ -18,10 +18,11 @@
 int spmm_acc_sets(void) { return SPMM_ACC_SETS; }
 
 /* How far ahead (in nonzeros: 16 KiB of values and of int32 indices, 8 KiB of uint16 ones)
- * the narrow-N and SpMV loops prefetch the CSR streams, which come from DRAM once A outgrows the caches. 4 KiB reached
- * 70 % of the STREAM triad at N = 8 and 67 % at N = 1 (sparsity 0.5-0.9, 1 thread), 16 KiB
- * 74 % and 69 % (three interleaved runs each, docs/spmm.md). No prefetch at all runs 1.1x
- * as fast while A sits in L3, but 0.5-1x from DRAM. */
+ * the narrow-N and SpMV loops prefetch the CSR streams, which come from DRAM once A
+ * outgrows the caches. 4 KiB reached 70 % of the STREAM triad at N = 8 and 67 % at N = 1
+ * (sparsity 0.5-0.9, 1 thread), 16 KiB 74 % and 69 % (three interleaved runs each,
+ * docs/spmm.md). No prefetch at all runs 1.1x as fast while A sits in L3, but 0.5-1x
+ * from DRAM. */
 #define SPMM_STREAM_AHEAD 4096
 
 /* Rows [r0, r1) handled by thread t of nt: balance nonzeros plus one unit per row (a row

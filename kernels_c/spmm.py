@@ -455,8 +455,9 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     """Validate operands and build the C call for ``out = a @ b`` (see :func:`spmm`).
 
     ``expected_calls``: how often the plan will run (None = many), for
-    :func:`default_params` and for the copy of A with rows sorted by length that plans
-    with one vector per row of C make from 20 calls on (kernels_c/cdef/spmm.h,
+    :func:`default_params` and for the copy of A with rows sorted by segment length that
+    plans with one vector per row of C, or with K blocks under register tiles of up to 4
+    vectors in one block of rows, make from 20 calls on (kernels_c/cdef/spmm.h,
     ``row_order``)."""
     indptr, indices, data, (m, k) = check_csr(a, np.float32)
     b = check_dense(b, np.float32, "b")

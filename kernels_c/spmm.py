@@ -527,17 +527,19 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
         block = full["k_block"] if k_blocked else k
         kptr, indices, data, n_kblocks, order = _k_block_layout(
             module, indptr, indices, data, m, k, block, threads if ordered else 0)
-        if sliced or (narrow and block <= _MAX_INDEX16_BLOCK):
+        index16 = narrow and block <= _MAX_INDEX16_BLOCK
+        if sliced or index16:
             # column indices relative to their K block's first row of B
             starts = kptr[np.arange(n_kblocks + 1) * m]
             indices -= np.repeat(np.arange(n_kblocks, dtype=np.int32) * block,
                                  np.diff(starts))
             args.slice_b = int(sliced)
-            if narrow:
-                indices16 = indices.astype(np.uint16)
-                args.indices16 = ffi.from_buffer("uint16_t[]", indices16)
-                keep.append(indices16)
-        args.indices = ffi.from_buffer("int32_t[]", indices)
+        if index16:  # the narrow loops read only these: no int32 copy is kept (spmm.h)
+            indices = indices.astype(np.uint16)
+            args.indices16 = ffi.from_buffer("uint16_t[]", indices)
+            args.indices = ffi.NULL
+        else:
+            args.indices = ffi.from_buffer("int32_t[]", indices)
         args.data = ffi.from_buffer("float[]", data)
         args.kptr = ffi.from_buffer("int32_t[]", kptr)
         args.n_kblocks = n_kblocks

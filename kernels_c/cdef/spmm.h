@@ -53,7 +53,8 @@
  *   indices16    NULL, or (with kptr, one vector per row of C, k_block <= 65536 or 0 with
  *                K <= 65536) the column indices of A's K-block copy relative to their
  *                block's first row, as uint16: the narrow loops read them instead of
- *                `indices` (6 bytes per nonzero instead of 8; A streams from DRAM there).
+ *                `indices`, which is then NULL (6 bytes per nonzero instead of 8; A streams
+ *                from DRAM there).
  * The portable path ignores k_block/row_block/prefetch/row_order.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).

@@ -12,9 +12,11 @@ K blocks, row blocks and the aligned copy of B:
 ``pack=0`` turns off the aligned copy of B (taken when N is not a multiple of the vector
 width; when it is but B is misaligned and each row of B serves >= 48 nonzeros, the peel
 runs instead; or for narrow N when B is misaligned), ``order=0`` keeps the rows of a
-narrow-N plan in place instead of sorted by length, ``slice=0`` lets K blocks under N
-tiles read B in place instead of a copy of their slice; every other name is a
-``kernels_c.spmm`` parameter.
+narrow-N plan (or of K blocks under tiles of up to 4 vectors) in place instead of sorted
+by length, ``slice=0`` lets K blocks under N tiles read B in place instead of a copy of
+their slice, and K blocks read the whole aligned copy of B where B is copied (instead of
+copying it slice by slice), ``index16=0`` keeps int32 column indices in narrow-N plans;
+every other name is a ``kernels_c.spmm`` parameter.
 ``--one-shot`` times the preparation instead: ``plan_spmm``, ``plan.run()`` and one
 ``kernels_c.spmm`` call (both) per problem.
 ``--row-lengths 1,8,16,...`` times rows of exactly that many nonzeros instead (M = 16384,
@@ -74,20 +76,25 @@ def _in_row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
-    params = {k: v for k, v in overrides.items() if k not in ("pack", "order", "slice")}
-    saved = (spmm_module._MIN_USES_TO_PACK, spmm_module._row_order,
-             spmm_module._MIN_USES_TO_SLICE)
+    switches = ("pack", "order", "slice", "index16")
+    params = {k: v for k, v in overrides.items() if k not in switches}
+    names = ("_MIN_USES_TO_PACK", "_row_order", "_MIN_USES_TO_SLICE", "_SLICE_COPIED_B",
+             "_MAX_INDEX16_BLOCK")
+    saved = {name: getattr(spmm_module, name) for name in names}
     if overrides.get("pack", 1) == 0:
         spmm_module._MIN_USES_TO_PACK = sys.maxsize  # never copy B
     if overrides.get("order", 1) == 0:
         spmm_module._row_order = _in_row_order  # same layout, rows not sorted by length
     if overrides.get("slice", 1) == 0:
         spmm_module._MIN_USES_TO_SLICE = sys.maxsize  # K blocks read B in place
+        spmm_module._SLICE_COPIED_B = False  # ... or from the whole copy of B
+    if overrides.get("index16", 1) == 0:
+        spmm_module._MAX_INDEX16_BLOCK = 0  # int32 indices
     try:
         return spmm_module.plan_spmm(a, b, **params)
     finally:
-        (spmm_module._MIN_USES_TO_PACK, spmm_module._row_order,
-         spmm_module._MIN_USES_TO_SLICE) = saved
+        for name, value in saved.items():
+            setattr(spmm_module, name, value)
 
 
 def _shape(text: str) -> tuple[int, int, int]:

@@ -43,6 +43,13 @@ _MIN_USES_TO_PACK = 4
 #: 128), 0.94-0.96x with L1-sized slices (K blocks of 64 rows; docs/spmm.md)
 _MIN_USES_TO_SLICE = 32
 _MIN_SLICE_BYTES = 64 * 1024
+#: B that would be copied whole to aligned rows (_pack_ld) is copied K block by K block
+#: instead, into per-thread slices that stay in L1/L2, when A is K blocked in one block of
+#: rows of C (the slices then copy B once, as the whole copy does): 0.99-1.31x, median
+#: 1.03, on 36 problems with N = 40-1352 at sparsity 0.7-0.95 (DLMC group3_1_1, 256 x 2304
+#: x 196 at 0.9: 1.07-1.11x; docs/spmm.md, fifteenth session; bench_spmm_params.py's
+#: slice=0 turns it off)
+_SLICE_COPIED_B = True
 #: N a multiple of the vector width with B misaligned: a peel aligns every row for one
 #: more narrow pass over each row's nonzeros, the copy for one read and write of B. Copy
 #: against peel (docs/spmm.md): 1.0-1.4x from 50 nonzeros per row of B on (N = 128-3136,
@@ -495,17 +502,12 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.prefetch = full["prefetch"]
     keep = [indptr, indices, data, b, out]
     k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
-    # B that would be copied to aligned rows (pack) is copied K block by K block instead,
-    # into per-thread slices that stay in L1/L2, when one block of rows of C covers C (so
-    # the slices copy B once, as the pack does): 0.99-1.31x, median 1.03, on 36 problems
-    # with N = 40-1352 at sparsity 0.7-0.95 (DLMC group3_1_1, 256 x 2304 x 196 at 0.9:
-    # 1.07-1.11x; docs/spmm.md, fifteenth session)
     pack_ld = _pack_ld(b, indices.shape[0], level)
     one_row_block = full["row_block"] >= m
     sliced = k_blocked and n > VECTOR_WIDTH[level] and (
         (0 < full["n_tile"] < n and indices.shape[0] >= _MIN_USES_TO_SLICE * k
          and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
-        or (pack_ld > 0 and one_row_block))
+        or (_SLICE_COPIED_B and pack_ld > 0 and one_row_block))
     pack = aligned_empty(k * pack_ld).reshape(k, pack_ld) if pack_ld and not sliced else None
     args.peel = 0 if pack is not None or sliced else _alignment_peel(
         b, level, full["reg_vectors"])

@@ -15,8 +15,9 @@ runs instead; or for narrow N when B is misaligned), ``order=0`` keeps the rows 
 narrow-N plan (or of K blocks under tiles of up to 4 vectors) in place instead of sorted
 by length, ``slice=0`` lets K blocks under N tiles read B in place instead of a copy of
 their slice, and K blocks read the whole aligned copy of B where B is copied (instead of
-copying it slice by slice), ``index16=0`` keeps int32 column indices in narrow-N plans;
-every other name is a ``kernels_c.spmm`` parameter.
+copying it slice by slice), ``index16=0`` keeps int32 column indices in narrow-N plans,
+``apart=0`` reads a sliced last column that alone takes a vector of the register tiles
+(N = 49) as a masked vector instead of apart; every other name is a ``kernels_c.spmm`` parameter.
 ``--one-shot`` times the preparation instead: ``plan_spmm``, ``plan.run()`` and one
 ``kernels_c.spmm`` call (both) per problem.
 ``--row-lengths 1,8,16,...`` times rows of exactly that many nonzeros instead (M = 16384,
@@ -76,10 +77,10 @@ def _in_row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
-    switches = ("pack", "order", "slice", "index16")
+    switches = ("pack", "order", "slice", "index16", "apart")
     params = {k: v for k, v in overrides.items() if k not in switches}
     names = ("_MIN_USES_TO_PACK", "_row_order", "_MIN_USES_TO_SLICE", "_SLICE_COPIED_B",
-             "_MAX_INDEX16_BLOCK")
+             "_MAX_INDEX16_BLOCK", "_COLUMN_APART_ISAS")
     saved = {name: getattr(spmm_module, name) for name in names}
     if overrides.get("pack", 1) == 0:
         spmm_module._MIN_USES_TO_PACK = sys.maxsize  # never copy B
@@ -90,6 +91,8 @@ def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
         spmm_module._SLICE_COPIED_B = False  # ... or from the whole copy of B
     if overrides.get("index16", 1) == 0:
         spmm_module._MAX_INDEX16_BLOCK = 0  # int32 indices
+    if overrides.get("apart", 1) == 0:
+        spmm_module._COLUMN_APART_ISAS = ()  # the last column in a masked vector
     try:
         return spmm_module.plan_spmm(a, b, **params)
     finally:

@@ -49,6 +49,12 @@
  *                rows of the tile's columns, rows the tile rounded up to 16 floats apart,
  *                64-byte aligned -- and the segments read B from it; the column indices of
  *                A's K-block copy are then relative to their block's first row.
+ *   column_apart 0, or 1 (with slice_b): where a column range's last vector would hold
+ *                one column alone (N = 1 modulo the vector width, more than one vector:
+ *                N = 49 on AVX-512), under register tiles of 4 or 8 vectors, that column is
+ *                copied into the slice scratch as a contiguous column of its own, after the
+ *                other columns' rows, and each segment adds its dot product with that column
+ *                to C instead of loading and multiplying a masked vector per nonzero.
  *   slice_buf    set by spmm_csr_f32 for each thread (callers leave it NULL).
  *   indices16    NULL, or (with kptr, one vector per row of C, k_block <= 65536 or 0 with
  *                K <= 65536) the column indices of A's K-block copy relative to their
@@ -83,6 +89,7 @@ typedef struct {
     const int32_t *row_order;
     int order_threads;
     int slice_b;
+    int column_apart;
     float *slice_buf;
     const uint16_t *indices16;
 } spmm_csr_f32_args;

@@ -55,6 +55,13 @@ static inline int64_t spmm_slice_ld(const spmm_csr_f32_args *a) {
     return (tile + 15) / 16 * 16;
 }
 
+/* Floats of a thread's slice scratch: k_block rows of spmm_slice_ld, and room for a column
+ * kept apart (spmm_copy_slice). A multiple of 16, so every thread's scratch starts on a
+ * cache line. */
+static inline size_t spmm_slice_floats(const spmm_csr_f32_args *a) {
+    return (size_t)a->k_block * (size_t)(spmm_slice_ld(a) + 16);
+}
+
 /* ---------------------------------------------------------------- portable */
 /* GCC/Clang generic vectors: SSE2 at the x86-64 baseline, NEON on aarch64, scalar code
  * elsewhere; no ISA intrinsics. A register tile of 8 x 4 columns per row, then 4-column
@@ -258,39 +265,51 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
  * 128-256; 1.00-1.05x on bench_spmm_params' default shapes (docs/spmm.md). With
  * slice_of, a_in's B is the thread's slice scratch, refilled from slice_of's B (its columns
  * from slice_j0 on) at the start of each K block. */
-#define DEFINE_WIDE_ROWS(P, NV, TARGET, VW, FULL)                                            \
+#define DEFINE_WIDE_ROWS(P, NV, TARGET, VW, FULL, COLUMN_DOT)                                \
     TARGET static void wide_rows_##P##_##NV(const spmm_csr_f32_args *a_in, int64_t r0,       \
                                             int64_t r1, int64_t p0, int64_t p1, int64_t j0,  \
                                             int64_t j1, const spmm_csr_f32_args *slice_of,   \
-                                            int64_t slice_j0) {                              \
+                                            int64_t slice_j0, int apart) {                   \
         SPMM_LOCAL_ARGS(a_in, a);                                                            \
-        const int64_t w = (int64_t)VW * NV;                                                  \
+        const int64_t w = (int64_t)VW * NV, jt = j1 - apart;                                 \
+        const float *column = a->b + (int64_t)a->k_block * a->ldb; /* when apart */          \
         const int pf = a->prefetch;                                                          \
         SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1,                                             \
-                              if (slice_of) spmm_copy_slice(slice_of, kb, slice_j0, j1 - j0), \
+                              if (slice_of) spmm_copy_slice(slice_of, kb, slice_j0, j1 - j0, \
+                                                            a->ldb, apart),                  \
                               {                                                              \
             float *crow = a->c + i * a->ldc;                                                 \
             int64_t j = j0;                                                                  \
-            for (; j + w <= j1; j += w)                                                      \
+            for (; j + w <= jt; j += w)                                                      \
                 tile_##P##_##NV(a->indices + s, a->data + s, len, a->b + j, a->ldb,          \
                                 crow + j, FULL, acc, pf);                                    \
-            if (j < j1) segment_##P(a, s, len, crow, j, j1, acc);                            \
+            if (j < jt) segment_##P(a, s, len, crow, j, jt, acc);                            \
+            if (apart) {                                                                     \
+                const float d = COLUMN_DOT(a->indices + s, a->data + s, len, column);        \
+                crow[jt] = acc ? crow[jt] + d : d;                                           \
+            }                                                                                \
         });                                                                                  \
     }
 
-/* Rows [kb*k_block, ...) of B's columns [j0, j0 + w) into this thread's slice scratch. */
+/* Rows [kb*k_block, ...) of B's columns [j0, j0 + w) into this thread's slice scratch,
+ * rows ld floats apart; with `apart`, the last of the w columns goes instead to a column of
+ * its own after them (spmm_slice_column). */
 static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j0,
-                                   int64_t w) {
+                                   int64_t w, int64_t ld, int apart) {
     const int64_t k0 = (int64_t)kb * a->k_block, k1 = KC_MIN(k0 + a->k_block, a->k);
-    const int64_t ld = spmm_slice_ld(a);
-    for (int64_t r = k0; r < k1; ++r)
-        memcpy(a->slice_buf + (r - k0) * ld, a->b + r * a->ldb + j0,
-               (size_t)w * sizeof(float));
+    const int64_t rows = w - apart;
+    float *column = a->slice_buf + (int64_t)a->k_block * ld;
+    for (int64_t r = k0; r < k1; ++r) {
+        const float *src = a->b + r * a->ldb + j0;
+        memcpy(a->slice_buf + (r - k0) * ld, src, (size_t)rows * sizeof(float));
+        if (apart) column[r - k0] = src[rows];
+    }
 }
 
 /* All register tiles of columns [j0, j1) for one row segment, then the driver over the
  * segments. */
-#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, NARROW_REST, NARROW_ROWS)   \
+#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, COLUMN_DOT, NARROW_REST,    \
+                    NARROW_ROWS)                                                             \
     TARGET static inline void segment_##P(const spmm_csr_f32_args *a, int32_t s, int32_t len,\
                                           float *crow, int64_t j0, int64_t j1, int acc) {    \
         const int nv = a->reg_vectors, pf = a->prefetch;                                     \
@@ -327,20 +346,26 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL)                                                 \
-    DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL)                                                 \
+    DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL, COLUMN_DOT)                                     \
+    DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL, COLUMN_DOT)                                     \
+    /* With column_apart, under register tiles of 4 or 8 vectors, a last column that alone \
+     * would take a masked vector (N = 49 = 3 x 16 + 1: a quarter of the loads and FMAs) is  \
+     * kept apart in the slice, as a column of its own that COLUMN_DOT reads (spmm.h). */   \
     TARGET static void sliced_rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,  \
                                        int64_t p0, int64_t p1, int64_t j0, int64_t j1) {     \
         const int64_t w = j1 - j0;                                                           \
+        const int wide = a->reg_vectors == 8 || a->reg_vectors == 4;                         \
+        const int apart = a->column_apart && wide && w > VW && w % VW == 1;                  \
         /* a local copy, as SPMM_LOCAL_ARGS: B from the slice, C from column j0 on */      \
         spmm_csr_f32_args as = *a;                                                           \
-        as.b = a->slice_buf, as.ldb = spmm_slice_ld(a), as.c = a->c + j0, as.peel = 0;       \
+        as.b = a->slice_buf, as.c = a->c + j0, as.peel = 0;                                  \
+        as.ldb = apart ? (w - 1 + 15) / 16 * 16 : spmm_slice_ld(a);                          \
         switch (a->reg_vectors) {                                                            \
-            case 8: wide_rows_##P##_8(&as, r0, r1, p0, p1, 0, w, a, j0); return;             \
-            case 4: wide_rows_##P##_4(&as, r0, r1, p0, p1, 0, w, a, j0); return;             \
+            case 8: wide_rows_##P##_8(&as, r0, r1, p0, p1, 0, w, a, j0, apart); return;      \
+            case 4: wide_rows_##P##_4(&as, r0, r1, p0, p1, 0, w, a, j0, apart); return;      \
             default: break;                                                                  \
         }                                                                                    \
-        SPMM_FOR_EACH_SEGMENT(&as, r0, r1, p0, p1, spmm_copy_slice(a, kb, j0, w),             \
+        SPMM_FOR_EACH_SEGMENT(&as, r0, r1, p0, p1, spmm_copy_slice(a, kb, j0, w, as.ldb, 0),  \
                               segment_##P(&as, s, len, as.c + i * as.ldc, 0, w, acc));       \
     }                                                                                        \
     TARGET static void rows_##P(const spmm_csr_f32_args *a, int64_t r0, int64_t r1,          \
@@ -364,8 +389,8 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
         }                                                                                    \
         if (a->peel <= 0) {                                                                  \
             switch (a->reg_vectors) {                                                        \
-                case 8: wide_rows_##P##_8(a, r0, r1, p0, p1, j0, j1, NULL, 0); return;       \
-                case 4: wide_rows_##P##_4(a, r0, r1, p0, p1, j0, j1, NULL, 0); return;       \
+                case 8: wide_rows_##P##_8(a, r0, r1, p0, p1, j0, j1, NULL, 0, 0); return;    \
+                case 4: wide_rows_##P##_4(a, r0, r1, p0, p1, j0, j1, NULL, 0, 0); return;    \
                 default: break;                                                              \
             }                                                                                \
         }                                                                                    \
@@ -439,6 +464,26 @@ KC_TARGET_AVX512 static float dot_avx512(const int32_t *restrict idx, const floa
     for (; p < len; ++p) s += val[p] * b[(int64_t)idx[p] * ldb];
     return s;
 }
+/* The dot product of a row segment with a contiguous column (spmm_copy_slice's column
+ * apart): 16 nonzeros per gather, the last ones under a mask -- segments of K blocks are a
+ * few dozen nonzeros, where dot_avx512's scalar remainder would be a serial chain. */
+KC_TARGET_AVX512 static inline float column_dot_avx512(const int32_t *restrict idx,
+                                                       const float *restrict val, int32_t len,
+                                                       const float *restrict column) {
+    __m512 acc = _mm512_setzero_ps();
+    int32_t p = 0;
+    for (; p + 16 <= len; p += 16)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(val + p),
+                              _mm512_i32gather_ps(_mm512_loadu_si512(idx + p), column, 4), acc);
+    if (p < len) {
+        const __mmask16 m = (__mmask16)((1u << (len - p)) - 1u);
+        const __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                                  _mm512_maskz_loadu_epi32(m, idx + p),
+                                                  column, 4);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, val + p), g, acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
 /* A tail of at most 8 columns (all of B when N <= 8) runs on the 256-bit code: half-width
  * loads instead of half-masked 512-bit ones (1.1-1.3x in a standalone N = 8 test; Zen 4
  * splits zmm operations in two). Every AVX-512F CPU, Xeon Phi included, has AVX2 + FMA. */
@@ -465,7 +510,7 @@ KC_TARGET_AVX512 static void narrow_rows_avx512_any(const spmm_csr_f32_args *a, 
     else narrow_rows_avx512(a, r0, r1, p0, p1, j0, w);
 }
 DEFINE_ROWS(avx512, KC_TARGET_AVX512, 16, __mmask16, (__mmask16)0xffff, TAIL512, dot_avx512,
-            narrow_rest_avx512, narrow_rows_avx512_any)
+            column_dot_avx512, narrow_rest_avx512, narrow_rows_avx512_any)
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
 KC_TARGET_AVX2 static inline __m256i tail256(int64_t rem) {
@@ -528,8 +573,10 @@ KC_TARGET_AVX2 static void narrow_rows_avx2_any(const spmm_csr_f32_args *a, int6
     if (w == 8) narrow_rows_avx2_full(a, r0, r1, p0, p1, j0, w);
     else narrow_rows_avx2(a, r0, r1, p0, p1, j0, w);
 }
+/* (without gathers, as dot_avx2; plan_spmm sets no column apart on AVX2) */
+#define COLUMN_DOT_AVX2(idx, val, len, column) dot_avx2((idx), (val), (len), (column), 1)
 DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, dot_avx2,
-            narrow_rest_avx2, narrow_rows_avx2_any)
+            COLUMN_DOT_AVX2, narrow_rest_avx2, narrow_rows_avx2_any)
 #endif /* KC_X86 */
 
 int spmm_csr_f32(void *args) {
@@ -550,8 +597,7 @@ int spmm_csr_f32(void *args) {
     const int64_t tile = a.n_tile > 0 ? a.n_tile : a.n;
     const int nt = a.threads > 0 ? a.threads : 1;
     /* one K block's slice of an N tile per thread of the team (at most nt threads) */
-    const size_t slice_floats =
-        a.slice_b ? (size_t)a.k_block * (size_t)spmm_slice_ld(&a) : 0;
+    const size_t slice_floats = a.slice_b ? spmm_slice_floats(&a) : 0;
     float *slices = NULL;
     if (slice_floats) {
         const size_t bytes = (slice_floats * (size_t)nt * sizeof(float) + 63) / 64 * 64;

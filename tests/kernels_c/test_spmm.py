@@ -498,6 +498,41 @@ def test_k_blocks_in_one_row_block_slice_b_instead_of_packing_it(isa_path, n, pl
         assert (plan.args.row_order != plan.module.ffi.NULL) == (wide and reg_vectors == 4)
 
 
+@pytest.mark.parametrize("n,reg_vectors", [(17, 4), (33, 4), (49, 4), (65, 8), (145, 8)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sliced_last_column_apart_of_the_register_tiles(isa_path, n, reg_vectors, threads):
+    """A last column that would take a masked vector of its own (N = 1 modulo the vector
+    width) is kept apart in the K block's slice and read by a gathered dot product on
+    AVX-512: segments of 0-40 nonzeros (full gathers, a masked rest, none), summed over K
+    blocks, NaN and Inf in that column of B propagated to that column of C alone."""
+    rng = np.random.default_rng(n)
+    k, k_block, lengths = 256, 64, (0, 1, 15, 16, 17, 32, 40, 7)
+    rows = []
+    for length in lengths:  # `length` nonzeros of the row in every K block
+        row = np.zeros(k, dtype=np.float32)
+        for start in range(0, k, k_block):
+            cols = start + rng.choice(k_block, size=length, replace=False)
+            row[cols] = rng.standard_normal(length)
+        rows.append(row)
+    a = sp.csr_array(np.vstack(rows * 3))
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    plan = plan_spmm(a, b, isa=isa_path, threads=threads, k_block=k_block,
+                     row_block=a.shape[0], n_tile=128, reg_vectors=reg_vectors)
+    ref = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+    np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
+    vw = VECTOR_WIDTH[plan.isa]
+    assert plan.args.slice_b == (plan.isa != "portable" and n >= 2 * vw)  # (_pack_ld)
+    # a NaN under row 2's nonzeros (15 per block), an Inf under row 3's (16), not both
+    nan_at = np.setdiff1d(a[[2]].indices, a[[3]].indices)[0]
+    inf_at = np.setdiff1d(a[[3]].indices, a[[2]].indices)[-1]
+    b[nan_at, -1], b[inf_at, -1] = np.nan, np.inf
+    got = plan.run()
+    uses = a.toarray()[:, [nan_at, inf_at]] != 0
+    np.testing.assert_array_equal(np.isnan(got[:, -1]), uses[:, 0])
+    np.testing.assert_array_equal(np.isinf(got[:, -1]), uses[:, 1] & ~uses[:, 0])
+    np.testing.assert_allclose(got[:, :-1], ref[:, :-1], rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("n", [17, 49, 100, 196])
 @pytest.mark.parametrize("extra", [{}, {"k_block": 32}, {"n_tile": 48, "reg_vectors": 1}])
 @pytest.mark.parametrize("threads", [1, 2])

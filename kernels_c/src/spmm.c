@@ -48,11 +48,16 @@ void spmm_thread_rows(const int32_t *indptr, int64_t m, int threads, int64_t *bo
     for (int t = 0; t < threads; ++t) row_range(indptr, m, t, threads, bounds + t, bounds + t + 1);
 }
 
-/* Floats between the rows of a thread's slice scratch: the N tile rounded up to 16, so
- * that every row starts on a cache line (spmm.h, slice_b). */
+/* Floats between the rows of a slice of `cols` columns: an even number of cache lines, so
+ * that every row starts on a cache line. Rows of 3 lines (N = 33-48, and N = 49 with its
+ * last column apart) padded to 4 ran 1.06-1.08x faster (sixteenth session, docs/spmm.md);
+ * 5 -> 6 and 7 -> 8 lines 1.00-1.03x. */
+static inline int64_t spmm_slice_row(int64_t cols) { return (cols + 31) / 32 * 32; }
+
+/* Floats between the rows of a thread's slice scratch: that of the N tile (spmm.h,
+ * slice_b). */
 static inline int64_t spmm_slice_ld(const spmm_csr_f32_args *a) {
-    const int64_t tile = a->n_tile > 0 && a->n_tile < a->n ? a->n_tile : a->n;
-    return (tile + 15) / 16 * 16;
+    return spmm_slice_row(a->n_tile > 0 && a->n_tile < a->n ? a->n_tile : a->n);
 }
 
 /* Floats of a thread's slice scratch: k_block rows of spmm_slice_ld, and room for a column
@@ -359,7 +364,7 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
         /* a local copy, as SPMM_LOCAL_ARGS: B from the slice, C from column j0 on */      \
         spmm_csr_f32_args as = *a;                                                           \
         as.b = a->slice_buf, as.c = a->c + j0, as.peel = 0;                                  \
-        as.ldb = apart ? (w - 1 + 15) / 16 * 16 : spmm_slice_ld(a);                          \
+        as.ldb = apart ? spmm_slice_row(w - 1) : spmm_slice_ld(a);                           \
         switch (a->reg_vectors) {                                                            \
             case 8: wide_rows_##P##_8(&as, r0, r1, p0, p1, 0, w, a, j0, apart); return;      \
             case 4: wide_rows_##P##_4(&as, r0, r1, p0, p1, 0, w, a, j0, apart); return;      \

@@ -298,7 +298,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 
 /* Rows [kb*k_block, ...) of B's columns [j0, j0 + w) into this thread's slice scratch,
  * rows ld floats apart; with `apart`, the last of the w columns goes instead to a column of
- * its own after them (spmm_slice_column). */
+ * its own after k_block such rows (where wide_rows_ reads it). */
 static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j0,
                                    int64_t w, int64_t ld, int apart) {
     const int64_t k0 = (int64_t)kb * a->k_block, k1 = KC_MIN(k0 + a->k_block, a->k);

@@ -52,11 +52,10 @@ _MIN_SLICE_BYTES = 64 * 1024
 _SLICE_COPIED_B = True
 #: ISA paths whose sliced K blocks keep a last column that alone would take a masked
 #: vector apart, as a contiguous column read by a gathered dot product (spmm.h,
-#: column_apart): N = 49 (DLMC group4's shape) at sparsity 0.7-0.95 on AVX-512 1.10-1.15x,
-#: 2 threads 1.07-1.17x; N = 33 1.07-1.12x; N = 145 / 273 / 785 (8-vector tiles, the last
-#: of several N tiles) 1.00-1.03x. AVX2 has no gather worth using (dot_avx2): its scalar
-#: dot product ran 0.83-0.91x at N = 49 there (docs/spmm.md, sixteenth session;
-#: bench_spmm_params.py's apart=0 turns it off)
+#: column_apart): on AVX-512, N = 49 (DLMC group4's shape) at sparsity 0.7-0.95
+#: 0.99-1.10x, median 1.03; N = 33 1.13-1.17x at 0.7-0.9. AVX2 has no gather
+#: worth using (dot_avx2): its scalar dot product ran 0.83-0.91x at N = 49 there
+#: (docs/spmm.md, sixteenth session; bench_spmm_params.py's apart=0 turns it off)
 _COLUMN_APART_ISAS = ("avx512",)
 #: N a multiple of the vector width with B misaligned: a peel aligns every row for one
 #: more narrow pass over each row's nonzeros, the copy for one read and write of B. Copy

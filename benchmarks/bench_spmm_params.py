@@ -17,7 +17,8 @@ by length, ``slice=0`` lets K blocks under N tiles read B in place instead of a 
 their slice, and K blocks read the whole aligned copy of B where B is copied (instead of
 copying it slice by slice), ``index16=0`` keeps int32 column indices in narrow-N plans,
 ``apart=0`` reads a sliced last column that alone takes a vector of the register tiles
-(N = 49) as a masked vector instead of apart; every other name is a ``kernels_c.spmm`` parameter.
+(N = 49) as a masked vector instead of apart; every other name is a ``kernels_c.spmm``
+parameter.
 ``--one-shot`` times the preparation instead: ``plan_spmm``, ``plan.run()`` and one
 ``kernels_c.spmm`` call (both) per problem.
 ``--row-lengths 1,8,16,...`` times rows of exactly that many nonzeros instead (M = 16384,

@@ -522,6 +522,7 @@ def test_sliced_last_column_apart_of_the_register_tiles(isa_path, n, reg_vectors
     np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
     vw = VECTOR_WIDTH[plan.isa]
     assert plan.args.slice_b == (plan.isa != "portable" and n >= 2 * vw)  # (_pack_ld)
+    assert plan.args.column_apart == (plan.isa == "avx512" and plan.args.slice_b)
     # a NaN under row 2's nonzeros (15 per block), an Inf under row 3's (16), not both
     nan_at = np.setdiff1d(a[[2]].indices, a[[3]].indices)[0]
     inf_at = np.setdiff1d(a[[3]].indices, a[[2]].indices)[-1]

@@ -30,12 +30,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-# before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
-# kernels need (see perfmodel/cli.py)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # nor MKL's / our OpenMP threads
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # brief spin first (perfmodel/cli.py)
-
+import _idle_threads  # noqa: F401  (before numpy: the worker threads' idle policy)
 import numpy as np
 
 from kernels_c import _isa

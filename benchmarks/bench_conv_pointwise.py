@@ -14,15 +14,10 @@ choice.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-# before numpy loads OpenBLAS: idle BLAS and OpenMP threads must not spin (bench_spmm.py)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # brief spin first (perfmodel/cli.py)
-
+import _idle_threads  # noqa: F401  (before numpy: the worker threads' idle policy)
 import numpy as np
 from threadpoolctl import threadpool_limits
 

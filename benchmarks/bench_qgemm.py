@@ -22,18 +22,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 
-# before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
-# kernels need (see perfmodel/cli.py)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # nor MKL's / our OpenMP threads
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # brief spin first (perfmodel/cli.py)
-
+import _idle_threads  # noqa: F401  (before numpy: the worker threads' idle policy)
 import numpy as np
 from threadpoolctl import threadpool_limits
 

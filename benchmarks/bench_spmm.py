@@ -25,13 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-# before numpy loads OpenBLAS: idle BLAS threads must not spin on the core our 2-thread
-# kernels need (see perfmodel/cli.py); the same for MKL's and our own OpenMP threads, so
-# that no contender slows down the one timed after it
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # brief spin first (perfmodel/cli.py)
-
+import _idle_threads  # noqa: F401  (before numpy: the worker threads' idle policy)
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_info, threadpool_limits

@@ -21,17 +21,10 @@ import sys
 # worker that sleeps at once makes every call of a 2-thread kernel pay its wake-up and the
 # join (~70 us per call on this VM, 20-26 % of a 0.3 ms spmm, and as variable as the
 # hypervisor): GNU OpenMP workers (ours, torch's) first spin this many pause loops (tens
-# of us, enough for back-to-back calls), which GOMP_SPINCOUNT sets even under passive,
-# and Intel OpenMP workers (MKL's) 1 ms -- which also runs our kernels whenever a module
-# of ours is loaded after MKL: it then binds its GOMP_* calls to libiomp5's (a sweep
-# measures MKL among its spmm points, before the convolutions; with block time 0 a 2-thread
-# sparse convolution of 256 x 14 x 14 ran 0.71 ms instead of 0.33; benchmarks/
-# _idle_threads.py, which the side-by-side scripts share, has the same settings).
-# Stores measured before KMP_BLOCKTIME was set mix both (docs/models.md, sixteenth session).
+# of us, enough for back-to-back calls), which GOMP_SPINCOUNT sets even under passive.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-os.environ.setdefault("KMP_BLOCKTIME", "1")
 
 #: subcommand modules, in the order ``perfmodel --help`` lists them
 COMMANDS: tuple[str, ...] = ("perfmodel._cmd_characterize", "perfmodel._cmd_sweep",

@@ -53,7 +53,7 @@ _SLICE_COPIED_B = True
 #: ISA paths whose sliced K blocks keep a last column that alone would take a masked
 #: vector apart, as a contiguous column read by a gathered dot product (spmm.h,
 #: column_apart): on AVX-512, N = 49 (DLMC group4's shape) at sparsity 0.7-0.95
-#: 0.99-1.10x, median 1.03; N = 33 1.13-1.17x at 0.7-0.9. AVX2 has no gather
+#: 0.99-1.18x, median 1.10; N = 33 1.00-1.08x. AVX2 has no gather
 #: worth using (dot_avx2): its scalar dot product ran 0.83-0.91x at N = 49 there
 #: (docs/spmm.md, sixteenth session; bench_spmm_params.py's apart=0 turns it off)
 _COLUMN_APART_ISAS = ("avx512",)

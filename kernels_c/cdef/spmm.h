@@ -46,7 +46,7 @@
  *   slice_b      0, or 1 (with kptr, N > the vector width, no b_pack): before the segments
  *                of a K block, each thread copies that block's slice of its N tile (all of
  *                N when n_tile is 0 or >= N) into scratch the call allocates -- k_block
- *                rows of the tile's columns, rows the tile rounded up to 32 floats apart,
+ *                rows of the tile's columns, rows the tile rounded up to 16 floats apart,
  *                64-byte aligned -- and the segments read B from it; the column indices of
  *                A's K-block copy are then relative to their block's first row.
  *   column_apart 0, or 1 (with slice_b): where a column range's last vector would hold

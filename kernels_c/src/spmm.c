@@ -48,11 +48,10 @@ void spmm_thread_rows(const int32_t *indptr, int64_t m, int threads, int64_t *bo
     for (int t = 0; t < threads; ++t) row_range(indptr, m, t, threads, bounds + t, bounds + t + 1);
 }
 
-/* Floats between the rows of a slice of `cols` columns: an even number of cache lines, so
- * that every row starts on a cache line. Rows of 3 lines (N = 33-48, and N = 49 with its
- * last column apart) padded to 4 ran 1.06-1.08x faster (sixteenth session, docs/spmm.md);
- * 5 -> 6 and 7 -> 8 lines 1.00-1.03x. */
-static inline int64_t spmm_slice_row(int64_t cols) { return (cols + 31) / 32 * 32; }
+/* Floats between the rows of a slice of `cols` columns: cols rounded up to 16, so that
+ * every row starts on a cache line. Rounded up to 32 (an even number of lines) ran
+ * 0.88-1.00x at N = 40-49 (3-line rows padded to 4; docs/spmm.md, sixteenth session). */
+static inline int64_t spmm_slice_row(int64_t cols) { return (cols + 15) / 16 * 16; }
 
 /* Floats between the rows of a thread's slice scratch: that of the N tile (spmm.h,
  * slice_b). */

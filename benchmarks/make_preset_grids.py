@@ -25,7 +25,7 @@ GEMMS = {
     "narrow m": (48, ((0.0, 5.0), (6.0, 13.0), (6.0, 13.0)), (0.0, 5e9), "qgemm", [1]),
 }
 #: convolutions: count, log2 ranges of c, o, output height = width, dense flop range
-CONVS = (16, ((5.0, 9.5), (5.0, 9.5), (2.5, 5.9)), (5e7, 2e9))
+CONVS = (48, ((5.0, 9.5), (5.0, 9.5), (2.5, 5.9)), (5e7, 2e9))
 CONV_SPARSITIES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
 
 

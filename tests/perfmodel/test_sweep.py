@@ -252,7 +252,7 @@ def test_standard_preset_ends_with_the_generated_grid_blocks(tmp_path):
     assert {p.kernel for p in gemms} == {"gemm_blas_f32"}
     assert len(gemms) == 48 * 2 + 48 + 48
     convs = [p for p in grid.points if p.op == "conv2d"]
-    assert len(convs) == 16 * (1 + 7) * 2  # im2col once, direct at 7 sparsities; 2 threads
+    assert len(convs) == 48 * (1 + 7) * 2  # im2col once, direct at 7 sparsities; 2 threads
     assert set(grid.points) <= set(load_spec("standard").points)
 
 

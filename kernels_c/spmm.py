@@ -100,11 +100,13 @@ _NARROW_NNZ_PER_SEGMENT = 32
 #: the plan-time regrouping of A for those blocks costs 5-8 narrow runs (8M nonzeros:
 #: 20 ms against 2.7 ms per run), recovered at 1.2-1.5x after about this many calls
 _NARROW_BLOCKING_MIN_CALLS = 20
-#: narrow plans with K blocks (or rows ordered) of at most this many rows of B read uint16
-#: column indices relative to the block (spmm.h, indices16): A streams from DRAM there, and
-#: 6 bytes per nonzero instead of 8 ran 1.02-1.23x (median 1.05) on 20 problems with N =
-#: 4-16, sparsity 0.5-0.98 (1.2x at 0.5, 1.03-1.05x at 0.9-0.98, where rows' fixed costs
-#: weigh more); 2 threads 1.00-1.13x, AVX2 1.02-1.22x (docs/spmm.md, fifteenth session)
+#: narrow plans with K blocks (or rows ordered) whose rows of B span at most this many floats
+#: read uint16 offsets of those rows from the block's first (spmm.h, indices16): A streams
+#: from DRAM there, and 6 bytes per nonzero instead of 8 ran 1.02-1.23x (median 1.05) on 20
+#: problems with N = 4-16, sparsity 0.5-0.98 (1.2x at 0.5, 1.03-1.05x at 0.9-0.98, where
+#: rows' fixed costs weigh more); 2 threads 1.00-1.13x, AVX2 1.02-1.22x (docs/spmm.md,
+#: fifteenth session). Offsets rather than column indices take the multiply by ldb out of
+#: the loop: 1.10-1.15x at N = 8 with A in the L3 (eighteenth session)
 _MAX_INDEX16_BLOCK = 65536
 #: AVX-512 (32 vector registers) above N = 128: register tiles of 8 vectors (16
 #: accumulators with two sets). When the K block of all N columns exceeds _B_BLOCK_BYTES,
@@ -536,7 +538,8 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
         block = full["k_block"] if k_blocked else k
         kptr, indices, data, n_kblocks, order = _k_block_layout(
             module, indptr, indices, data, m, k, block, threads if ordered else 0)
-        index16 = narrow and block <= _MAX_INDEX16_BLOCK
+        b_ld = pack.shape[1] if pack is not None else n
+        index16 = narrow and block * b_ld <= _MAX_INDEX16_BLOCK
         if sliced or index16:
             # column indices relative to their K block's first row of B
             starts = kptr[np.arange(n_kblocks + 1) * m]
@@ -545,7 +548,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
             args.slice_b = int(sliced)
             args.column_apart = int(sliced and level in _COLUMN_APART_ISAS)
         if index16:  # the narrow loops read only these: no int32 copy is kept (spmm.h)
-            indices = indices.astype(np.uint16)
+            indices = (indices * b_ld).astype(np.uint16)
             args.indices16 = ffi.from_buffer("uint16_t[]", indices)
             args.indices = ffi.NULL
         else:

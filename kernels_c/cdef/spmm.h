@@ -56,11 +56,12 @@
  *                other columns' rows, and each segment adds its dot product with that column
  *                to C instead of loading and multiplying a masked vector per nonzero.
  *   slice_buf    set by spmm_csr_f32 for each thread (callers leave it NULL).
- *   indices16    NULL, or (with kptr, one vector per row of C, k_block <= 65536 or 0 with
- *                K <= 65536) the column indices of A's K-block copy relative to their
- *                block's first row, as uint16: the narrow loops read them instead of
- *                `indices`, which is then NULL (6 bytes per nonzero instead of 8; A streams
- *                from DRAM there).
+ *   indices16    NULL, or (with kptr, one vector per row of C, k_block * ldb <= 65536, or
+ *                k_block 0 with K * ldb <= 65536; ldb of B's copy when b_pack is set) the
+ *                offsets (column index * ldb, in floats) of the rows of B that A's K-block
+ *                copy reads from their block's first row, as uint16: the narrow loops read
+ *                them instead of `indices`, which is then NULL (6 bytes per nonzero instead
+ *                of 8, where A streams from DRAM; no multiply per nonzero).
  * The portable path ignores k_block/row_block/prefetch/row_order.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).

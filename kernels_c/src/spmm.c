@@ -17,13 +17,18 @@
 
 int spmm_acc_sets(void) { return SPMM_ACC_SETS; }
 
-/* How far ahead (in nonzeros: 16 KiB of values and of int32 indices, 8 KiB of uint16 ones)
+/* How far ahead (in nonzeros: 2 KiB of values and of int32 indices, 1 KiB of uint16 ones)
  * the narrow-N and SpMV loops prefetch the CSR streams, which come from DRAM once A
- * outgrows the caches. 4 KiB reached 70 % of the STREAM triad at N = 8 and 67 % at N = 1
- * (sparsity 0.5-0.9, 1 thread), 16 KiB 74 % and 69 % (three interleaved runs each,
- * docs/spmm.md). No prefetch at all runs 1.1x as fast while A sits in L3, but 0.5-1x
- * from DRAM. */
-#define SPMM_STREAM_AHEAD 4096
+ * outgrows the caches. On the Intel Xeon host, A from DRAM (4096 x 4096, sparsity
+ * 0.5-0.98, 1 thread, interleaved with a 4096-ahead build: -D through the variant cache),
+ * 512 ran 1.04-1.11x at N = 8, 1.01-1.06x at N = 1, 0.99-1.07x at N = 16, 1.03-1.07x at
+ * N = 4, and 1.04-1.09x at N = 8 with A in the L3; 256 0.95-1.05x, 768 as 512
+ * (eighteenth session, docs/spmm.md). On Zen 5 4096 had beaten 1024 (74 against 70 % of
+ * the STREAM triad at N = 8); no prefetch at all ran 1.1x as fast while A sat in L3, but
+ * 0.5-1x from DRAM. */
+#ifndef SPMM_STREAM_AHEAD
+#define SPMM_STREAM_AHEAD 512
+#endif
 
 /* Rows [r0, r1) handled by thread t of nt: balance nonzeros plus one unit per row (a row
  * costs a store of N outputs even when empty). */
@@ -414,10 +419,10 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
         const float *b = a->b + j0;                                                          \
         const int64_t ldb = a->ldb;                                                          \
         const MASK_T m = MASK(w);                                                            \
-        if (a->indices16) { /* block-relative: B from the K block's first row */            \
+        if (a->indices16) { /* offsets of B's rows from the K block's first: ldb 1 */       \
             SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, (void)0,                                \
                                   KERNEL##_i16(a->indices16 + s, a->data + s, len,           \
-                                               b + (int64_t)kb * a->k_block * ldb, ldb,      \
+                                               b + (int64_t)kb * a->k_block * ldb, 1,        \
                                                a->c + i * a->ldc + j0, m, acc));             \
             return;                                                                          \
         }                                                                                    \

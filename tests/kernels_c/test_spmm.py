@@ -71,20 +71,26 @@ def test_k_blocking_of_narrow_b(isa_path, n, threads):
         _check(a, b, isa=isa_path, k_block=k_block, row_block=row_block, threads=threads)
 
 
-@pytest.mark.parametrize("k_block,indices16", [(0, False), (65536, True), (40000, True)])
-def test_narrow_plans_read_uint16_indices_within_65536_rows(isa_path, k_block, indices16):
-    """One vector per row of C: K blocks (or, without them, all of K) of at most 65536 rows
-    are read through uint16 block-relative column indices (plan.args.indices16); K beyond
-    that keeps the int32 ones. Column 65535 of a block is the largest index16 holds."""
-    rng = np.random.default_rng(k_block)
-    k = 70000
-    dense = (rng.random((12, k)) < 0.002) * rng.standard_normal((12, k))
-    dense[:, [0, 65535, 65536, k - 1]] = 1.5  # the ends of both blocks
+@pytest.mark.parametrize("n", [8, 16])
+@pytest.mark.parametrize("block_rows,indices16", [(0, False), (1, True), (2, False)])
+def test_narrow_plans_read_uint16_row_offsets_within_65536_floats(isa_path, n, block_rows,
+                                                                  indices16):
+    """One vector per row of C: K blocks (or, without them, all of K) whose rows of B span
+    at most 65536 floats (k_block * N) are read through uint16 offsets of B's rows from
+    their block's first (plan.args.indices16); larger blocks keep the int32 column indices.
+    block_rows 1: the largest such block, whose last row's offset is the largest index16
+    holds; 2: one row more; 0: no K blocks over all of K."""
+    rng = np.random.default_rng(n + block_rows)
+    largest = 65536 // n
+    k_block = {0: 0, 1: largest, 2: largest + 1}[block_rows]
+    k = 2 * largest + 5
+    dense = (rng.random((12, k)) < 0.01) * rng.standard_normal((12, k))
+    dense[:, [0, largest - 1, largest, k - 1]] = 1.5  # the ends of the blocks
     a = sp.csr_array(dense.astype(np.float32))
-    b = rng.standard_normal((k, 8), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
     plan = plan_spmm(a, b, isa=isa_path, k_block=k_block)
     np.testing.assert_allclose(plan.run(), spmm_reference(a, b), rtol=1e-4, atol=1e-4)
-    if plan.isa != "portable":
+    if plan.isa != "portable" and n <= VECTOR_WIDTH[plan.isa]:
         assert (plan.args.indices16 != plan.module.ffi.NULL) == indices16
 
 
@@ -143,10 +149,13 @@ def test_k_block_layout_regroups_each_rows_nonzeros_in_order(k_block, n, threads
             row_val = a.data[a.indptr[i]:a.indptr[i + 1]]
             lo, hi = kptr[blk * 40 + r], kptr[blk * 40 + r + 1]
             in_block = row_idx // k_block == blk
-            # relative to the block for sliced B and for the uint16 copy of narrow plans
+            # relative to the block for sliced B; the uint16 copy of narrow plans holds
+            # offsets of B's rows (row * N) from the block's first
             relative = plan.args.slice_b or plan.args.indices16 != ffi.NULL
             relative_to = blk * k_block if relative else 0
-            np.testing.assert_array_equal(idx[lo:hi], row_idx[in_block] - relative_to)
+            scale = n if plan.args.indices16 != ffi.NULL else 1
+            np.testing.assert_array_equal(idx[lo:hi],
+                                          (row_idx[in_block] - relative_to) * scale)
             np.testing.assert_array_equal(val[lo:hi], row_val[in_block])
 
 

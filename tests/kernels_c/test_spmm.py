@@ -31,7 +31,7 @@ def _check(a, b, **kw):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * scale)
 
 
-@pytest.mark.parametrize("n", [1, 3, 7, 8, 13, 15, 16, 17, 33, 64, 65, 129, 257])
+@pytest.mark.parametrize("n", [1, 3, 7, 8, 13, 15, 16, 17, 33, 48, 64, 65, 80, 129, 257])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_matches_scipy_all_paths(isa_path, n, threads):
     rng = np.random.default_rng(n)

@@ -106,7 +106,8 @@ _NARROW_BLOCKING_MIN_CALLS = 20
 #: problems with N = 4-16, sparsity 0.5-0.98 (1.2x at 0.5, 1.03-1.05x at 0.9-0.98, where
 #: rows' fixed costs weigh more); 2 threads 1.00-1.13x, AVX2 1.02-1.22x (docs/spmm.md,
 #: fifteenth session). Offsets rather than column indices take the multiply by ldb out of
-#: the loop: 1.10-1.15x at N = 8 with A in the L3 (eighteenth session)
+#: the loop: 1.04-1.06x at N = 8 and 1.11-1.23x at N = 4 with A from DRAM, 1.05-1.17x at
+#: N = 8 with A in the L3, 0.96-1.04x at N = 16 (eighteenth session)
 _MAX_INDEX16_BLOCK = 65536
 #: AVX-512 (32 vector registers) above N = 128: register tiles of 8 vectors (16
 #: accumulators with two sets). When the K block of all N columns exceeds _B_BLOCK_BYTES,

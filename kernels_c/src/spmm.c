@@ -453,9 +453,10 @@ TILE512(8)
                   MSTORE512, __mmask16)
 NARROW512(avx512, int32_t)
 NARROW512(avx512_i16, uint16_t)
-/* A full 16-column row needs no mask: 1.06-1.24x at N = 16 with A from DRAM, 1.07-1.31x
- * with A in the L3 (4096 x 4096, sparsity 0.5-0.98, 1 thread, Intel Xeon; docs/spmm.md).
- * Splatting the values by broadcast loads instead of the in-lane permute: 0.89-1.02x. */
+/* A full 16-column row needs no mask (a zero-masked load of B cannot be folded into the
+ * FMA): 1.06-1.24x at N = 16 with A from DRAM, 1.07-1.31x with A in the L3 (4096 x 4096,
+ * sparsity 0.5-0.98, 1 thread, Intel Xeon; docs/spmm.md). Splatting the values by
+ * broadcast loads instead of the in-lane permute: 0.90-1.02x. */
 #define LOAD512_NOMASK(p, m) _mm512_loadu_ps(p)
 #define STORE512_NOMASK(p, m, v) _mm512_storeu_ps((p), (v))
 #define NARROW512_FULL(P, IDX_T)                                                             \

@@ -10,8 +10,9 @@ K blocks, row blocks and the aligned copy of B:
         --variant k_block=64 --variant row_block=32 --variant pack=0
 
 ``pack=0`` turns off the aligned copy of B (taken when N is not a multiple of the vector
-width; when it is but B is misaligned and each row of B serves >= 48 nonzeros, the peel
-runs instead; or for narrow N when B is misaligned), ``order=0`` keeps the rows of a
+width; when it is but B is misaligned and each row of B serves >= 48 nonzeros, or >= 4
+below two register tiles of N, the peel runs instead; or for narrow N when B is
+misaligned), ``order=0`` keeps the rows of a
 narrow-N plan (or of K blocks under tiles of up to 4 vectors) in place instead of sorted
 by length, ``slice=0`` lets K blocks under N tiles read B in place instead of a copy of
 their slice, and K blocks read the whole aligned copy of B where B is copied (instead of

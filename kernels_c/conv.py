@@ -495,8 +495,7 @@ class SparseConv2d:
             if geo.stride == 1:
                 images[i].b = base.b + i * geo.c * plane
             if repeel:
-                images[i].peel = _alignment_peel(xs[i], first.isa,
-                                                 first.params["reg_vectors"])
+                images[i].peel = _alignment_peel(xs[i], first.isa)
         args = ffi.new("spmm_batch_f32_args *")
         args.images, args.n_images = images, n
         args.bias = ffi.from_buffer("float[]", self.bias) if self.bias is not None else ffi.NULL

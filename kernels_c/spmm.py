@@ -61,7 +61,12 @@ _COLUMN_APART_ISAS = ("avx512",)
 #: more narrow pass over each row's nonzeros, the copy for one read and write of B. Copy
 #: against peel (docs/spmm.md): 1.0-1.4x from 50 nonzeros per row of B on (N = 128-3136,
 #: sparsity 0.5-0.95), 0.94x at 38 (384 x 2304 x 1024 at 0.9), 0.83-0.88x at 13 (DLMC
-#: group1 at 0.8-0.9, M = 64)
+#: group1 at 0.8-0.9, M = 64). Below two register tiles of N no peel ran until the
+#: eighteenth session and B was read misaligned (1.6-2.2x the time of an aligned B at
+#: sparsity 0.9-0.95); there the copy is taken from _MIN_USES_TO_PACK uses, the peel below
+#: that: against reading misaligned, 0.95-2.32x (one 0.75 reran at 1.07-1.10), median
+#: 1.02, 25 of 60 problems >= 1.1x (N = 16-192, M = 64-1024, sparsity 0.5-0.95, 1 and 2
+#: threads, AVX-512 and AVX2; docs/spmm.md)
 _MIN_USES_TO_PACK_ALIGNED = 48
 #: below this density 4-vector tiles (N above two vectors) stream B instead of K blocking
 #: it; from it on, also when B fits half the L2 (if B exceeds _B_BLOCK_BYTES). Blocks of
@@ -382,29 +387,32 @@ def _row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return (flat - block_of * m).astype(np.int32).reshape(n_kblocks, m)
 
 
-def _alignment_peel(b: np.ndarray, level: str, reg_vectors: int) -> int:
+def _alignment_peel(b: np.ndarray, level: str) -> int:
     """Columns to handle before the first register tile so that the tiles load B at
     vector-aligned addresses. numpy aligns large arrays to 16 bytes only, and a 64-byte load
     that crosses a cache line costs two: misaligned B made the kernel 1.2-1.5x slower at
-    N = 128-256 (docs/spmm.md). The peeled columns cost one more pass over each row's
-    nonzeros, so only from two register tiles of N on; 0 when the rows of B are not all
-    misaligned alike (N not a multiple of the vector width). Not used when B is copied to
-    aligned rows instead (:func:`_packed_b`)."""
+    N = 128-256, 1.6-2.2x at N = 32-240 and sparsity 0.9-0.95 (docs/spmm.md). The peeled
+    columns cost one more pass over each row's nonzeros, so below two register tiles of N B
+    is copied to aligned rows instead wherever a row of B serves 4 nonzeros
+    (:func:`_pack_ld`); 0 when the rows of B are not all misaligned alike (N not a multiple
+    of the vector width). Not used when B is copied."""
     vw = VECTOR_WIDTH[level]
     n = b.shape[1]
-    if level == "portable" or n % vw or n < 2 * reg_vectors * vw:
+    if level == "portable" or n % vw or n <= vw:
         return 0
     return int((-b.ctypes.data % (4 * vw)) // 4)
 
 
-def _pack_ld(b: np.ndarray, nnz: int, level: str) -> int:
+def _pack_ld(b: np.ndarray, nnz: int, level: str, reg_vectors: int) -> int:
     """Row length (floats) of an aligned copy of B the kernel reads instead of B, or 0.
 
     Wide N not a multiple of the vector width: B's rows start at varying offsets from a
     cache line and no peel aligns them all; with aligned rows (ld = N rounded up to 16)
     the same problem ran 1.04-1.3x faster (N = 196 and 1352, docs/spmm.md). A multiple of
     the vector width at a misaligned address: copied instead of peeled when each row of B
-    serves at least 48 nonzeros (``_MIN_USES_TO_PACK_ALIGNED``). Narrow N
+    serves at least 48 nonzeros (``_MIN_USES_TO_PACK_ALIGNED``); below two register tiles,
+    where the peel's extra pass weighs more (:func:`_alignment_peel`), from 4 uses on
+    (eighteenth session, docs/spmm.md). Narrow N
     (5-16 columns, one 256- or 512-bit vector per row of B): rows padded to that vector
     and aligned to it, else every other row of a 16-byte-aligned B (numpy's guarantee)
     splits a cache line; 0.76 -> 0.85 nonzeros per cycle at N = 8. The copy reads and
@@ -414,8 +422,9 @@ def _pack_ld(b: np.ndarray, nnz: int, level: str) -> int:
     if level == "portable" or n == 1 or nnz < _MIN_USES_TO_PACK * k:
         return 0
     if n > vw:
-        if n < 2 * vw or (n % vw == 0 and (b.ctypes.data % (4 * vw) == 0
-                                           or nnz < _MIN_USES_TO_PACK_ALIGNED * k)):
+        peeled = n >= 2 * reg_vectors * vw
+        if n < 2 * vw or (n % vw == 0 and (b.ctypes.data % (4 * vw) == 0 or (
+                peeled and nnz < _MIN_USES_TO_PACK_ALIGNED * k))):
             return 0
         return -(-n // 16) * 16
     ld = 8 if n <= 8 else 16  # the 256-bit path's 8 lanes, else one 16-lane vector
@@ -512,15 +521,14 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     args.prefetch = full["prefetch"]
     keep = [indptr, indices, data, b, out]
     k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
-    pack_ld = _pack_ld(b, indices.shape[0], level)
+    pack_ld = _pack_ld(b, indices.shape[0], level, full["reg_vectors"])
     one_row_block = full["row_block"] >= m
     sliced = k_blocked and n > VECTOR_WIDTH[level] and (
         (0 < full["n_tile"] < n and indices.shape[0] >= _MIN_USES_TO_SLICE * k
          and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
         or (_SLICE_COPIED_B and pack_ld > 0 and one_row_block))
     pack = aligned_empty(k * pack_ld).reshape(k, pack_ld) if pack_ld and not sliced else None
-    args.peel = 0 if pack is not None or sliced else _alignment_peel(
-        b, level, full["reg_vectors"])
+    args.peel = 0 if pack is not None or sliced else _alignment_peel(b, level)
     if pack is not None:
         args.b_pack = ffi.from_buffer("float[]", pack)
         args.ld_pack = pack.shape[1]

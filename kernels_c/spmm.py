@@ -68,6 +68,11 @@ _COLUMN_APART_ISAS = ("avx512",)
 #: 1.02, 25 of 60 problems >= 1.1x (N = 16-192, M = 64-1024, sparsity 0.5-0.95, 1 and 2
 #: threads, AVX-512 and AVX2; docs/spmm.md)
 _MIN_USES_TO_PACK_ALIGNED = 48
+#: ... except from this many vectors of N on, where the peel's narrow pass is a small part
+#: of a row's work: 8-vector tiles at N = 144-240 (one tile and a half), peel against copy
+#: 0.95-1.84x, median 1.07, 1 thread; 1.03-1.74x at 2 threads (M = 64-256, sparsity
+#: 0.5-0.95, eighteenth session)
+_MIN_VECTORS_TO_PEEL = 8
 #: below this density 4-vector tiles (N above two vectors) stream B instead of K blocking
 #: it; from it on, also when B fits half the L2 (if B exceeds _B_BLOCK_BYTES). Blocks of
 #: 256 rows (segments of >= 23 nonzeros) make part of B's block L1-resident; against
@@ -392,8 +397,8 @@ def _alignment_peel(b: np.ndarray, level: str) -> int:
     vector-aligned addresses. numpy aligns large arrays to 16 bytes only, and a 64-byte load
     that crosses a cache line costs two: misaligned B made the kernel 1.2-1.5x slower at
     N = 128-256, 1.6-2.2x at N = 32-240 and sparsity 0.9-0.95 (docs/spmm.md). The peeled
-    columns cost one more pass over each row's nonzeros, so below two register tiles of N B
-    is copied to aligned rows instead wherever a row of B serves 4 nonzeros
+    columns cost one more pass over each row's nonzeros, so below two register tiles and 8
+    vectors of N B is copied to aligned rows instead wherever a row of B serves 4 nonzeros
     (:func:`_pack_ld`); 0 when the rows of B are not all misaligned alike (N not a multiple
     of the vector width). Not used when B is copied."""
     vw = VECTOR_WIDTH[level]
@@ -410,9 +415,9 @@ def _pack_ld(b: np.ndarray, nnz: int, level: str, reg_vectors: int) -> int:
     cache line and no peel aligns them all; with aligned rows (ld = N rounded up to 16)
     the same problem ran 1.04-1.3x faster (N = 196 and 1352, docs/spmm.md). A multiple of
     the vector width at a misaligned address: copied instead of peeled when each row of B
-    serves at least 48 nonzeros (``_MIN_USES_TO_PACK_ALIGNED``); below two register tiles,
-    where the peel's extra pass weighs more (:func:`_alignment_peel`), from 4 uses on
-    (eighteenth session, docs/spmm.md). Narrow N
+    serves at least 48 nonzeros (``_MIN_USES_TO_PACK_ALIGNED``); below two register tiles
+    and 8 vectors, where the peel's extra pass weighs more (:func:`_alignment_peel`), from
+    4 uses on (eighteenth session, docs/spmm.md). Narrow N
     (5-16 columns, one 256- or 512-bit vector per row of B): rows padded to that vector
     and aligned to it, else every other row of a 16-byte-aligned B (numpy's guarantee)
     splits a cache line; 0.76 -> 0.85 nonzeros per cycle at N = 8. The copy reads and
@@ -422,9 +427,10 @@ def _pack_ld(b: np.ndarray, nnz: int, level: str, reg_vectors: int) -> int:
     if level == "portable" or n == 1 or nnz < _MIN_USES_TO_PACK * k:
         return 0
     if n > vw:
-        peeled = n >= 2 * reg_vectors * vw
+        # else copied from _MIN_USES_TO_PACK uses on
+        peel_preferred = n >= min(2 * reg_vectors, _MIN_VECTORS_TO_PEEL) * vw
         if n < 2 * vw or (n % vw == 0 and (b.ctypes.data % (4 * vw) == 0 or (
-                peeled and nnz < _MIN_USES_TO_PACK_ALIGNED * k))):
+                peel_preferred and nnz < _MIN_USES_TO_PACK_ALIGNED * k))):
             return 0
         return -(-n // 16) * 16
     ld = 8 if n <= 8 else 16  # the 256-bit path's 8 lanes, else one 16-lane vector

@@ -453,16 +453,17 @@ def test_misaligned_b_copied_instead_of_peeled_when_rows_of_b_are_reused(isa_pat
         assert plan.args.peel == 0 or not expect
 
 
-@pytest.mark.parametrize("density,copied", [(0.3, True), (0.05, False)])
+@pytest.mark.parametrize("n,density,copied", [(32, 0.3, True), (32, 0.05, False),
+                                               (192, 0.3, False)])
 def test_misaligned_b_below_two_register_tiles_copied_from_4_uses_else_peeled(
-        isa_path, density, copied):
-    """N a multiple of the vector width but below two register tiles, B misaligned: copied
-    to aligned rows (whole or slice by slice) when its rows serve >= 4 nonzeros each, else
-    peeled; never read misaligned (1.6-2.2x slower at sparsity 0.9-0.95, docs/spmm.md)."""
+        isa_path, n, density, copied):
+    """N a multiple of the vector width but below two register tiles and 8 vectors, B
+    misaligned: copied to aligned rows (whole or slice by slice) when its rows serve >= 4
+    (and < 48) nonzeros each, else peeled; from 8 vectors of N (N = 192) peeled; never read
+    misaligned (1.6-2.2x slower at sparsity 0.9-0.95, docs/spmm.md)."""
     rng = np.random.default_rng(7)
     a = _random_csr(rng, 40, 200, density)
-    assert (a.nnz >= 4 * 200) == copied
-    n = 32
+    assert 4 * 200 <= a.nnz < 48 * 200 or density < 0.1
     raw = aligned_empty(200 * n + 16)
     for offset in (0, 4):
         b = raw[offset:offset + 200 * n].reshape(200, n)
@@ -471,10 +472,10 @@ def test_misaligned_b_below_two_register_tiles_copied_from_4_uses_else_peeled(
         plan = plan_spmm(a, b, isa=isa_path)
         if plan.isa == "portable":
             continue
-        assert n < 2 * plan.params["reg_vectors"] * VECTOR_WIDTH[plan.isa]
         copy = plan.args.b_pack != plan.module.ffi.NULL or bool(plan.args.slice_b)
         assert copy == (offset > 0 and copied)
-        assert plan.args.peel == (0 if offset == 0 or copied else VECTOR_WIDTH[plan.isa] - offset)
+        vw = VECTOR_WIDTH[plan.isa]
+        assert plan.args.peel == (0 if offset == 0 or copied else vw - offset)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

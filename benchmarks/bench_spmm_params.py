@@ -18,8 +18,14 @@ by length, ``slice=0`` lets K blocks under N tiles read B in place instead of a 
 their slice, and K blocks read the whole aligned copy of B where B is copied (instead of
 copying it slice by slice), ``index16=0`` keeps int32 column indices in narrow-N plans,
 ``apart=0`` reads a sliced last column that alone takes a vector of the register tiles
-(N = 49) as a masked vector instead of apart; every other name is a ``kernels_c.spmm``
-parameter.
+(N = 49) as a masked vector instead of apart, ``b_offset=F`` runs on a copy of B placed F
+floats past a cache line (numpy usually leaves large arrays 4 past one); every other name
+is a ``kernels_c.spmm`` parameter. How docs/spmm.md compared a misaligned B with an
+aligned one below two register tiles (eighteenth session):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm_params.py \
+        --shape 256x2304x32 --shape 256x2304x96 --shape 256x2304x192 --shape 64x1152x192 \
+        --sparsities 0.5,0.7,0.9,0.95 --rounds 5 --variant b_offset=0 --variant b_offset=4
 ``--one-shot`` times the preparation instead: ``plan_spmm``, ``plan.run()`` and one
 ``kernels_c.spmm`` call (both) per problem.
 ``--row-lengths 1,8,16,...`` times rows of exactly that many nonzeros instead (M = 16384,
@@ -53,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 # the module (kernels_c.spmm the attribute is the function of the same name)
 spmm_module = importlib.import_module("kernels_c.spmm")
+from kernels_c._memory import aligned_empty  # noqa: E402
 from perfmodel.shapes import load_matrix, matrix_sources  # noqa: E402
 
 DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
@@ -79,8 +86,13 @@ def _in_row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
-    switches = ("pack", "order", "slice", "index16", "apart")
+    switches = ("pack", "order", "slice", "index16", "apart", "b_offset")
     params = {k: v for k, v in overrides.items() if k not in switches}
+    if "b_offset" in overrides:  # the same B, that many floats past a cache line
+        offset = overrides["b_offset"]
+        placed = aligned_empty(b.size + offset)[offset:].reshape(b.shape)
+        placed[...] = b
+        b = placed
     names = ("_MIN_USES_TO_PACK", "_row_order", "_MIN_USES_TO_SLICE", "_SLICE_COPIED_B",
              "_MAX_INDEX16_BLOCK", "_COLUMN_APART_ISAS")
     saved = {name: getattr(spmm_module, name) for name in names}

@@ -427,7 +427,8 @@ def _pack_ld(b: np.ndarray, nnz: int, level: str, reg_vectors: int) -> int:
     if level == "portable" or n == 1 or nnz < _MIN_USES_TO_PACK * k:
         return 0
     if n > vw:
-        # else copied from _MIN_USES_TO_PACK uses on
+        # a misaligned multiple of the vector width is copied from _MIN_USES_TO_PACK uses
+        # on (checked above), unless the peel is preferred: then from _MIN_USES_TO_PACK_ALIGNED
         peel_preferred = n >= min(2 * reg_vectors, _MIN_VECTORS_TO_PEEL) * vw
         if n < 2 * vw or (n % vw == 0 and (b.ctypes.data % (4 * vw) == 0 or (
                 peel_preferred and nnz < _MIN_USES_TO_PACK_ALIGNED * k))):

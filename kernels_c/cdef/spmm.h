@@ -26,12 +26,14 @@
  *                range, so that the register tiles after it load B at vector-aligned
  *                addresses (set by the caller when every row of B has the same
  *                misalignment; 0 = none). A vector load that crosses a cache line costs two.
- *   b_pack       NULL, or a buffer of K x ld_pack floats (64-byte aligned, ld_pack a multiple
- *                of 16 and >= N) that the call first copies B into, then reads B from: every
- *                row of B then starts on a cache line (the caller sets it when N is not a
- *                multiple of the vector width, where no peel can align all rows). peel must
- *                be 0 with it. ld_pack is a multiple of 8 (one 256-bit vector per row of B
- *                when N <= 8) or of 16.
+ *   b_pack       NULL, or a buffer of K x ld_pack floats (64-byte aligned; ld_pack >= N, a
+ *                multiple of 8 when N <= 8 -- one 256-bit vector per row of B -- else of 16)
+ *                that the call first copies B into, then reads B from: every row of B then
+ *                starts on a cache line or vector. The caller sets it when B's rows would
+ *                not, and often enough used to repay the copy (kernels_c/spmm.py _pack_ld):
+ *                N not a multiple of the vector width, where no peel aligns every row; or a
+ *                misaligned B whose rows serve many nonzeros, or whose N is too narrow for
+ *                the peel's extra pass to pay. peel must be 0 with it.
  *   row_order    NULL, or (only with kptr) the order to visit the rows of C in, per K
  *                block (n_kblocks x M entries): block b's list is, for each thread's rows
  *                [r0, r1) (spmm_thread_rows for order_threads threads), a permutation of

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,21 @@ _SLICE_COPIED_B = True
 #: worth using (dot_avx2): its scalar dot product ran 0.83-0.91x at N = 49 there
 #: (docs/spmm.md, sixteenth session; bench_spmm_params.py's apart=0 turns it off)
 _COLUMN_APART_ISAS = ("avx512",)
+#: Where B would be copied to aligned rows (N not a multiple of the vector width) and A is
+#: K blocked, the K blocks instead take B's rows of one phase each -- rows that start the
+#: same number of floats past a vector boundary, every P-th row (P = vector width /
+#: gcd(N, vector width)) -- and read them in place at aligned addresses, the register
+#: tiles shifted by that phase (spmm.h, phase_period): no copy of B. Against the copy
+#: (sliced K blocks), 1 thread, AVX-512, sparsity 0.7-0.95: N = 100-228 1.00-1.25x (256 x
+#: 2304 x 196 at 0.9: 1.13x, 0.95: 1.20x; 0.948 once, N = 228 at 0.8), N = 72 0.96-1.24x,
+#: N = 40 0.84-1.09x; 2 threads N = 100-196 1.08-1.29x; AVX2 N = 100-196 1.05-1.16x, N =
+#: 44 0.98-1.07x (docs/spmm.md, twentieth session). Above _MIN_PHASED_VECTORS vectors of
+#: N and below _MAX_PHASED_VECTORS (one N tile: N tiles would shift a vector into the next
+#: tile; 384 x 2304 x 1352 in one tile ran 0.83-1.01x against 128-column sliced tiles);
+#: not where a last column is kept apart (_COLUMN_APART_ISAS): N = 49 ran 0.90-0.94x.
+_PHASED_B_ISAS = ("avx512", "avx2")
+_MIN_PHASED_VECTORS = 4
+_MAX_PHASED_VECTORS = 16
 #: N a multiple of the vector width with B misaligned: a peel aligns every row for one
 #: more narrow pass over each row's nonzeros, the copy for one read and write of B. Copy
 #: against peel (docs/spmm.md): 1.0-1.4x from 50 nonzeros per row of B on (N = 128-3136,
@@ -199,7 +215,9 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     B exceeds the 1 MiB L2: then K blocks whose slice of B fits 512 KiB, while a row
     segment averages 12 nonzeros; or, if B (over 512 KiB, N not a multiple of the vector
     width) is copied on every call anyway, K blocks of ~16 nonzeros per segment (up to
-    1024 rows) in one block of rows, where the copy goes slice by slice. If N is a multiple
+    1024 rows) in one block of rows, where the copy goes slice by slice. Where K blocked
+    plans read B by phase instead of copying it (N above 4 and below 16 vectors, not a
+    multiple of one), one N tile. If N is a multiple
     of 512, 8-vector tiles that stream B keep N tiles whose K panel fits 512 KiB when rows
     average 24 nonzeros. 8-vector N tiles whose K panel stays below 512 KiB take no K
     blocks of 256 rows or more.
@@ -252,8 +270,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         elif (b_bytes > _L2_TILE_BYTES and n % vw and density * m >= _MIN_USES_TO_PACK
                 and _row_block(m, n) >= m):
             # B is copied on every call either way (_pack_ld): in K blocks, slice by slice
-            params.update(k_block=k_block, row_block=m,
-                          n_tile=_SPLIT_N_TILE if n_tiles else 0)
+            params.update(k_block=k_block, row_block=m, n_tile=_SPLIT_N_TILE if n_tiles and not
+                          _phased_b(level, n, params["reg_vectors"]) else 0)
         else:
             width = params["reg_vectors"] * vw
             if n_tiles:
@@ -278,12 +296,24 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
                 k_block *= 2
     if k_block < k:
         params.update(k_block=k_block, row_block=_row_block(m, n))
+        if _phased_b(level, n, params["reg_vectors"]) and density * m >= _MIN_USES_TO_PACK:
+            params["n_tile"] = 0  # B read in place by phase (plan_spmm), one N tile
         return params
     if n_tiles and params["reg_vectors"] == 8:
         params["n_tile"] = _SPLIT_N_TILE  # K within one block
     else:
         params["n_tile"] = _l2_n_tile(k, n, params["reg_vectors"] * vw)
     return params
+
+
+def _phased_b(level: str, n: int, reg_vectors: int) -> bool:
+    """Whether K blocks that B would be copied for (N not a multiple of the vector width)
+    group B's rows by phase and read them in place instead (spmm.h, ``phase_period``),
+    given one N tile."""
+    vw = VECTOR_WIDTH[level]
+    apart = level in _COLUMN_APART_ISAS and n % vw == 1 and reg_vectors in (4, 8)
+    return (level in _PHASED_B_ISAS and n % vw != 0 and reg_vectors >= 2 and not apart
+            and _MIN_PHASED_VECTORS * vw < n < _MAX_PHASED_VECTORS * vw)
 
 
 def _l2_n_tile(k: int, n: int, width: int) -> int:
@@ -340,7 +370,7 @@ def _row_block(m: int, n: int) -> int:
 
 
 def _k_block_layout(module: Any, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
-                    m: int, k: int, k_block: int, order_threads: int
+                    m: int, k: int, k_block: int, order_threads: int, period: int = 1
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray | None]:
     """A's nonzeros regrouped K block by K block (kernels_c/cdef/spmm.h), in C (O(nnz)).
 
@@ -350,12 +380,13 @@ def _k_block_layout(module: Any, indptr: np.ndarray, indices: np.ndarray, data: 
     sorted by segment length, else None (rows in order). Within a segment the nonzeros
     keep their order in the row, so the rows need not be sorted by column.
     """
-    n_kblocks = max(1, -(-k // k_block))
+    per_phase = -(-k // period)  # rows of B per phase (all rows when period is 1)
+    n_kblocks = max(1, period * -(-per_phase // k_block))
     ffi, lib = module.ffi, module.lib
     counts = np.empty(n_kblocks * m, dtype=np.int32)
     lib.spmm_count_k_blocks(ffi.from_buffer("int32_t[]", indptr),
                             ffi.from_buffer("int32_t[]", indices), m, k_block, n_kblocks,
-                            ffi.from_buffer("int32_t[]", counts))
+                            period, ffi.from_buffer("int32_t[]", counts))
     order = position_of = None
     visited = counts
     if order_threads:
@@ -373,7 +404,7 @@ def _k_block_layout(module: Any, indptr: np.ndarray, indices: np.ndarray, data: 
     packed_data = np.empty_like(data)
     status = lib.spmm_pack_k_blocks(
         ffi.from_buffer("int32_t[]", indptr), ffi.from_buffer("int32_t[]", indices),
-        ffi.from_buffer("float[]", data), m, k_block, n_kblocks,
+        ffi.from_buffer("float[]", data), m, k_block, n_kblocks, period,
         ffi.NULL if position_of is None else ffi.from_buffer("int32_t[]", position_of),
         ffi.from_buffer("int32_t[]", kptr), ffi.from_buffer("int32_t[]", packed_indices),
         ffi.from_buffer("float[]", packed_data))
@@ -534,6 +565,11 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
         (0 < full["n_tile"] < n and indices.shape[0] >= _MIN_USES_TO_SLICE * k
          and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
         or (_SLICE_COPIED_B and pack_ld > 0 and one_row_block))
+    vw = VECTOR_WIDTH[level]
+    phased = (k_blocked and pack_ld > 0 and _phased_b(level, n, full["reg_vectors"])
+              and (full["n_tile"] == 0 or full["n_tile"] >= n) and b.ctypes.data % 4 == 0)
+    if phased:
+        sliced, pack_ld = False, 0
     pack = aligned_empty(k * pack_ld).reshape(k, pack_ld) if pack_ld and not sliced else None
     args.peel = 0 if pack is not None or sliced else _alignment_peel(b, level)
     if pack is not None:
@@ -552,8 +588,15 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
                and (expected_calls is None or expected_calls >= _NARROW_BLOCKING_MIN_CALLS))
     if k_blocked or ordered:
         block = full["k_block"] if k_blocked else k
+        period = vw // math.gcd(n, vw) if phased else 1
+        if phased:  # blocks of equal size within each phase's rows of B
+            rows = -(-k // period)
+            block = -(-rows // -(-rows // block))
+            args.k_block = block
+            args.phase_period = period
+            args.phase_blocks = -(-rows // block)
         kptr, indices, data, n_kblocks, order = _k_block_layout(
-            module, indptr, indices, data, m, k, block, threads if ordered else 0)
+            module, indptr, indices, data, m, k, block, threads if ordered else 0, period)
         b_ld = pack.shape[1] if pack is not None else n
         index16 = narrow and block * b_ld <= _MAX_INDEX16_BLOCK
         if sliced or index16:

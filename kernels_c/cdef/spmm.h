@@ -33,7 +33,8 @@
  *                not, and often enough used to repay the copy (kernels_c/spmm.py _pack_ld):
  *                N not a multiple of the vector width, where no peel aligns every row; or a
  *                misaligned B whose rows serve many nonzeros, or whose N is too narrow for
- *                the peel's extra pass to pay. peel must be 0 with it.
+ *                the peel's extra pass to pay; not where K blocks read B by phase
+ *                (phase_period). peel must be 0 with it.
  *   row_order    NULL, or (only with kptr) the order to visit the rows of C in, per K
  *                block (n_kblocks x M entries): block b's list is, for each thread's rows
  *                [r0, r1) (spmm_thread_rows for order_threads threads), a permutation of
@@ -64,6 +65,20 @@
  *                copy reads from their block's first row, as uint16: the narrow loops read
  *                them instead of `indices`, which is then NULL (6 bytes per nonzero instead
  *                of 8, where A streams from DRAM; no multiply per nonzero).
+ *   phase_period 0, or P > 1 (with kptr, N > the vector width VW, no b_pack, no slice_b,
+ *                one column range of all N, reg_vectors >= 2; not on the portable path):
+ *                B's rows start at P different offsets from a VW-float boundary (P = VW /
+ *                gcd(ldb, VW)); row k has phase k mod P, offset (b + k ldb) mod VW floats.
+ *                A's K blocks then hold the rows of one phase each: block b takes rows
+ *                [t0, t0 + k_block) of phase b / phase_blocks (rows c, c + P, c + 2P, ...:
+ *                t0 = (b mod phase_blocks) k_block), the column indices staying absolute
+ *                (spmm_count_k_blocks / spmm_pack_k_blocks with period P). The kernel
+ *                reads those rows of B in place at aligned addresses, the register tiles
+ *                shifted left by the block's offset o (computed from b at run time, so any
+ *                4-byte-aligned B serves), the lanes below o of the first vector masked in
+ *                B and C: no copy of B. On AVX-512 a shifted row of 9-16 vectors is one
+ *                register tile (one accumulator set) instead of reg_vectors-wide tiles.
+ *   phase_blocks K blocks per phase (phase_period * phase_blocks = n_kblocks).
  * The portable path ignores k_block/row_block/prefetch/row_order.
  * Compile-time (variant cache): SPMM_ACC_SETS in {1, 2} independent accumulator sets per
  * register tile (2 halves the FMA dependency chain per accumulator).
@@ -95,6 +110,8 @@ typedef struct {
     int column_apart;
     float *slice_buf;
     const uint16_t *indices16;
+    int phase_period;
+    int phase_blocks;
 } spmm_csr_f32_args;
 
 int spmm_csr_f32(void *args);
@@ -121,11 +138,12 @@ int spmm_batch_f32(void *args);
  * the caller's prefix sum of those counts in visiting order (n_kblocks * m + 1 entries) and
  * position_of[b*m + i] the position of row i in block b's order (NULL: i), the nonzeros
  * scattered into packed_indices/packed_data (nnz each). Returns KC_ERR_NOMEM when out of
- * memory. */
+ * memory. With period P > 1 (phase_period), the K block of column c is
+ * (c mod P) (n_kblocks / P) + (c / P) / k_block. */
 int spmm_count_k_blocks(const int32_t *indptr, const int32_t *indices, int64_t m,
-                        int32_t k_block, int32_t n_kblocks, int32_t *counts);
+                        int32_t k_block, int32_t n_kblocks, int32_t period, int32_t *counts);
 int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const float *data,
-                       int64_t m, int32_t k_block, int32_t n_kblocks,
+                       int64_t m, int32_t k_block, int32_t n_kblocks, int32_t period,
                        const int32_t *position_of, const int32_t *kptr,
                        int32_t *packed_indices, float *packed_data);
 int spmm_acc_sets(void);

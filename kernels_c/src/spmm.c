@@ -129,7 +129,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 /* The tile loops over its NV vectors must be unrolled so the accumulator arrays live in
  * registers: GCC 12 -O3 left them on the stack from NV = 5 on (reg_vectors = 8 ran at
  * 0.65x of 4). */
-#define KC_UNROLL _Pragma("GCC unroll 8")
+#define KC_UNROLL _Pragma("GCC unroll 16")
 
 /* One register tile: NV vectors of VW columns of one output row, accumulated over the
  * nonzeros (idx, val, len) of one row (or one K block of it). The last vector is loaded and
@@ -137,20 +137,22 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
  * the current C values (K blocking) instead of zero. Inlined into segment_: called once
  * per row segment, the 8-vector tile ran 1.1-1.2x slower with K blocks of 64-256 rows
  * (384 x 2304 x 1280 at sparsity 0.9, segments of 6-26 nonzeros; docs/spmm.md). */
-#define DEFINE_TILE(P, NV, TARGET, VEC, VW, ZERO, SET1, FMA, ADD, LOAD, STORE, MLOAD, MSTORE, \
-                    MASK_T)                                                                  \
-    TARGET static inline __attribute__((always_inline)) void tile_##P##_##NV(              \
+#define DEFINE_TILE(NAME, NV, HEAD, TARGET, VEC, VW, ZERO, SET1, FMA, ADD, LOAD, STORE,   \
+                    MLOAD, MSTORE, MASK_T)                                                   \
+    TARGET static inline __attribute__((always_inline)) void NAME##_##NV(                  \
         const int32_t *restrict idx, const float *restrict val, int32_t len,                 \
-        const float *restrict b, int64_t ldb, float *restrict c, MASK_T tail, int accumulate,\
-        int pf) {                                                                            \
+        const float *restrict b, int64_t ldb, float *restrict c, MASK_T head, MASK_T tail,   \
+        int accumulate, int pf) {                                                            \
+        (void)head;                                                                          \
         VEC acc0[NV], acc1[NV];                                                              \
         KC_UNROLL for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = ZERO();                   \
         if (accumulate) {                                                                    \
-            KC_UNROLL for (int v = 0; v < NV - 1; ++v) acc0[v] = LOAD(c + VW * v);           \
+            KC_UNROLL for (int v = 0; v < NV - 1; ++v)                                       \
+                acc0[v] = HEAD && v == 0 ? MLOAD(c, head) : LOAD(c + VW * v);                \
             acc0[NV - 1] = MLOAD(c + VW * (NV - 1), tail);                                   \
         }                                                                                    \
         int32_t p = 0;                                                                       \
-        if (SPMM_ACC_SETS == 2) {                                                            \
+        if (SPMM_ACC_SETS == 2 && NV <= 8) { /* 16 vectors: 16 chains already */          \
             for (; p + 1 < len; p += 2) {                                                    \
                 const float *b0 = b + (int64_t)idx[p] * ldb;                                 \
                 const float *b1 = b + (int64_t)idx[p + 1] * ldb;                             \
@@ -164,8 +166,10 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                     }                                                                        \
                 }                                                                            \
                 KC_UNROLL for (int v = 0; v < NV - 1; ++v) {                                 \
-                    acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);                           \
-                    acc1[v] = FMA(w1, LOAD(b1 + VW * v), acc1[v]);                           \
+                    acc0[v] = FMA(w0, HEAD && v == 0 ? MLOAD(b0, head) : LOAD(b0 + VW * v),  \
+                                  acc0[v]);                                                  \
+                    acc1[v] = FMA(w1, HEAD && v == 0 ? MLOAD(b1, head) : LOAD(b1 + VW * v),  \
+                                  acc1[v]);                                                  \
                 }                                                                            \
                 acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);       \
                 acc1[NV - 1] = FMA(w1, MLOAD(b1 + VW * (NV - 1), tail), acc1[NV - 1]);       \
@@ -175,10 +179,13 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             const float *b0 = b + (int64_t)idx[p] * ldb;                                     \
             const VEC w0 = SET1(val[p]);                                                     \
             KC_UNROLL for (int v = 0; v < NV - 1; ++v)                                       \
-                acc0[v] = FMA(w0, LOAD(b0 + VW * v), acc0[v]);                               \
+                acc0[v] = FMA(w0, HEAD && v == 0 ? MLOAD(b0, head) : LOAD(b0 + VW * v), acc0[v]); \
             acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);           \
         }                                                                                    \
-        KC_UNROLL for (int v = 0; v < NV - 1; ++v) STORE(c + VW * v, ADD(acc0[v], acc1[v])); \
+        KC_UNROLL for (int v = 0; v < NV - 1; ++v) {                                         \
+            if (HEAD && v == 0) MSTORE(c, head, ADD(acc0[0], acc1[0]));                      \
+            else STORE(c + VW * v, ADD(acc0[v], acc1[v]));                                   \
+        }                                                                                    \
         MSTORE(c + VW * (NV - 1), tail, ADD(acc0[NV - 1], acc1[NV - 1]));                    \
     }
 
@@ -291,7 +298,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             int64_t j = j0;                                                                  \
             for (; j + w <= jt; j += w)                                                      \
                 tile_##P##_##NV(a->indices + s, a->data + s, len, a->b + j, a->ldb,          \
-                                crow + j, FULL, acc, pf);                                    \
+                                crow + j, FULL, FULL, acc, pf);                                    \
             if (j < jt) segment_##P(a, s, len, crow, j, jt, acc);                            \
             if (apart) {                                                                     \
                 const float d = COLUMN_DOT(a->indices + s, a->data + s, len, column);        \
@@ -317,8 +324,8 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
 
 /* All register tiles of columns [j0, j1) for one row segment, then the driver over the
  * segments. */
-#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, DOT, COLUMN_DOT, NARROW_REST,    \
-                    NARROW_ROWS)                                                             \
+#define DEFINE_ROWS(P, TARGET, VW, MASK_T, FULL, TAILMASK, HEADMASK, DOT, COLUMN_DOT,      \
+                    NARROW_REST, NARROW_ROWS, ROW_TILE)                                      \
     TARGET static inline void segment_##P(const spmm_csr_f32_args *a, int32_t s, int32_t len,\
                                           float *crow, int64_t j0, int64_t j1, int acc) {    \
         const int nv = a->reg_vectors, pf = a->prefetch;                                     \
@@ -333,9 +340,9 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
         for (; j + w <= j1; j += w) {                                                        \
             const float *bj = a->b + j;                                                      \
             switch (nv) {                                                                    \
-                case 8: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, acc, pf); break; \
-                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, acc, pf); break; \
-                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, acc, pf); break; \
+                case 8: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf); break; \
+                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf); break; \
+                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf); break; \
                 default: narrow_##P##_full(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
             }                                                                                \
         }                                                                                    \
@@ -345,15 +352,62 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
             const float *bj = a->b + j;                                                      \
             switch ((rest + VW - 1) / VW) {                                                  \
                 case 1: NARROW_REST(idx, val, len, bj, a->ldb, crow + j, rest, acc); break;  \
-                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
-                case 3: tile_##P##_3(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
-                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
-                case 5: tile_##P##_5(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
-                case 6: tile_##P##_6(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
-                case 7: tile_##P##_7(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;    \
-                default: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, m, acc, pf); break;   \
+                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
+                case 3: tile_##P##_3(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
+                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
+                case 5: tile_##P##_5(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
+                case 6: tile_##P##_6(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
+                case 7: tile_##P##_7(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
+                default: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;   \
             }                                                                                \
         }                                                                                    \
+    }                                                                                        \
+    /* With phase_period, a K block's rows of B all start o floats past a vector boundary \
+     * (spmm.h): they are read in place at aligned addresses, the tiles shifted o columns, \
+     * the first vector's lanes below o masked (in B and in C). */                          \
+    TARGET static void phased_rows_##P(const spmm_csr_f32_args *a_in, int64_t r0, int64_t r1,\
+                                       int64_t p0, int64_t p1, int64_t j0, int64_t j1) {     \
+        SPMM_LOCAL_ARGS(a_in, a);                                                            \
+        spmm_csr_f32_args as = *a; /* B from o floats before its rows: for segment_ */     \
+        as.peel = 0;                                                                         \
+        const int64_t b_off = (int64_t)(((uintptr_t)a->b / sizeof(float)) % VW);            \
+        const int nv = a->reg_vectors, pf = a->prefetch;                                     \
+        const int64_t w = (int64_t)VW * nv;                                                  \
+        int64_t o = 0;                                                                       \
+        MASK_T head = FULL;                                                                  \
+        SPMM_FOR_EACH_SEGMENT(a, r0, r1, p0, p1, {                                           \
+            o = (b_off + (int64_t)(kb / a->phase_blocks) * a->ldb) % VW;                     \
+            head = HEADMASK(o);                                                              \
+            as.b = a->b - o;                                                                 \
+        }, {                                                                                 \
+            /* actual column y is shifted column y + o: [j0, j1) -> [j0 + o, j1 + o), from  \
+             * the aligned j0 on with lanes [j0, j0 + o) left out */                         \
+            float *cs = a->c + i * a->ldc - o;                                               \
+            const int64_t ws = j1 + o;                                                       \
+            int64_t j = j0;                                                                  \
+            if (ROW_TILE(a->indices + s, a->data + s, len, as.b + j0, as.ldb, cs + j0, head, \
+                         ws - j0, acc, pf))                                                  \
+                continue;                                                                    \
+            if (o) { /* the head tile: >= 2 vectors, as j1 - j0 > VW (spmm.h) */            \
+                const int32_t *idx = a->indices + s;                                         \
+                const float *val = a->data + s;                                              \
+                const float *bj = as.b + j0;                                                 \
+                float *cj = cs + j0;                                                         \
+                const int64_t hw = KC_MIN(w, ws - j0);                                       \
+                const MASK_T m = TAILMASK(hw - (int64_t)VW * ((hw - 1) / VW));               \
+                switch ((hw + VW - 1) / VW) {                                                \
+                    case 2: tileh_##P##_2(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                    case 3: tileh_##P##_3(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                    case 4: tileh_##P##_4(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                    case 5: tileh_##P##_5(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                    case 6: tileh_##P##_6(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                    case 7: tileh_##P##_7(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                    default: tileh_##P##_8(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                }                                                                            \
+                j += hw;                                                                     \
+            }                                                                                \
+            if (j < ws) segment_##P(&as, s, len, cs, j, ws, acc);                            \
+        });                                                                                  \
     }                                                                                        \
     DEFINE_WIDE_ROWS(P, 8, TARGET, VW, FULL, COLUMN_DOT)                                     \
     DEFINE_WIDE_ROWS(P, 4, TARGET, VW, FULL, COLUMN_DOT)                                     \
@@ -385,6 +439,10 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
                 a->c[i * a->ldc] = DOT(a->indices + s, a->data + s, a->indptr[i + 1] - s,    \
                                        a->b, a->ldb);                                        \
             }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        if (a->phase_period > 1) {                                                           \
+            phased_rows_##P(a, r0, r1, p0, p1, j0, j1);                                      \
             return;                                                                          \
         }                                                                                    \
         if (a->slice_buf) {                                                                  \
@@ -435,17 +493,27 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
 #define MLOAD512(p, m) _mm512_maskz_loadu_ps((m), (p))
 #define MSTORE512(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
 #define TAIL512(rem) ((rem) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (rem)) - 1u))
-#define TILE512(NV)                                                                          \
-    DEFINE_TILE(avx512, NV, KC_TARGET_AVX512, __m512, 16, _mm512_setzero_ps, _mm512_set1_ps, \
-                _mm512_fmadd_ps, _mm512_add_ps, _mm512_loadu_ps, _mm512_storeu_ps, MLOAD512, \
-                MSTORE512, __mmask16)
-TILE512(2)
-TILE512(3)
-TILE512(4)
-TILE512(5)
-TILE512(6)
-TILE512(7)
-TILE512(8)
+#define HEAD512(o) ((__mmask16)(0xffffu << (o)))
+#define TILE512(NAME, HEAD, NV)                                                              \
+    DEFINE_TILE(NAME, NV, HEAD, KC_TARGET_AVX512, __m512, 16, _mm512_setzero_ps,             \
+                _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_loadu_ps,             \
+                _mm512_storeu_ps, MLOAD512, MSTORE512, __mmask16)
+#define TILES512(NV) TILE512(tile_avx512, 0, NV) TILE512(tileh_avx512, 1, NV)
+TILES512(2)
+TILES512(3)
+TILES512(4)
+TILES512(5)
+TILES512(6)
+TILES512(7)
+TILES512(8)
+TILES512(9)
+TILES512(10)
+TILES512(11)
+TILES512(12)
+TILES512(13)
+TILES512(14)
+TILES512(15)
+TILES512(16)
 #define QUAD512(p) _mm512_broadcast_f32x4(_mm_loadu_ps(p))
 #define NARROW512(P, IDX_T)                                                                  \
     DEFINE_NARROW(P, IDX_T, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps,     \
@@ -533,27 +601,54 @@ KC_TARGET_AVX512 static void narrow_rows_avx512_any(const spmm_csr_f32_args *a, 
     else if (w == 16) narrow_rows_avx512_full(a, r0, r1, p0, p1, j0, w);
     else narrow_rows_avx512(a, r0, r1, p0, p1, j0, w);
 }
-DEFINE_ROWS(avx512, KC_TARGET_AVX512, 16, __mmask16, (__mmask16)0xffff, TAIL512, dot_avx512,
-            column_dot_avx512, narrow_rest_avx512, narrow_rows_avx512_any)
+/* Columns [0, width) of a shifted row of C, 9-16 vectors, as one register tile of one
+ * accumulator set (the head mask on the first vector, the last vector masked): returns 0,
+ * doing nothing, for other widths. */
+KC_TARGET_AVX512 static inline int row_tile_avx512(const int32_t *restrict idx,
+                                                   const float *restrict val, int32_t len,
+                                                   const float *restrict b, int64_t ldb,
+                                                   float *restrict c, __mmask16 head,
+                                                   int64_t width, int acc, int pf) {
+    const __mmask16 m = TAIL512(width - 16 * ((width - 1) / 16));
+    switch ((width + 15) / 16) {
+        case 9: tileh_avx512_9(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        case 10: tileh_avx512_10(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        case 11: tileh_avx512_11(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        case 12: tileh_avx512_12(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        case 13: tileh_avx512_13(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        case 14: tileh_avx512_14(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        case 15: tileh_avx512_15(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        case 16: tileh_avx512_16(idx, val, len, b, ldb, c, head, m, acc, pf); return 1;
+        default: return 0;
+    }
+}
+DEFINE_ROWS(avx512, KC_TARGET_AVX512, 16, __mmask16, (__mmask16)0xffff, TAIL512, HEAD512,
+            dot_avx512, column_dot_avx512, narrow_rest_avx512, narrow_rows_avx512_any,
+            row_tile_avx512)
 
 /* ---------------------------------------------------------------- AVX2 + FMA */
 KC_TARGET_AVX2 static inline __m256i tail256(int64_t rem) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)KC_MIN(rem, 8)), lanes);
 }
+KC_TARGET_AVX2 static inline __m256i head256(int64_t o) { /* lanes >= o */
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(lanes, _mm256_set1_epi32((int)o - 1));
+}
 #define MLOAD256(p, m) _mm256_maskload_ps((p), (m))
 #define MSTORE256(p, m, v) _mm256_maskstore_ps((p), (m), (v))
-#define TILE256(NV)                                                                          \
-    DEFINE_TILE(avx2, NV, KC_TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps,      \
+#define TILE256(NAME, HEAD, NV)                                                              \
+    DEFINE_TILE(NAME, NV, HEAD, KC_TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps,\
                 _mm256_fmadd_ps, _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps, MLOAD256, \
                 MSTORE256, __m256i)
-TILE256(2)
-TILE256(3)
-TILE256(4)
-TILE256(5)
-TILE256(6)
-TILE256(7)
-TILE256(8)
+#define TILES256(NV) TILE256(tile_avx2, 0, NV) TILE256(tileh_avx2, 1, NV)
+TILES256(2)
+TILES256(3)
+TILES256(4)
+TILES256(5)
+TILES256(6)
+TILES256(7)
+TILES256(8)
 #define QUAD256(p) _mm256_broadcast_ps((const __m128 *)(p))
 #define NARROW256(P, IDX_T, MLOAD, MSTORE)                                                   \
     DEFINE_NARROW(P, IDX_T, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps,       \
@@ -599,8 +694,10 @@ KC_TARGET_AVX2 static void narrow_rows_avx2_any(const spmm_csr_f32_args *a, int6
 }
 /* (without gathers, as dot_avx2; plan_spmm sets no column apart on AVX2) */
 #define COLUMN_DOT_AVX2(idx, val, len, column) dot_avx2((idx), (val), (len), (column), 1)
-DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, dot_avx2,
-            COLUMN_DOT_AVX2, narrow_rest_avx2, narrow_rows_avx2_any)
+/* (16 registers: no row tiles beyond the register tiles) */
+#define ROW_TILE_AVX2(idx, val, len, b, ldb, c, head, width, acc, pf) 0
+DEFINE_ROWS(avx2, KC_TARGET_AVX2, 8, __m256i, _mm256_set1_epi32(-1), tail256, head256,
+            dot_avx2, COLUMN_DOT_AVX2, narrow_rest_avx2, narrow_rows_avx2_any, ROW_TILE_AVX2)
 #endif /* KC_X86 */
 
 int spmm_csr_f32(void *args) {
@@ -681,7 +778,10 @@ int spmm_csr_f32(void *args) {
         }
 #define SPMM_FOR_EACH_RUN_ANY_K_BLOCK(BODY)                                                  \
     do {                                                                                     \
-        if ((k_block & (k_block - 1)) == 0) {                                                \
+        if (period > 1) {                                                                    \
+            const int32_t blocks_per_phase = n_kblocks / period;                             \
+            SPMM_FOR_EACH_RUN(SPMM_PHASED, BODY)                                             \
+        } else if ((k_block & (k_block - 1)) == 0) {                                         \
             const int shift = __builtin_ctz((unsigned)k_block);                              \
             SPMM_FOR_EACH_RUN(SPMM_SHIFTED, BODY)                                            \
         } else {                                                                             \
@@ -690,16 +790,17 @@ int spmm_csr_f32(void *args) {
     } while (0)
 #define SPMM_SHIFTED(col) ((col) >> shift)
 #define SPMM_DIVIDED(col) ((col) / k_block)
+#define SPMM_PHASED(col) ((col) % period * blocks_per_phase + (col) / period / k_block)
 
 int spmm_count_k_blocks(const int32_t *indptr, const int32_t *indices, int64_t m,
-                        int32_t k_block, int32_t n_kblocks, int32_t *counts) {
+                        int32_t k_block, int32_t n_kblocks, int32_t period, int32_t *counts) {
     memset(counts, 0, (size_t)n_kblocks * (size_t)m * sizeof(int32_t));
     SPMM_FOR_EACH_RUN_ANY_K_BLOCK(counts[blk * m + i] += q - p);
     return KC_OK;
 }
 
 int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const float *data,
-                       int64_t m, int32_t k_block, int32_t n_kblocks,
+                       int64_t m, int32_t k_block, int32_t n_kblocks, int32_t period,
                        const int32_t *position_of, const int32_t *kptr,
                        int32_t *packed_indices, float *packed_data) {
     /* the scatter of a counting sort by (K block, position), stable within a segment */
@@ -723,6 +824,7 @@ int spmm_pack_k_blocks(const int32_t *indptr, const int32_t *indices, const floa
 #undef SPMM_FOR_EACH_RUN
 #undef SPMM_SHIFTED
 #undef SPMM_DIVIDED
+#undef SPMM_PHASED
 
 int spmm_batch_f32(void *args) {
     const spmm_batch_f32_args *in = (const spmm_batch_f32_args *)args;

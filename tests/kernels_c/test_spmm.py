@@ -16,6 +16,13 @@ from kernels_c._memory import aligned_empty
 from kernels_c.spmm import PARAMS, VECTOR_WIDTH, default_params, plan_spmm, spmm_reference
 
 SENTINEL = np.float32(-7777.0)
+SPMM_MODULE = importlib.import_module("kernels_c.spmm")  # kernels_c.spmm: the function
+
+
+@pytest.fixture
+def unphased(monkeypatch):
+    """Plans that copy B (whole or slice by slice) where they would read it by phase."""
+    monkeypatch.setattr(SPMM_MODULE, "_PHASED_B_ISAS", ())
 
 
 def _random_csr(rng, m, k, density, dtype=np.float32):
@@ -209,7 +216,7 @@ def test_default_n_tiles_match_reference(m, k, n, density, threads):
 
 
 def test_streamed_b_is_prefetched_only_beyond_half_the_l2(monkeypatch):
-    spmm_module = importlib.import_module("kernels_c.spmm")  # kernels_c.spmm: the function
+    spmm_module = SPMM_MODULE
     assert spmm_module._l2_bytes() > 0  # CPUID's L2, or 1 MiB assumed
 
     def prefetch(l2_bytes, m, k, n, density):
@@ -506,7 +513,8 @@ def test_k_blocks_under_n_tiles_read_a_copied_slice_of_b(isa_path, threads, n):
 
 @pytest.mark.parametrize("n", [20, 49, 100, 196])
 @pytest.mark.parametrize("planned,run", [(1, 1), (2, 2), (2, 1), (1, 2)])
-def test_k_blocks_in_one_row_block_slice_b_instead_of_packing_it(isa_path, n, planned, run):
+def test_k_blocks_in_one_row_block_slice_b_instead_of_packing_it(isa_path, n, planned, run,
+                                                                 unphased):
     """K blocks and one block of rows of C, B's rows misaligned (N not a multiple of the
     vector width): B is copied slice by slice (plan.args.slice_b), not packed whole, and
     with register tiles of up to 4 vectors the rows are visited sorted by segment length
@@ -534,7 +542,8 @@ def test_k_blocks_in_one_row_block_slice_b_instead_of_packing_it(isa_path, n, pl
 
 @pytest.mark.parametrize("n,reg_vectors", [(17, 4), (33, 4), (49, 4), (65, 8), (145, 8)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_sliced_last_column_apart_of_the_register_tiles(isa_path, n, reg_vectors, threads):
+def test_sliced_last_column_apart_of_the_register_tiles(isa_path, n, reg_vectors, threads,
+                                                        unphased):
     """A last column that would take a masked vector of its own (N = 1 modulo the vector
     width) is kept apart in the K block's slice and read by a gathered dot product on
     AVX-512: segments of 0-40 nonzeros (full gathers, a masked rest, none), summed over K
@@ -572,7 +581,7 @@ def test_sliced_last_column_apart_of_the_register_tiles(isa_path, n, reg_vectors
 @pytest.mark.parametrize("extra", [{}, {"k_block": 32}, {"n_tile": 48, "reg_vectors": 1}])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, extra,
-                                                                  threads):
+                                                                  threads, unphased):
     """N not a multiple of the vector width: each run first copies B into aligned rows
     (plan.args.b_pack, or slice by slice with K blocks in one block of rows) and reads that
     copy; any offset of B, and a changed B is seen."""
@@ -592,6 +601,73 @@ def test_b_copied_to_aligned_rows_when_n_is_not_a_vector_multiple(isa_path, n, e
         sliced = expect and plan.params["k_block"] > 0 and plan.params["row_block"] >= 41
         assert plan.args.slice_b == sliced  # (the copy K block by K block: tested above)
         assert (plan.args.b_pack != plan.module.ffi.NULL) == (expect and not sliced)
+
+
+@pytest.mark.parametrize("n", [36, 44, 68, 100, 196, 250])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_phased_k_blocks_read_b_in_place(isa_path, n, threads):
+    """Where B would be copied for K blocks (N not a multiple of the vector width), the K
+    blocks take B's rows of one phase each and read them in place (plan.args.phase_period):
+    any offset of B, register tiles of 2-8 vectors, one and several blocks of rows, run
+    with another thread count, a changed B seen; every output written, and NaN / Inf in
+    the lanes a shifted tile masks (the row before, the column after) stay out of C."""
+    rng = np.random.default_rng(n)
+    k = 300
+    dense = _random_csr(rng, 70, k, 0.3).toarray()
+    dense[30:] *= rng.random((40, k)) < 0.2  # rows of unequal lengths
+    dense[[3, 50]] = 0.0  # empty rows
+    a = sp.csr_array(dense)
+    raw = aligned_empty(k * n + 16)
+    for offset, reg_vectors, row_block in itertools.product(
+            (0, 1, 2, 5), (2, 4, 8), (70, 16)):
+        b = raw[offset:offset + k * n].reshape(k, n)
+        b[...] = rng.standard_normal((k, n))
+        plan = plan_spmm(a, b, isa=isa_path, threads=threads, k_block=32,
+                         row_block=row_block, reg_vectors=reg_vectors, n_tile=0)
+        level = plan.isa
+        vw = VECTOR_WIDTH[level]
+        apart = level == "avx512" and n % vw == 1
+        expect = (level != "portable" and n % vw != 0 and 4 * vw < n < 16 * vw
+                  and not apart)
+        assert bool(plan.args.phase_period) == expect
+        if not expect:
+            continue
+        assert plan.args.phase_period == vw // np.gcd(n, vw)
+        assert plan.args.b_pack == plan.module.ffi.NULL and not plan.args.slice_b
+        ref = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+        plan.out[...] = SENTINEL
+        np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
+        plan.args.threads = 3 - threads
+        b *= -1.0
+        np.testing.assert_allclose(plan.run(), -ref, rtol=1e-4, atol=1e-3)
+        plan.args.threads = threads
+        used = a[[7]].indices  # row 7 uses rows `used` of B
+        b[used[0], -1] = np.nan  # the lanes before row used[0] + 1's first column
+        b[used[1] + 1 if used[1] + 1 < k else used[1] - 1, 0] = np.inf
+        got = plan.run()
+        uses = a.toarray() != 0
+        assert np.isnan(got[7, -1])
+        np.testing.assert_array_equal(np.isnan(got[:, :-1]), np.zeros((70, n - 1), bool))
+        np.testing.assert_array_equal(np.isnan(got[:, -1]), uses[:, used[0]])
+        b[...] = rng.standard_normal((k, n))
+
+
+def test_phased_k_blocks_default_to_one_n_tile():
+    """The plans that read B by phase take one N tile by default; N = 1352 keeps its
+    128-column sliced tiles."""
+    if "avx512" not in kernels_c._isa.supported_levels():
+        pytest.skip("the rule is for AVX-512's tiles")
+
+    def tiles(m, k, n, density):
+        p = default_params(m, k, n, density, isa="avx512")
+        return p["reg_vectors"], p["k_block"], p["n_tile"]
+
+    assert tiles(256, 2304, 196, 0.1) == (8, 256, 0)  # DLMC group3: 128 when copied
+    assert tiles(256, 2304, 196, 0.2) == (8, 128, 0)
+    assert tiles(384, 2304, 1352, 0.1) == (8, 256, 128)
+    a = _random_csr(np.random.default_rng(0), 256, 2304, 0.1)
+    b = aligned_empty(2304 * 196).reshape(2304, 196)
+    assert plan_spmm(a, b, isa="avx512").args.phase_period == 4
 
 
 @pytest.mark.parametrize("n", [2, 4, 5, 8, 13, 16])

@@ -270,8 +270,9 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
         elif (b_bytes > _L2_TILE_BYTES and n % vw and density * m >= _MIN_USES_TO_PACK
                 and _row_block(m, n) >= m):
             # B is copied on every call either way (_pack_ld): in K blocks, slice by slice
-            params.update(k_block=k_block, row_block=m, n_tile=_SPLIT_N_TILE if n_tiles and not
-                          _phased_b(level, n, params["reg_vectors"]) else 0)
+            params.update(k_block=k_block, row_block=m,
+                          n_tile=_SPLIT_N_TILE if n_tiles else 0)
+            _read_b_by_phase(params, level, m, k, n, density)
         else:
             width = params["reg_vectors"] * vw
             if n_tiles:
@@ -296,8 +297,7 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
                 k_block *= 2
     if k_block < k:
         params.update(k_block=k_block, row_block=_row_block(m, n))
-        if _phased_b(level, n, params["reg_vectors"]) and density * m >= _MIN_USES_TO_PACK:
-            params["n_tile"] = 0  # B read in place by phase (plan_spmm), one N tile
+        _read_b_by_phase(params, level, m, k, n, density)
         return params
     if n_tiles and params["reg_vectors"] == 8:
         params["n_tile"] = _SPLIT_N_TILE  # K within one block
@@ -314,6 +314,24 @@ def _phased_b(level: str, n: int, reg_vectors: int) -> bool:
     apart = level in _COLUMN_APART_ISAS and n % vw == 1 and reg_vectors in (4, 8)
     return (level in _PHASED_B_ISAS and n % vw != 0 and reg_vectors >= 2 and not apart
             and _MIN_PHASED_VECTORS * vw < n < _MAX_PHASED_VECTORS * vw)
+
+
+def _read_b_by_phase(params: dict[str, int], level: str, m: int, k: int, n: int,
+                     density: float) -> None:
+    """Where plan_spmm will read B by phase instead of copying it: one N tile, and under
+    8-vector tiles (a row of C is then one register tile, spmm.c row_tile_avx512) K blocks
+    of about _NNZ_PER_SEGMENT / density rows, the nearest count of equal blocks per
+    phase, against 64 rows doubled until they reach it: 1.02-1.14x at N = 196-228,
+    sparsity 0.7-0.9, 0.98-1.04x at N = 136, at 0.95 and on 1024 x 256 x 196 (docs/spmm.md,
+    twentieth session)."""
+    if not (_phased_b(level, n, params["reg_vectors"]) and density * m >= _MIN_USES_TO_PACK):
+        return
+    params["n_tile"] = 0
+    if params["reg_vectors"] == 8:
+        vw = VECTOR_WIDTH[level]
+        rows = -(-k // (vw // math.gcd(n, vw)))  # rows of B per phase
+        blocks = max(1, round(rows * density / _NNZ_PER_SEGMENT))
+        params["k_block"] = min(1024, -(-rows // blocks))
 
 
 def _l2_n_tile(k: int, n: int, width: int) -> int:

@@ -294,7 +294,8 @@ def test_wide_default_tiles():
     assert tiles(4096, 4096, 128, 0.05) == (4, 1024, 0)  # 2 MiB of B
     assert tiles(2048, 2048, 128, 0.05) == (4, 0, 0)     # 1 MiB of B: from the L2
     assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
-    assert tiles(1024, 256, 196, 0.5) == (8, 64, 0)      # B in L2, dense enough to block
+    assert tiles(1024, 256, 196, 0.5) == (8, 32, 0)      # B in L2, dense enough to block
+    #                                                    (by phase: 16 nonzeros per segment)
     assert tiles(1024, 256, 196, 0.2) == (8, 0, 128)     # B in L2: 128 KiB panels
     assert tiles(256, 64, 3136, 0.5) == (8, 0, 128)      # K within one block: 32 KiB panels
     assert tiles(256, 64, 3136, 0.05) == (8, 0, 128)     # sparse, short rows: still
@@ -653,8 +654,9 @@ def test_phased_k_blocks_read_b_in_place(isa_path, n, threads):
 
 
 def test_phased_k_blocks_default_to_one_n_tile():
-    """The plans that read B by phase take one N tile by default; N = 1352 keeps its
-    128-column sliced tiles."""
+    """The plans that read B by phase take one N tile by default, and under 8-vector tiles
+    K blocks of ~16 nonzeros per row segment; N = 1352 keeps its 128-column sliced tiles,
+    N = 100 (4-vector tiles) its K blocks."""
     if "avx512" not in kernels_c._isa.supported_levels():
         pytest.skip("the rule is for AVX-512's tiles")
 
@@ -662,9 +664,10 @@ def test_phased_k_blocks_default_to_one_n_tile():
         p = default_params(m, k, n, density, isa="avx512")
         return p["reg_vectors"], p["k_block"], p["n_tile"]
 
-    assert tiles(256, 2304, 196, 0.1) == (8, 256, 0)  # DLMC group3: 128 when copied
-    assert tiles(256, 2304, 196, 0.2) == (8, 128, 0)
+    assert tiles(256, 2304, 196, 0.1) == (8, 144, 0)  # DLMC group3: 256 and 128 if copied
+    assert tiles(256, 2304, 196, 0.2) == (8, 83, 0)   # 7 blocks of 83 rows per phase
     assert tiles(384, 2304, 1352, 0.1) == (8, 256, 128)
+    assert tiles(512, 1152, 100, 0.1) == (4, 256, 0)
     a = _random_csr(np.random.default_rng(0), 256, 2304, 0.1)
     b = aligned_empty(2304 * 196).reshape(2304, 196)
     assert plan_spmm(a, b, isa="avx512").args.phase_period == 4

@@ -8,6 +8,9 @@ are prepared once (``plan_spmm``, like prepacked weights); times are medians.
     python benchmarks/bench_spmm.py --quick          # fewer shapes
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm.py
 
+MKL runs twice: on B as the other contenders get it, 16 bytes past a cache line ("mkl"), and
+on a copy of B that starts on one ("mkl64"), where MKL is fastest.
+
 Prints, per shape, speed relative to dense BLAS for each sparsity, the crossover sparsity
 (where each sparse kernel starts to beat dense, linearly interpolated), and for N <= 8 the
 fraction of STREAM-triad bandwidth our kernel reaches (bytes: values + indices + row
@@ -33,11 +36,26 @@ from threadpoolctl import threadpool_info, threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kernels_c._memory import aligned_empty  # noqa: E402
 from kernels_c.spmm import plan_spmm  # noqa: E402
 from perfmodel.shapes import load_matrix, matrix_sources  # noqa: E402
 
 DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
 SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+#: B starts this many bytes past a cache line, as a fresh numpy array may (numpy aligns to
+#: 16 bytes: 0, 16, 32 or 48 past one, by chance); MKL runs on it ("mkl") and on a copy of B
+#: that starts on a line ("mkl64"): 1024 x 1024, N = 256 at sparsity 0.9 ran 1.75x faster on
+#: the aligned copy, 4096 x 4096, N = 128 1.3x, N = 196 alike; ours within 3 % (docs/spmm.md,
+#: twentieth session). With B wherever numpy put it, MKL moved between runs.
+B_OFFSET_BYTES = 16
+
+
+def placed(x: np.ndarray, offset_bytes: int) -> np.ndarray:
+    """A copy of ``x`` (float32) starting ``offset_bytes`` past a cache line."""
+    start = offset_bytes // 4
+    out = aligned_empty(x.size + 16)[start:start + x.size].reshape(x.shape)
+    out[...] = x
+    return out
 
 
 def _mkl_peer():
@@ -145,7 +163,8 @@ def main() -> None:
     summary = []
     for label, n, mats in problems(args.quick, rng, args.narrow):
         m, k = next(iter(mats.values())).shape
-        b = rng.standard_normal((k, n), dtype=np.float32)
+        b = placed(rng.standard_normal((k, n), dtype=np.float32), B_OFFSET_BYTES)
+        b64 = placed(b, 0)
         dense_a = {s: a.toarray() for s, a in mats.items()}
         for threads in args.threads:
             with threadpool_limits(threads):
@@ -157,17 +176,19 @@ def main() -> None:
                                   "scipy": lambda a=a, b=b: a @ b}
                     if mkl is not None:
                         contenders["mkl"] = lambda a=a, b=b: mkl(a, b)
+                        contenders["mkl64"] = lambda a=a, b=b64: mkl(a, b)
                     contenders.update(streams)
                     t = time_interleaved(contenders, args.repeats, budget_s=3.0)
                     rows.append((s, t, a.nnz))
             print(f"\n{label}  M={m} K={k} N={n}  threads={threads}")
-            names = [c for c in ("ours", "scipy", "mkl") if c in rows[0][1]]
+            names = [c for c in ("ours", "scipy", "mkl", "mkl64") if c in rows[0][1]]
             print("  sparsity  dense_ms  " + "  ".join(f"{c:>7}" for c in names)
-                  + "  ours/scipy  ours/mkl  GFLOP/s")
+                  + "  ours/scipy  ours/mkl  ours/mkl64  GFLOP/s")
             for s, t, nnz in rows:
                 sp_ = [t["dense"] / t[c] for c in names]
                 extra = f"{t['scipy'] / t['ours']:10.2f}"
-                extra += f"  {t['mkl'] / t['ours']:8.2f}" if "mkl" in t else "       -"
+                extra += (f"  {t['mkl'] / t['ours']:8.2f}  {t['mkl64'] / t['ours']:10.2f}"
+                          if "mkl" in t else "         -           -")
                 print(f"  {s:8.2f}  {t['dense'] * 1e3:8.3f}  "
                       + "  ".join(f"{v:6.2f}x" for v in sp_) + extra
                       + f"  {2 * nnz * n / t['ours'] / 1e9:7.1f}")

@@ -18,8 +18,10 @@ by length, ``slice=0`` lets K blocks under N tiles read B in place instead of a 
 their slice, and K blocks read the whole aligned copy of B where B is copied (instead of
 copying it slice by slice), ``index16=0`` keeps int32 column indices in narrow-N plans,
 ``apart=0`` reads a sliced last column that alone takes a vector of the register tiles
-(N = 49) as a masked vector instead of apart, ``b_offset=F`` runs on a copy of B placed F
-floats past a cache line (numpy usually leaves large arrays 4 past one); every other name
+(N = 49) as a masked vector instead of apart, ``phase=0`` copies B (whole or slice by
+slice) where K blocks would read its rows by phase in place, ``b_offset=F`` runs on a
+copy of B placed F floats past a cache line (numpy usually leaves large arrays 4 past
+one); every other name
 is a ``kernels_c.spmm`` parameter. How docs/spmm.md compared a misaligned B with an
 aligned one below two register tiles (eighteenth session):
 
@@ -86,7 +88,7 @@ def _in_row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
 
 
 def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
-    switches = ("pack", "order", "slice", "index16", "apart", "b_offset")
+    switches = ("pack", "order", "slice", "index16", "apart", "phase", "b_offset")
     params = {k: v for k, v in overrides.items() if k not in switches}
     if "b_offset" in overrides:  # the same B, that many floats past a cache line
         offset = overrides["b_offset"]
@@ -94,7 +96,7 @@ def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
         placed[...] = b
         b = placed
     names = ("_MIN_USES_TO_PACK", "_row_order", "_MIN_USES_TO_SLICE", "_SLICE_COPIED_B",
-             "_MAX_INDEX16_BLOCK", "_COLUMN_APART_ISAS")
+             "_MAX_INDEX16_BLOCK", "_COLUMN_APART_ISAS", "_PHASED_B_ISAS")
     saved = {name: getattr(spmm_module, name) for name in names}
     if overrides.get("pack", 1) == 0:
         spmm_module._MIN_USES_TO_PACK = sys.maxsize  # never copy B
@@ -107,6 +109,8 @@ def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
         spmm_module._MAX_INDEX16_BLOCK = 0  # int32 indices
     if overrides.get("apart", 1) == 0:
         spmm_module._COLUMN_APART_ISAS = ()  # the last column in a masked vector
+    if overrides.get("phase", 1) == 0:
+        spmm_module._PHASED_B_ISAS = ()  # B copied for K blocks, not read by phase
     try:
         return spmm_module.plan_spmm(a, b, **params)
     finally:

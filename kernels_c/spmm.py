@@ -396,7 +396,9 @@ def _k_block_layout(module: Any, indptr: np.ndarray, indices: np.ndarray, data: 
     ``data`` (nnz,) float32, n_kblocks, and the row order (n_kblocks * M,) int32 that A is
     stored and visited in — with ``order_threads`` > 0, each of that many threads' rows
     sorted by segment length, else None (rows in order). Within a segment the nonzeros
-    keep their order in the row, so the rows need not be sorted by column.
+    keep their order in the row, so the rows need not be sorted by column. With
+    ``period`` P > 1 the blocks hold B's rows by phase (spmm.h, ``phase_period``): block b
+    the rows [t0, t0 + k_block) of phase b // (n_kblocks / P), every P-th row of B.
     """
     per_phase = -(-k // period)  # rows of B per phase (all rows when period is 1)
     n_kblocks = max(1, period * -(-per_phase // k_block))

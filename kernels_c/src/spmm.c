@@ -133,7 +133,8 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 
 /* One register tile: NV vectors of VW columns of one output row, accumulated over the
  * nonzeros (idx, val, len) of one row (or one K block of it). The last vector is loaded and
- * stored under `tail` (all lanes for a full tile). With `accumulate`, the tile starts from
+ * stored under `tail` (all lanes for a full tile); with HEAD (the tileh_ functions), the
+ * first vector under `head` too (phased_rows_). With `accumulate`, the tile starts from
  * the current C values (K blocking) instead of zero. Inlined into segment_: called once
  * per row segment, the 8-vector tile ran 1.1-1.2x slower with K blocks of 64-256 rows
  * (384 x 2304 x 1280 at sparsity 0.9, segments of 6-26 nonzeros; docs/spmm.md). */
@@ -152,7 +153,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             acc0[NV - 1] = MLOAD(c + VW * (NV - 1), tail);                                   \
         }                                                                                    \
         int32_t p = 0;                                                                       \
-        if (SPMM_ACC_SETS == 2 && NV <= 8) { /* 16 vectors: 16 chains already */          \
+        if (SPMM_ACC_SETS == 2 && NV <= 8) { /* (9+ vectors: 9+ chains, one set fits) */ \
             for (; p + 1 < len; p += 2) {                                                    \
                 const float *b0 = b + (int64_t)idx[p] * ldb;                                 \
                 const float *b1 = b + (int64_t)idx[p + 1] * ldb;                             \
@@ -179,7 +180,8 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             const float *b0 = b + (int64_t)idx[p] * ldb;                                     \
             const VEC w0 = SET1(val[p]);                                                     \
             KC_UNROLL for (int v = 0; v < NV - 1; ++v)                                       \
-                acc0[v] = FMA(w0, HEAD && v == 0 ? MLOAD(b0, head) : LOAD(b0 + VW * v), acc0[v]); \
+                acc0[v] = FMA(w0, HEAD && v == 0 ? MLOAD(b0, head) : LOAD(b0 + VW * v),      \
+                              acc0[v]);                                                      \
             acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);           \
         }                                                                                    \
         KC_UNROLL for (int v = 0; v < NV - 1; ++v) {                                         \
@@ -298,7 +300,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             int64_t j = j0;                                                                  \
             for (; j + w <= jt; j += w)                                                      \
                 tile_##P##_##NV(a->indices + s, a->data + s, len, a->b + j, a->ldb,          \
-                                crow + j, FULL, FULL, acc, pf);                                    \
+                                crow + j, FULL, FULL, acc, pf);                              \
             if (j < jt) segment_##P(a, s, len, crow, j, jt, acc);                            \
             if (apart) {                                                                     \
                 const float d = COLUMN_DOT(a->indices + s, a->data + s, len, column);        \
@@ -340,9 +342,15 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
         for (; j + w <= j1; j += w) {                                                        \
             const float *bj = a->b + j;                                                      \
             switch (nv) {                                                                    \
-                case 8: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf); break; \
-                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf); break; \
-                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf); break; \
+                case 8:                                                                   \
+                    tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);   \
+                    break;                                                                   \
+                case 4:                                                                   \
+                    tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);   \
+                    break;                                                                   \
+                case 2:                                                                   \
+                    tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);   \
+                    break;                                                                   \
                 default: narrow_##P##_full(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
             }                                                                                \
         }                                                                                    \
@@ -350,15 +358,16 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
             const int64_t rest = j1 - j;                                                     \
             const MASK_T m = TAILMASK(rest - (int64_t)VW * ((rest - 1) / VW));               \
             const float *bj = a->b + j;                                                      \
+            float *cj = crow + j;                                                            \
             switch ((rest + VW - 1) / VW) {                                                  \
-                case 1: NARROW_REST(idx, val, len, bj, a->ldb, crow + j, rest, acc); break;  \
-                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
-                case 3: tile_##P##_3(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
-                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
-                case 5: tile_##P##_5(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
-                case 6: tile_##P##_6(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
-                case 7: tile_##P##_7(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;    \
-                default: tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, m, acc, pf); break;   \
+                case 1: NARROW_REST(idx, val, len, bj, a->ldb, cj, rest, acc); break;        \
+                case 2: tile_##P##_2(idx, val, len, bj, a->ldb, cj, FULL, m, acc, pf); break; \
+                case 3: tile_##P##_3(idx, val, len, bj, a->ldb, cj, FULL, m, acc, pf); break; \
+                case 4: tile_##P##_4(idx, val, len, bj, a->ldb, cj, FULL, m, acc, pf); break; \
+                case 5: tile_##P##_5(idx, val, len, bj, a->ldb, cj, FULL, m, acc, pf); break; \
+                case 6: tile_##P##_6(idx, val, len, bj, a->ldb, cj, FULL, m, acc, pf); break; \
+                case 7: tile_##P##_7(idx, val, len, bj, a->ldb, cj, FULL, m, acc, pf); break; \
+                default: tile_##P##_8(idx, val, len, bj, a->ldb, cj, FULL, m, acc, pf); break; \
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
@@ -387,22 +396,23 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
             int64_t j = j0;                                                                  \
             if (ROW_TILE(a->indices + s, a->data + s, len, as.b + j0, as.ldb, cs + j0, head, \
                          ws - j0, acc, pf))                                                  \
-                continue;                                                                    \
+                continue; /* (the next segment) */                                          \
             if (o) { /* the head tile: >= 2 vectors, as j1 - j0 > VW (spmm.h) */            \
                 const int32_t *idx = a->indices + s;                                         \
                 const float *val = a->data + s;                                              \
                 const float *bj = as.b + j0;                                                 \
                 float *cj = cs + j0;                                                         \
+                const int64_t ld = as.ldb; /* (no comma: a macro argument) */              \
                 const int64_t hw = KC_MIN(w, ws - j0);                                       \
                 const MASK_T m = TAILMASK(hw - (int64_t)VW * ((hw - 1) / VW));               \
                 switch ((hw + VW - 1) / VW) {                                                \
-                    case 2: tileh_##P##_2(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
-                    case 3: tileh_##P##_3(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
-                    case 4: tileh_##P##_4(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
-                    case 5: tileh_##P##_5(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
-                    case 6: tileh_##P##_6(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
-                    case 7: tileh_##P##_7(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
-                    default: tileh_##P##_8(idx, val, len, bj, as.ldb, cj, head, m, acc, pf); break; \
+                    case 2: tileh_##P##_2(idx, val, len, bj, ld, cj, head, m, acc, pf); break; \
+                    case 3: tileh_##P##_3(idx, val, len, bj, ld, cj, head, m, acc, pf); break; \
+                    case 4: tileh_##P##_4(idx, val, len, bj, ld, cj, head, m, acc, pf); break; \
+                    case 5: tileh_##P##_5(idx, val, len, bj, ld, cj, head, m, acc, pf); break; \
+                    case 6: tileh_##P##_6(idx, val, len, bj, ld, cj, head, m, acc, pf); break; \
+                    case 7: tileh_##P##_7(idx, val, len, bj, ld, cj, head, m, acc, pf); break; \
+                    default: tileh_##P##_8(idx, val, len, bj, ld, cj, head, m, acc, pf); break; \
                 }                                                                            \
                 j += hw;                                                                     \
             }                                                                                \
@@ -506,14 +516,14 @@ TILES512(5)
 TILES512(6)
 TILES512(7)
 TILES512(8)
-TILES512(9)
-TILES512(10)
-TILES512(11)
-TILES512(12)
-TILES512(13)
-TILES512(14)
-TILES512(15)
-TILES512(16)
+TILE512(tileh_avx512, 1, 9) /* (row_tile_avx512) */
+TILE512(tileh_avx512, 1, 10)
+TILE512(tileh_avx512, 1, 11)
+TILE512(tileh_avx512, 1, 12)
+TILE512(tileh_avx512, 1, 13)
+TILE512(tileh_avx512, 1, 14)
+TILE512(tileh_avx512, 1, 15)
+TILE512(tileh_avx512, 1, 16)
 #define QUAD512(p) _mm512_broadcast_f32x4(_mm_loadu_ps(p))
 #define NARROW512(P, IDX_T)                                                                  \
     DEFINE_NARROW(P, IDX_T, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps,     \

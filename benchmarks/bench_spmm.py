@@ -36,26 +36,19 @@ from threadpoolctl import threadpool_info, threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kernels_c._memory import aligned_empty  # noqa: E402
+from kernels_c._memory import placed_copy  # noqa: E402
 from kernels_c.spmm import plan_spmm  # noqa: E402
 from perfmodel.shapes import load_matrix, matrix_sources  # noqa: E402
 
 DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
 SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
-#: B starts this many bytes past a cache line, as a fresh numpy array may (numpy aligns to
-#: 16 bytes: 0, 16, 32 or 48 past one, by chance); MKL runs on it ("mkl") and on a copy of B
-#: that starts on a line ("mkl64"): 1024 x 1024, N = 256 at sparsity 0.9 ran 1.75x faster on
-#: the aligned copy, 4096 x 4096, N = 128 1.3x, N = 196 alike; ours within 3 % (docs/spmm.md,
-#: twentieth session). With B wherever numpy put it, MKL moved between runs.
-B_OFFSET_BYTES = 16
-
-
-def placed(x: np.ndarray, offset_bytes: int) -> np.ndarray:
-    """A copy of ``x`` (float32) starting ``offset_bytes`` past a cache line."""
-    start = offset_bytes // 4
-    out = aligned_empty(x.size + 16)[start:start + x.size].reshape(x.shape)
-    out[...] = x
-    return out
+#: B starts this many floats (16 bytes) past a cache line, as a fresh numpy array may
+#: (numpy aligns to 16 bytes: 0, 16, 32 or 48 past one, by chance); MKL runs on it ("mkl")
+#: and on a copy of B that starts on a line ("mkl64"): 1024 x 1024, N = 256 at sparsity 0.9
+#: ran 1.75x faster on the aligned copy, 4096 x 4096, N = 128 1.3x, N = 196 alike; ours
+#: within 3 % (docs/spmm.md, twentieth session). With B wherever numpy put it, MKL moved
+#: between runs.
+B_OFFSET = 4
 
 
 def _mkl_peer():
@@ -163,8 +156,8 @@ def main() -> None:
     summary = []
     for label, n, mats in problems(args.quick, rng, args.narrow):
         m, k = next(iter(mats.values())).shape
-        b = placed(rng.standard_normal((k, n), dtype=np.float32), B_OFFSET_BYTES)
-        b64 = placed(b, 0)
+        b = placed_copy(rng.standard_normal((k, n), dtype=np.float32), B_OFFSET)
+        b64 = placed_copy(b, 0)
         dense_a = {s: a.toarray() for s, a in mats.items()}
         for threads in args.threads:
             with threadpool_limits(threads):

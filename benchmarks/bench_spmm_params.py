@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 # the module (kernels_c.spmm the attribute is the function of the same name)
 spmm_module = importlib.import_module("kernels_c.spmm")
-from kernels_c._memory import aligned_empty  # noqa: E402
+from kernels_c._memory import placed_copy  # noqa: E402
 from perfmodel.shapes import load_matrix, matrix_sources  # noqa: E402
 
 DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
@@ -91,10 +91,7 @@ def _plan(a: sp.csr_array, b: np.ndarray, overrides: dict[str, int]):
     switches = ("pack", "order", "slice", "index16", "apart", "phase", "b_offset")
     params = {k: v for k, v in overrides.items() if k not in switches}
     if "b_offset" in overrides:  # the same B, that many floats past a cache line
-        offset = overrides["b_offset"]
-        placed = aligned_empty(b.size + offset)[offset:].reshape(b.shape)
-        placed[...] = b
-        b = placed
+        b = placed_copy(b, overrides["b_offset"])
     names = ("_MIN_USES_TO_PACK", "_row_order", "_MIN_USES_TO_SLICE", "_SLICE_COPIED_B",
              "_MAX_INDEX16_BLOCK", "_COLUMN_APART_ISAS", "_PHASED_B_ISAS")
     saved = {name: getattr(spmm_module, name) for name in names}

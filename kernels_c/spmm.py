@@ -217,7 +217,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     width) is copied on every call anyway, K blocks of ~16 nonzeros per segment (up to
     1024 rows) in one block of rows, where the copy goes slice by slice. Where K blocked
     plans read B by phase instead of copying it (N above 4 and below 16 vectors, not a
-    multiple of one), one N tile. If N is a multiple
+    multiple of one), one N tile, and under 8-vector tiles K blocks of ~16 nonzeros per
+    row segment within a phase. If N is a multiple
     of 512, 8-vector tiles that stream B keep N tiles whose K panel fits 512 KiB when rows
     average 24 nonzeros. 8-vector N tiles whose K panel stays below 512 KiB take no K
     blocks of 256 rows or more.
@@ -316,6 +317,12 @@ def _phased_b(level: str, n: int, reg_vectors: int) -> bool:
             and _MIN_PHASED_VECTORS * vw < n < _MAX_PHASED_VECTORS * vw)
 
 
+def _phase_period(level: str, n: int) -> int:
+    """P: the rows of B (N floats apart) start at P offsets from a vector boundary."""
+    vw = VECTOR_WIDTH[level]
+    return vw // math.gcd(n, vw)
+
+
 def _read_b_by_phase(params: dict[str, int], level: str, m: int, k: int, n: int,
                      density: float) -> None:
     """Where plan_spmm will read B by phase instead of copying it: one N tile, and under
@@ -328,8 +335,7 @@ def _read_b_by_phase(params: dict[str, int], level: str, m: int, k: int, n: int,
         return
     params["n_tile"] = 0
     if params["reg_vectors"] == 8:
-        vw = VECTOR_WIDTH[level]
-        rows = -(-k // (vw // math.gcd(n, vw)))  # rows of B per phase
+        rows = -(-k // _phase_period(level, n))  # rows of B per phase
         blocks = max(1, round(rows * density / _NNZ_PER_SEGMENT))
         params["k_block"] = min(1024, -(-rows // blocks))
 
@@ -585,7 +591,6 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
         (0 < full["n_tile"] < n and indices.shape[0] >= _MIN_USES_TO_SLICE * k
          and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
         or (_SLICE_COPIED_B and pack_ld > 0 and one_row_block))
-    vw = VECTOR_WIDTH[level]
     phased = (k_blocked and pack_ld > 0 and _phased_b(level, n, full["reg_vectors"])
               and (full["n_tile"] == 0 or full["n_tile"] >= n) and b.ctypes.data % 4 == 0)
     if phased:
@@ -608,7 +613,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
                and (expected_calls is None or expected_calls >= _NARROW_BLOCKING_MIN_CALLS))
     if k_blocked or ordered:
         block = full["k_block"] if k_blocked else k
-        period = vw // math.gcd(n, vw) if phased else 1
+        period = _phase_period(level, n) if phased else 1
         if phased:  # blocks of equal size within each phase's rows of B
             rows = -(-k // period)
             block = -(-rows // -(-rows // block))

@@ -24,6 +24,7 @@ values standard normal from the seed when the file has none).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import re
 import warnings
@@ -170,6 +171,31 @@ def _mkl_threads(threads: int) -> Callable[[], contextlib.AbstractContextManager
         finally:
             sparse_dot_mkl.mkl_set_num_threads_local(before)
     return limit
+
+
+@functools.cache
+def fbgemm_saturates() -> bool:
+    """Whether PyTorch's FBGEMM sums u8 x s8 products in pairs with int16 saturation on this
+    CPU (torch with the fbgemm engine must import).
+
+    Its AVX2 and AVX-512 kernels without VNNI multiply with ``vpmaddubsw``, which adds two
+    adjacent products into a saturated int16: 255 * 127 * 2 = 64770 becomes 32767. With
+    VNNI (``vpdpbusd``) the int32 sums are exact. PyTorch quantizes activations to 7 bits on
+    x86 (``reduce_range``) for this reason; 127 * 128 * 2 fits. Probed, not inferred from
+    CPUID: which kernel FBGEMM picks is its own business.
+    """
+    import torch
+
+    torch.backends.quantized.engine = "fbgemm"
+    with warnings.catch_warnings():  # quantized tensor creation is deprecated in torch
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch._make_per_tensor_quantized_tensor(
+            torch.full((1, 8), 255, dtype=torch.uint8), 1.0, 0)
+        w = torch._make_per_tensor_quantized_tensor(
+            torch.full((8, 8), 127, dtype=torch.int8), 1.0, 0)
+        y = torch.ops.quantized.linear(x, torch.ops.quantized.linear_prepack(w, None),
+                                       1024.0, 0)
+    return int(y.int_repr()[0, 0]) != round(255 * 127 * 8 / 1024.0)
 
 
 def _peer_missing(module: str) -> str | None:
@@ -599,16 +625,25 @@ class QgemmOp(Op):
 
     def _prepare_torch(self, inputs: dict[str, Any], threads: int, flops: float) -> Prepared:
         """FBGEMM through PyTorch, static quantization, weights prepacked once, uint8 out
-        (``torch.ops.quantized.linear``, as in shared/reference/peers.md)."""
+        (``torch.ops.quantized.linear``, as in shared/reference/peers.md). Activations 7-bit
+        where FBGEMM would saturate on 8 (:func:`fbgemm_saturates`): times do not depend on
+        the values, and its results are checked against its own inputs."""
         import torch
+
+        from kernels_c.quant import choose_qparams, quantize
 
         torch.backends.quantized.engine = "fbgemm"
         qw = self._weights(inputs, 8, 0)  # same int8 per-channel weights as ours
         inputs["last_weights"] = (8, 0)
+        if fbgemm_saturates():  # 7-bit activations, as PyTorch quantizes them on x86
+            xs, xz = choose_qparams(inputs["x"], reduce_range=True)
+            inputs["torch_x"] = (quantize(inputs["x"], xs, xz), xs, xz)
+        else:
+            inputs["torch_x"] = (inputs["xq"], inputs["x_scale"], inputs["x_zero_point"])
+        xq_np, xs, xz = inputs["torch_x"]
         with warnings.catch_warnings():  # quantized tensor creation is deprecated in torch
             warnings.simplefilter("ignore", UserWarning)
-            xq = torch.quantize_per_tensor(torch.from_numpy(inputs["x"]), inputs["x_scale"],
-                                           inputs["x_zero_point"], torch.quint8)
+            xq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(xq_np), xs, xz)
             wq = torch.quantize_per_channel(
                 torch.from_numpy(inputs["w"]), torch.from_numpy(qw.scales.astype(np.float64)),
                 torch.zeros(qw.shape[0], dtype=torch.long), 0, torch.qint8)
@@ -634,14 +669,17 @@ class QgemmOp(Op):
         if kernel == "gemm_blas_f32":
             a, b = inputs["x"].astype(np.float64), inputs["wt"].astype(np.float64)
             terms = a.shape[1]
+            key: tuple = ("f32",)
         else:
             bits, group = inputs["last_weights"]  # what the checked plan was built from
             qw = self._weights(inputs, bits, group)
-            a = (inputs["xq"].astype(np.float64) - inputs["x_zero_point"]) * inputs["x_scale"]
+            xq, xs, xz = (inputs["torch_x"] if kernel == "torch_fbgemm_u8s8"
+                          else (inputs["xq"], inputs["x_scale"], inputs["x_zero_point"]))
+            a = (xq.astype(np.float64) - xz) * xs
             b = qw.dequantize().astype(np.float64).T
             # exact int32 sums; rounding only in the fp32 scaling (and int4 group sums)
             terms = 1 if bits == 8 else -(-a.shape[1] // max(group, 1))
-        key = (kernel == "gemm_blas_f32", inputs.get("last_weights"))
+            key = (bits, group, xs)  # the activations: torch's may be 7-bit
         if key not in ref:
             ref.clear()  # one entry at a time: large shapes have large references
             ref[key] = (a @ b, np.abs(a) @ np.abs(b))

@@ -672,20 +672,27 @@ NARROW256(avx2_i16, uint16_t, MLOAD256, MSTORE256)
 NARROW256(avx2_full, int32_t, LOAD256_NOMASK, STORE256_NOMASK)
 NARROW256(avx2_full_i16, uint16_t, LOAD256_NOMASK, STORE256_NOMASK)
 
-/* N == 1 on AVX2: four scalar FMA chains. AVX2 gathers are no faster than scalar loads on
- * Haswell-class cores (and QEMU 7.2's emulation of vgatherdps miscomputes). */
+/* N == 1 on AVX2: as dot_avx512, 8 nonzeros per vector FMA, b's elements fetched with
+ * scalar loads (AVX2 gathers are no faster on Haswell-class cores, and QEMU 7.2's
+ * emulation of vgatherdps miscomputes), the idx/val streams prefetched ahead. */
 KC_TARGET_AVX2 static float dot_avx2(const int32_t *restrict idx, const float *restrict val,
                                      int32_t len, const float *restrict b, int64_t ldb) {
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float g[16] __attribute__((aligned(32)));
     int64_t p = 0; /* as in dot_avx512 */
-    for (; p + 3 < len; p += 4) {
-        s0 += val[p] * b[(int64_t)idx[p] * ldb];
-        s1 += val[p + 1] * b[(int64_t)idx[p + 1] * ldb];
-        s2 += val[p + 2] * b[(int64_t)idx[p + 2] * ldb];
-        s3 += val[p + 3] * b[(int64_t)idx[p + 3] * ldb];
+    for (; p + 16 <= len; p += 16) {
+        _mm_prefetch((const char *)(idx + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(val + p + SPMM_STREAM_AHEAD), _MM_HINT_T0);
+        for (int q = 0; q < 16; ++q) g[q] = b[(int64_t)idx[p + q] * ldb];
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p), _mm256_load_ps(g), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(val + p + 8), _mm256_load_ps(g + 8), acc1);
     }
-    for (; p < len; ++p) s0 += val[p] * b[(int64_t)idx[p] * ldb];
-    return (s0 + s1) + (s2 + s3);
+    acc0 = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    float s = _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    for (; p < len; ++p) s += val[p] * b[(int64_t)idx[p] * ldb];
+    return s;
 }
 KC_TARGET_AVX2 static void narrow_rest_avx2(const int32_t *restrict idx,
                                             const float *restrict val, int32_t len,

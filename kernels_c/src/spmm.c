@@ -131,26 +131,30 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
  * 0.65x of 4). */
 #define KC_UNROLL _Pragma("GCC unroll 16")
 
+/* The last vector of a tile: under the mask `tail`, or (FULLTAIL) a plain load. GCC folds
+ * an all-ones AVX-512 mask into a plain load, but not AVX2's vmaskmovps. */
+#define LOAD_TAIL(FULLTAIL, LOAD, MLOAD, p) ((FULLTAIL) ? LOAD(p) : MLOAD((p), tail))
+
 /* One register tile: NV vectors of VW columns of one output row, accumulated over the
  * nonzeros (idx, val, len) of one row (or one K block of it). The last vector is loaded and
- * stored under `tail` (all lanes for a full tile); with HEAD (the tileh_ functions), the
- * first vector under `head` too (phased_rows_). With `accumulate`, the tile starts from
+ * stored under `tail` (the tilef_ functions, FULLTAIL: all lanes, unmasked); with HEAD (the
+ * tileh_ functions), the first vector under `head` too (phased_rows_). With `accumulate`, the tile starts from
  * the current C values (K blocking) instead of zero. Inlined into segment_: called once
  * per row segment, the 8-vector tile ran 1.1-1.2x slower with K blocks of 64-256 rows
  * (384 x 2304 x 1280 at sparsity 0.9, segments of 6-26 nonzeros; docs/spmm.md). */
-#define DEFINE_TILE(NAME, NV, HEAD, TARGET, VEC, VW, ZERO, SET1, FMA, ADD, LOAD, STORE,   \
-                    MLOAD, MSTORE, MASK_T)                                                   \
+#define DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, TARGET, VEC, VW, ZERO, SET1, FMA, ADD, LOAD, \
+                    STORE, MLOAD, MSTORE, MASK_T)                                            \
     TARGET static inline __attribute__((always_inline)) void NAME##_##NV(                  \
         const int32_t *restrict idx, const float *restrict val, int32_t len,                 \
         const float *restrict b, int64_t ldb, float *restrict c, MASK_T head, MASK_T tail,   \
         int accumulate, int pf) {                                                            \
-        (void)head;                                                                          \
+        (void)head, (void)tail;                                                              \
         VEC acc0[NV], acc1[NV];                                                              \
         KC_UNROLL for (int v = 0; v < NV; ++v) acc0[v] = acc1[v] = ZERO();                   \
         if (accumulate) {                                                                    \
             KC_UNROLL for (int v = 0; v < NV - 1; ++v)                                       \
                 acc0[v] = HEAD && v == 0 ? MLOAD(c, head) : LOAD(c + VW * v);                \
-            acc0[NV - 1] = MLOAD(c + VW * (NV - 1), tail);                                   \
+            acc0[NV - 1] = LOAD_TAIL(FULLTAIL, LOAD, MLOAD, c + VW * (NV - 1));              \
         }                                                                                    \
         int32_t p = 0;                                                                       \
         if (SPMM_ACC_SETS == 2 && NV <= 8) { /* (9+ vectors: 9+ chains, one set fits) */ \
@@ -172,8 +176,10 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
                     acc1[v] = FMA(w1, HEAD && v == 0 ? MLOAD(b1, head) : LOAD(b1 + VW * v),  \
                                   acc1[v]);                                                  \
                 }                                                                            \
-                acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);       \
-                acc1[NV - 1] = FMA(w1, MLOAD(b1 + VW * (NV - 1), tail), acc1[NV - 1]);       \
+                acc0[NV - 1] = FMA(w0, LOAD_TAIL(FULLTAIL, LOAD, MLOAD, b0 + VW * (NV - 1)), \
+                                       acc0[NV - 1]);                                        \
+                acc1[NV - 1] = FMA(w1, LOAD_TAIL(FULLTAIL, LOAD, MLOAD, b1 + VW * (NV - 1)), \
+                                       acc1[NV - 1]);                                        \
             }                                                                                \
         }                                                                                    \
         for (; p < len; ++p) {                                                               \
@@ -182,13 +188,15 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             KC_UNROLL for (int v = 0; v < NV - 1; ++v)                                       \
                 acc0[v] = FMA(w0, HEAD && v == 0 ? MLOAD(b0, head) : LOAD(b0 + VW * v),      \
                               acc0[v]);                                                      \
-            acc0[NV - 1] = FMA(w0, MLOAD(b0 + VW * (NV - 1), tail), acc0[NV - 1]);           \
+            acc0[NV - 1] = FMA(w0, LOAD_TAIL(FULLTAIL, LOAD, MLOAD, b0 + VW * (NV - 1)),     \
+                                   acc0[NV - 1]);                                            \
         }                                                                                    \
         KC_UNROLL for (int v = 0; v < NV - 1; ++v) {                                         \
             if (HEAD && v == 0) MSTORE(c, head, ADD(acc0[0], acc1[0]));                      \
             else STORE(c + VW * v, ADD(acc0[v], acc1[v]));                                   \
         }                                                                                    \
-        MSTORE(c + VW * (NV - 1), tail, ADD(acc0[NV - 1], acc1[NV - 1]));                    \
+        if (FULLTAIL) STORE(c + VW * (NV - 1), ADD(acc0[NV - 1], acc1[NV - 1]));             \
+        else MSTORE(c + VW * (NV - 1), tail, ADD(acc0[NV - 1], acc1[NV - 1]));               \
     }
 
 /* A single-vector tile (N <= VW, or a 1-vector tail) has no register blocking to hide the
@@ -299,8 +307,8 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             float *crow = a->c + i * a->ldc;                                                 \
             int64_t j = j0;                                                                  \
             for (; j + w <= jt; j += w)                                                      \
-                tile_##P##_##NV(a->indices + s, a->data + s, len, a->b + j, a->ldb,          \
-                                crow + j, FULL, FULL, acc, pf);                              \
+                tilef_##P##_##NV(a->indices + s, a->data + s, len, a->b + j, a->ldb,         \
+                                 crow + j, FULL, FULL, acc, pf);                              \
             if (j < jt) segment_##P(a, s, len, crow, j, jt, acc);                            \
             if (apart) {                                                                     \
                 const float d = COLUMN_DOT(a->indices + s, a->data + s, len, column);        \
@@ -343,13 +351,13 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
             const float *bj = a->b + j;                                                      \
             switch (nv) {                                                                    \
                 case 8:                                                                   \
-                    tile_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);   \
+                    tilef_##P##_8(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);  \
                     break;                                                                   \
                 case 4:                                                                   \
-                    tile_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);   \
+                    tilef_##P##_4(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);  \
                     break;                                                                   \
                 case 2:                                                                   \
-                    tile_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);   \
+                    tilef_##P##_2(idx, val, len, bj, a->ldb, crow + j, FULL, FULL, acc, pf);  \
                     break;                                                                   \
                 default: narrow_##P##_full(idx, val, len, bj, a->ldb, crow + j, FULL, acc); break; \
             }                                                                                \
@@ -504,11 +512,11 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
 #define MSTORE512(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
 #define TAIL512(rem) ((rem) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (rem)) - 1u))
 #define HEAD512(o) ((__mmask16)(0xffffu << (o)))
-#define TILE512(NAME, HEAD, NV)                                                              \
-    DEFINE_TILE(NAME, NV, HEAD, KC_TARGET_AVX512, __m512, 16, _mm512_setzero_ps,             \
+#define TILE512(NAME, HEAD, FULLTAIL, NV)                                                    \
+    DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, KC_TARGET_AVX512, __m512, 16, _mm512_setzero_ps,             \
                 _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_loadu_ps,             \
                 _mm512_storeu_ps, MLOAD512, MSTORE512, __mmask16)
-#define TILES512(NV) TILE512(tile_avx512, 0, NV) TILE512(tileh_avx512, 1, NV)
+#define TILES512(NV) TILE512(tile_avx512, 0, 0, NV) TILE512(tileh_avx512, 1, 0, NV)
 TILES512(2)
 TILES512(3)
 TILES512(4)
@@ -516,14 +524,17 @@ TILES512(5)
 TILES512(6)
 TILES512(7)
 TILES512(8)
-TILE512(tileh_avx512, 1, 9) /* (row_tile_avx512) */
-TILE512(tileh_avx512, 1, 10)
-TILE512(tileh_avx512, 1, 11)
-TILE512(tileh_avx512, 1, 12)
-TILE512(tileh_avx512, 1, 13)
-TILE512(tileh_avx512, 1, 14)
-TILE512(tileh_avx512, 1, 15)
-TILE512(tileh_avx512, 1, 16)
+TILE512(tilef_avx512, 0, 1, 2) /* (full tiles: wide_rows_, segment_) */
+TILE512(tilef_avx512, 0, 1, 4)
+TILE512(tilef_avx512, 0, 1, 8)
+TILE512(tileh_avx512, 1, 0, 9) /* (row_tile_avx512) */
+TILE512(tileh_avx512, 1, 0, 10)
+TILE512(tileh_avx512, 1, 0, 11)
+TILE512(tileh_avx512, 1, 0, 12)
+TILE512(tileh_avx512, 1, 0, 13)
+TILE512(tileh_avx512, 1, 0, 14)
+TILE512(tileh_avx512, 1, 0, 15)
+TILE512(tileh_avx512, 1, 0, 16)
 #define QUAD512(p) _mm512_broadcast_f32x4(_mm_loadu_ps(p))
 #define NARROW512(P, IDX_T)                                                                  \
     DEFINE_NARROW(P, IDX_T, KC_TARGET_AVX512, __m512, _mm512_setzero_ps, _mm512_set1_ps,     \
@@ -647,11 +658,11 @@ KC_TARGET_AVX2 static inline __m256i head256(int64_t o) { /* lanes >= o */
 }
 #define MLOAD256(p, m) _mm256_maskload_ps((p), (m))
 #define MSTORE256(p, m, v) _mm256_maskstore_ps((p), (m), (v))
-#define TILE256(NAME, HEAD, NV)                                                              \
-    DEFINE_TILE(NAME, NV, HEAD, KC_TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps,\
+#define TILE256(NAME, HEAD, FULLTAIL, NV)                                                    \
+    DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, KC_TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps,\
                 _mm256_fmadd_ps, _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps, MLOAD256, \
                 MSTORE256, __m256i)
-#define TILES256(NV) TILE256(tile_avx2, 0, NV) TILE256(tileh_avx2, 1, NV)
+#define TILES256(NV) TILE256(tile_avx2, 0, 0, NV) TILE256(tileh_avx2, 1, 0, NV)
 TILES256(2)
 TILES256(3)
 TILES256(4)
@@ -659,6 +670,11 @@ TILES256(5)
 TILES256(6)
 TILES256(7)
 TILES256(8)
+/* Full tiles unmasked: vmaskmovps cannot be folded into the FMA and its store form is
+ * slow on AMD cores. */
+TILE256(tilef_avx2, 0, 1, 2)
+TILE256(tilef_avx2, 0, 1, 4)
+TILE256(tilef_avx2, 0, 1, 8)
 #define QUAD256(p) _mm256_broadcast_ps((const __m128 *)(p))
 #define NARROW256(P, IDX_T, MLOAD, MSTORE)                                                   \
     DEFINE_NARROW(P, IDX_T, KC_TARGET_AVX2, __m256, _mm256_setzero_ps, _mm256_set1_ps,       \

@@ -190,6 +190,15 @@ _MIN_ROW_NNZ_FOR_SPARSE_N_TILES = 24
 #: 0.93-0.98 (K = 256-3072, panels up to 1.5 MiB); with B in L2 and the panel within
 #: _SMALL_PANEL_BYTES (K <= 256) 1.1-1.3x at 0.8-0.98, beyond it even (K = 512-640)
 _SMALL_PANEL_BYTES = 128 * 1024
+#: AVX2 4-vector tiles from this density on (sparsity <= 0.62), where a 64-row K block of
+#: all N columns exceeds _B_BLOCK_BYTES (N > 256): N tiles of _L1_N_TILE columns (two
+#: register tiles) over K blocks of 64 rows, a 16 KiB slice of B that stays in a 32 KiB L1
+#: while the rows of C sweep it, instead of the block of all N columns (0.1-0.8 MiB), which
+#: shares the L2 with the rows of C streaming through it. Against that block, on five shapes
+#: with N = 392-3136 (AMD EPYC Zen 3, 1 thread; docs/spmm.md, twenty-second session):
+#: 1.06-1.51x at sparsity 0.4-0.5, 1.00-1.09x at 0.6, 0.92-1.01x at 0.65
+_MIN_L1_N_TILE_DENSITY = 0.38
+_L1_N_TILE = 64
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -208,7 +217,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     tiles of up to two vectors, 0.08 for 8-vector tiles), K blocks of at least 16 / density
     rows of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
-    N tiles of 128 columns, unless N is a multiple of 512, where they alias in L1), are
+    N tiles of 128 columns, unless N is a multiple of 512, where they alias in L1; AVX2
+    from density 0.38 on: N tiles of 64 columns over blocks of 64 rows), are
     swept by blocks of rows of C, reusing B's block across those rows;
     sparser matrices stream B from L2/L3 (B rows prefetched 16 nonzeros ahead when the
     panel of B the rows sweep exceeds half of this machine's L2, CPUID), unless
@@ -293,7 +303,10 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     else:
         if wide and density >= _MIN_WIDE_FIT_DENSITY and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
             params["reg_vectors"] = 4  # the 8-vector tile's slice would leave L1
-        if params["reg_vectors"] == 4:
+        if (level == "avx2" and params["reg_vectors"] == 4 and density >= _MIN_L1_N_TILE_DENSITY
+                and k_block * n * 4 > _B_BLOCK_BYTES):
+            params["n_tile"] = _L1_N_TILE
+        elif params["reg_vectors"] == 4:
             while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:
                 k_block *= 2
     if k_block < k:

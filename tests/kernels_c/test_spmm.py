@@ -242,6 +242,21 @@ def test_four_vector_tiles_k_block_from_density_0_09():
     assert k_block(1024, 2048, 16, 0.2) == 1024
 
 
+def test_avx2_l1_n_tiles_from_density_0_38():
+    """AVX2, 4-vector tiles, a 64-row K block of all N beyond 64 KiB: N tiles of 64
+    columns keep a 16 KiB slice of B in L1 (sparsity <= 0.62)."""
+    def tiles(m, k, n, density):
+        p = default_params(m, k, n, density, isa="avx2")
+        return p["reg_vectors"], p["k_block"], p["n_tile"]
+
+    assert tiles(384, 2304, 1352, 0.5) == (4, 64, 64)
+    assert tiles(64, 576, 3136, 0.4) == (4, 64, 64)
+    assert tiles(256, 2304, 392, 0.38) == (4, 64, 64)
+    assert tiles(384, 2304, 1352, 0.3)[2] == 0    # sparser: the block of all N
+    assert tiles(1024, 1024, 256, 0.5) == (4, 64, 0)  # 64 x 256 of B fits 64 KiB
+    assert tiles(4096, 4096, 128, 0.5) == (4, 128, 0)
+
+
 def test_copied_b_k_blocked_below_the_k_block_densities():
     """N not a multiple of the vector width: B is copied on every call (more than 512 KiB
     of it, rows used >= 4 times), so below the K-block densities it is K blocked anyway, in
@@ -293,7 +308,7 @@ def test_wide_default_tiles():
     assert tiles(1024, 1024, 512, 0.04)[:2] == (8, 0)    # 10.2 per segment
     assert tiles(4096, 4096, 128, 0.05) == (4, 1024, 0)  # 2 MiB of B
     assert tiles(2048, 2048, 128, 0.05) == (4, 0, 0)     # 1 MiB of B: from the L2
-    assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 0)  # 16 registers
+    assert tiles(384, 2304, 1352, 0.45, isa="avx2") == (4, 64, 64)  # 16 registers
     assert tiles(1024, 256, 196, 0.5) == (8, 32, 0)      # B in L2, dense enough to block
     #                                                    (by phase: 16 nonzeros per segment)
     assert tiles(1024, 256, 196, 0.2) == (8, 0, 128)     # B in L2: 128 KiB panels

@@ -18,7 +18,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     try:
         summary = sweep(spec, args.db, remeasure=args.remeasure,
                         progress=not args.no_progress, limit=args.limit,
-                        recheck=args.recheck)
+                        recheck=args.recheck, passes=args.passes)
     except KeyboardInterrupt:
         print("interrupted: every finished point is stored; rerun the same command to "
               "resume", file=sys.stderr)
@@ -69,6 +69,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recheck", action="store_true",
                    help="then measure again the points slower than the same kernel at the "
                         "next lower sparsity (>10 %%) and keep the faster median")
+    p.add_argument("--passes", type=int,
+                   help="measure every point this many times, in passes over the whole "
+                        "spec, and keep the fastest median (default: the spec's passes, 1); "
+                        "for machines shared with other load")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sweep)
 

@@ -10,6 +10,8 @@ Spec (TOML, or the same structure as a dict)::
     budget_s = 0.5             # per point: measuring stops here if not converged
     target_rel_ci = 0.02       # stop when the median's 95 % CI is within +-2 %
     seed = 0                   # all generated operands derive from it
+    passes = 1                 # measure every point this many times, in passes over the
+                               # whole spec, and keep the fastest median (noisy machines)
     threads = [1]              # default for blocks
     cache = ["warm"]           # "warm" and/or "cold" (caches flushed before each call)
 
@@ -101,6 +103,7 @@ class Spec:
     points: list[Point]
     raw: dict[str, Any]
     isa: str | None = None
+    passes: int = 1
 
 
 @dataclass
@@ -118,6 +121,8 @@ class SweepSummary:
     unavailable: int = 0
     rechecked: int = 0  # points measured again for being slower than at a lower sparsity
     recheck_kept: int = 0  # ... whose second measurement was faster and replaced the first
+    pass_measured: int = 0  # measurements of the passes after the first
+    pass_kept: int = 0  # ... faster than the stored median, which they replaced
     interrupted: bool = False
     wall_s: float = 0.0
     max_loadavg: float = 0.0  # highest 1-minute load average seen while measuring
@@ -138,6 +143,9 @@ class SweepSummary:
                          f"than the target or IQR > 25 % of the median)")
         if self.unavailable:
             parts.append(f"{self.unavailable} points skipped: kernel not available here")
+        if self.pass_measured:
+            parts.append(f"{self.pass_measured} measured again in later passes, "
+                         f"{self.pass_kept} faster than before (kept)")
         if self.rechecked:
             parts.append(f"{self.rechecked} points slower than at a lower sparsity measured "
                          f"again, {self.recheck_kept} faster the second time (kept)")
@@ -153,7 +161,8 @@ class SweepSummary:
 
 # ---- spec validation ---------------------------------------------------------------------
 _TOP = {"name", "description", "budget_s", "target_rel_ci", "min_samples", "max_samples",
-        "seed", "threads", "cache", "isa", "block"}
+        "seed", "passes", "threads", "cache", "isa", "block"}
+MAX_PASSES = 100
 _BLOCK = {"op", "kernels", "shapes", "layers", "matrices", "max_matrices", "n",
           "sparsities", "patterns", "threads", "cache", "params", "seed"}
 _CONV_DEFAULTS = {"stride": 1, "padding": 0, "batch": 1, "groups": 1}
@@ -391,6 +400,7 @@ def load_spec(spec: str | Path | dict[str, Any] | Spec) -> Spec:
         max_samples=_number(raw.get("max_samples", defaults.max_samples), "max_samples", 10,
                             10**7, integer=True))
     seed = _number(raw.get("seed", 0), "seed", 0, 2**63 - 1, integer=True)
+    passes = _number(raw.get("passes", 1), "passes", 1, MAX_PASSES, integer=True)
     isa = raw.get("isa")
     if isa is not None:
         import kernels_c
@@ -405,7 +415,7 @@ def load_spec(spec: str | Path | dict[str, Any] | Spec) -> Spec:
     for i, block in enumerate(blocks):
         points.extend(_expand_block(block, i, top, base, seed))
     points = list(dict.fromkeys(points))  # a dense baseline shared by sparsities: once
-    return Spec(name, timing, points, raw, isa)
+    return Spec(name, timing, points, raw, isa, passes)
 
 
 # ---- running -----------------------------------------------------------------------------
@@ -516,7 +526,7 @@ class _ProblemCache:
 def sweep(spec: str | Path | dict[str, Any] | Spec,
           store: str | Path | Store | None = None, *, remeasure: bool = False,
           progress: bool | None = None, limit: int | None = None,
-          recheck: bool = False) -> SweepSummary:
+          recheck: bool = False, passes: int | None = None) -> SweepSummary:
     """Measure every point of ``spec`` not yet in ``store`` for this machine.
 
     Parameters
@@ -530,6 +540,12 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
     recheck : afterwards, measure again every point of the spec that ran more than
         ``RECHECK_SLOWDOWN`` times slower than the same kernel, shape and parameters at
         the next lower sparsity (less work), and keep the faster of the two medians.
+    passes : measure every point this many times (default: the spec's ``passes``, 1), in
+        passes over the whole spec, minutes apart, and keep the fastest median: on a
+        shared machine other tenants' load comes and goes over seconds to minutes and
+        only ever adds time. Pass p (>= 2) measures the ok points stored with fewer than
+        p passes, so an interrupted multi-pass sweep resumes too; the later passes start
+        once every point of the spec is stored.
 
     Returns
     -------
@@ -539,6 +555,10 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
     import kernels_c
 
     parsed = load_spec(spec)
+    n_passes = parsed.passes if passes is None else passes
+    if isinstance(n_passes, bool) or not isinstance(n_passes, int) or not (
+            1 <= n_passes <= MAX_PASSES):
+        raise ValueError(f"passes must be an int in [1, {MAX_PASSES}], got {n_passes!r}")
     st = open_store(store)
     started = time.perf_counter()
     fingerprint, name, info = _context.machine()
@@ -561,6 +581,7 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
 
     runnable = [(p, k) for p, k in todo if runs_here(p)]
     summary.unavailable = len(todo) - len(runnable)
+    first_pass_complete = limit is None or len(runnable) <= limit
     if limit is not None:
         runnable = runnable[:limit]
     # group by problem so each operand set is generated (and checked against) once
@@ -605,10 +626,36 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
                     summary.converged += bool(row["converged"])
                     summary.noisy += bool(row["noisy"])
                 bar.update(1)
+        if n_passes > 1 and first_pass_complete:
+            left = None if limit is None else limit - len(runnable)
+            for pass_no in range(2, n_passes + 1):
+                stored = st.stored_passes(mid)
+                behind = [(p, k) for p, k in keyed
+                          if k in stored and stored[k][0] < pass_no and runs_here(p)]
+                if left is not None:
+                    behind, left = behind[:left], left - min(left, len(behind))
+                bar.reset(total=len(behind))
+                bar.set_description(f"sweep {parsed.name} pass {pass_no}/{n_passes}")
+                again: dict[Problem, list[tuple[Point, str]]] = {}
+                for p, k in behind:
+                    again.setdefault(p.problem, []).append((p, k))
+                for problem, items in again.items():
+                    cache = _ProblemCache(get_op(problem.op), problem)
+                    for point, key in items:
+                        row, samples = measure(point, key, cache)
+                        summary.pass_measured += 1
+                        if row["status"] == "ok" and row["median_s"] < stored[key][1]:
+                            st.add_measurement(run_id, mid, {**row, "passes": pass_no},
+                                               samples, replace=True)
+                            summary.pass_kept += 1
+                        else:
+                            st.set_passes(mid, key, pass_no)
+                        bar.update(1)
         if recheck:
             stored = st.results(fingerprint=fingerprint)
             stored = stored[stored["status"] == "ok"]
             medians = dict(zip(stored["point_key"], stored["median_s"], strict=True))
+            passes_of = dict(zip(stored["point_key"], stored["passes"], strict=True))
             suspects = [(p, k) for p, k in _slower_than_sparser_neighbour(keyed, medians)
                         if runs_here(p)]
             summary.rechecked = len(suspects)
@@ -618,7 +665,8 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
                                           _ProblemCache(get_op(point.op), point.problem))
                 row, samples = measure(point, key, cache)
                 if row["status"] == "ok" and row["median_s"] < medians[key]:
-                    st.add_measurement(run_id, mid, row, samples, replace=True)
+                    st.add_measurement(run_id, mid, {**row, "passes": int(passes_of[key])},
+                                       samples, replace=True)
                     summary.recheck_kept += 1
     except KeyboardInterrupt as exc:
         status = "interrupted"

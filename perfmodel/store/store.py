@@ -58,8 +58,15 @@ APP = "perfmodel-suite"
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 60_000
 
+
+
+def _add_passes(conn: Connection) -> None:
+    """1 -> 2: ``measurements.passes`` (every point stored so far was measured once)."""
+    conn.execute(text("ALTER TABLE measurements ADD COLUMN passes INTEGER NOT NULL DEFAULT 1"))
+
+
 #: migrations: ``MIGRATIONS[v](conn)`` upgrades a store from version v to v + 1
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_passes}
 
 #: load_results columns, in order (see notes/CONTRACTS.md)
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -67,7 +74,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "kernel", "isa", "threads", "params", *T.SHAPE_COLUMNS, "layer", "matrix", "sparsity",
     "density", "nnz", "pattern", "cache", "status", "error", "median_s", "min_s", "mean_s",
     "iqr_s", "ci_low_s", "ci_high_s", "rel_ci", "n_samples", "converged", "noisy", "flops",
-    "gflops", "loadavg", "versions", "timestamp", "point_key",
+    "gflops", "loadavg", "versions", "timestamp", "point_key", "passes",
 )
 STATUSES = ("ok", "invalid", "compile_failed", "runtime_failed")
 
@@ -360,6 +367,22 @@ class Store:
             return set(conn.execute(select(T.measurements.c.point_key).where(
                 T.measurements.c.machine_id == machine_id)).scalars())
 
+    def stored_passes(self, machine_id: int) -> dict[str, tuple[int, float]]:
+        """Point key -> (passes, median seconds) of the points stored ok for a machine
+        (what a sweep's later passes compare against)."""
+        m = T.measurements
+        with self._read() as conn:
+            rows = conn.execute(select(m.c.point_key, m.c.passes, m.c.median_s).where(
+                m.c.machine_id == machine_id, m.c.status == "ok")).all()
+        return {r.point_key: (int(r.passes), float(r.median_s)) for r in rows}
+
+    def set_passes(self, machine_id: int, point_key: str, passes: int) -> None:
+        """Record that ``passes`` passes have measured a stored point (its median kept)."""
+        m = T.measurements
+        with self._write() as conn:
+            conn.execute(update(m).where(m.c.machine_id == machine_id,
+                                         m.c.point_key == point_key).values(passes=passes))
+
     def add_measurement(self, run_id: int, machine_id: int, row: dict[str, Any],
                         samples: Sequence[float] | np.ndarray = (), *,
                         replace: bool = False) -> int | None:
@@ -437,7 +460,8 @@ class Store:
                      "mean_s", "iqr_s", "ci_low_s", "ci_high_s", "rel_ci", "flops",
                      "gflops", "loadavg"):
             df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
-        for name in ("measurement_id", "run_id", "machine_id", "threads", "n_samples"):
+        for name in ("measurement_id", "run_id", "machine_id", "threads", "n_samples",
+                     "passes"):
             df[name] = df[name].astype("int64")
         for name in ("converged", "noisy"):
             df[name] = df[name].astype(bool)
@@ -653,7 +677,8 @@ def load_results(store: str | Path | Store | None = None, *, sweep: str | None =
     groups bits group_size (float, NaN where not applicable), layer, matrix, sparsity,
     density, nnz, pattern, cache, status, error, median_s min_s mean_s iqr_s ci_low_s
     ci_high_s (seconds), rel_ci, n_samples, converged, noisy, flops, gflops, loadavg,
-    versions (JSON), timestamp (ISO UTC), point_key. Filters are optional.
+    versions (JSON), timestamp (ISO UTC), point_key, passes (sweep passes that measured
+    the point; the median is the fastest of theirs). Filters are optional.
     """
     opened = open_store(store)
     try:

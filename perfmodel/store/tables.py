@@ -7,6 +7,8 @@ with sorted keys, so equal values compare equal as text.
 Version history (``SCHEMA_VERSION``; :mod:`perfmodel.store.store` holds the migrations):
 
 1. machines, runs, measurements, samples, tuned_configs, schema_version.
+2. measurements.passes: how many passes of a sweep (``passes``) measured the point; the
+   row keeps the fastest of their medians.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlalchemy import (
 )
 
 #: the version this code writes; older stores are migrated, newer ones refused
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -111,6 +113,7 @@ measurements = Table(
     Column("loadavg", Double),
     Column("versions", Text, nullable=False, default="{}"),
     Column("timestamp", String(32), nullable=False),
+    Column("passes", Integer, nullable=False, default=1),
     UniqueConstraint("machine_id", "point_key", name="uq_measurement_point"),
     sqlite_autoincrement=True,  # ids never reused after a --remeasure replaces a point
 )

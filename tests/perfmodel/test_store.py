@@ -205,19 +205,29 @@ def test_newer_schema_is_refused_and_left_alone(store_url):
 
 
 def test_older_schema_is_migrated(store_url, monkeypatch):
+    from sqlalchemy import text
+
     with open_store(store_url) as st:
         _add(st, "a")
+        with st._write() as conn:  # back to schema version 1: no measurements.passes
+            conn.execute(text("ALTER TABLE measurements DROP COLUMN passes"))
+            conn.execute(tables.schema_version.update().values(version=1))
+    with pytest.raises(StoreError, match="open it writable once"):
+        open_store(store_url, create=False, readonly=True)
+    with open_store(store_url) as st:
+        assert st.schema_version == tables.SCHEMA_VERSION == 2
+        df = st.results()
+        assert len(df) == 1 and df.passes.tolist() == [1]  # measured once
     calls = []
-    monkeypatch.setattr(tables, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(store_mod.MIGRATIONS, 1, lambda conn: calls.append(conn))
-    with open_store(store_url) as st:
-        assert st.schema_version == 2 and len(calls) == 1
-        assert len(st.results()) == 1
-    with open_store(store_url) as st:
-        assert len(calls) == 1  # already migrated
     monkeypatch.setattr(tables, "SCHEMA_VERSION", 3)  # no migration 2 -> 3 registered
     with pytest.raises(StoreError, match="no migration from schema version 2"):
         open_store(store_url)
+    monkeypatch.setitem(store_mod.MIGRATIONS, 2, lambda conn: calls.append(conn))
+    with open_store(store_url) as st:
+        assert st.schema_version == 3 and len(calls) == 1
+        assert len(st.results()) == 1
+    with open_store(store_url) as st:
+        assert len(calls) == 1  # already migrated
 
 
 @pytest.mark.parametrize("content", [b"this is not a database at all" * 100,

@@ -99,6 +99,40 @@ def test_recheck_measures_a_point_slower_than_at_lower_sparsity_again(tmp_path,
     assert _sweep._slower_than_sparser_neighbour(keyed, medians) == []
 
 
+def test_passes_keep_the_fastest_median_and_resume(store_url, monkeypatch):
+    """Every point measured ``passes`` times, in passes over the whole spec; the store
+    keeps the fastest median; a pass cut short (``limit``) is finished by the rerun."""
+    from perfmodel import _sweep
+
+    measure, medians = _sweep._measure_point, {}
+    median_s = {1: 3e-3, 2: 1e-3, 3: 2e-3}  # the n-th measurement of any point
+
+    def scaled(point, *args, **kwargs):
+        row, samples = measure(point, *args, **kwargs)
+        calls = medians.setdefault(point, [])
+        calls.append(median_s[len(calls) + 1])
+        return {**row, "median_s": calls[-1]}, samples
+
+    monkeypatch.setattr(_sweep, "_measure_point", scaled)
+    spec = {**tiny_spec(), "passes": 2}
+    first = perfmodel.sweep(spec, store_url, progress=False, limit=13)
+    assert first.measured == 10 and first.pass_measured == 3 and first.pass_kept == 3
+    df = load_results(store_url)
+    assert sorted(df.passes.tolist()) == [1] * 7 + [2] * 3
+    rest = perfmodel.sweep(spec, store_url, progress=False, passes=3)
+    # pass 2 for the 7 behind, then pass 3 for all 10 (slower: nothing replaced)
+    assert rest.measured == 0 and rest.pass_measured == 17 and rest.pass_kept == 7
+    assert "17 measured again in later passes, 7 faster than before (kept)" in str(rest)
+    df = load_results(store_url)
+    assert len(df) == 10 and df.point_key.is_unique and (df.passes == 3).all()
+    assert set(len(v) for v in medians.values()) == {3}
+    assert (df.median_s == 1e-3).all()  # each point's second measurement, the fastest
+    again = perfmodel.sweep(spec, store_url, progress=False, passes=3)
+    assert again.measured == again.pass_measured == 0
+    with pytest.raises(ValueError, match="passes must be an int"):
+        perfmodel.sweep(spec, store_url, progress=False, passes=0)
+
+
 def test_block_patterns_params_threads_and_cold_cache(tmp_path):
     spec = tiny_spec(kernels=["spmm_csr_f32"], patterns=["block2x4", "dense"],
                      sparsities=[0.75], threads=[1, 2], cache=["warm", "cold"],
@@ -210,6 +244,8 @@ def test_plan_and_run_failures_become_failed_points(tmp_path, monkeypatch):
     (lambda s: s.update(threads=[0]), r"field threads: expected an integer in \[1, 1024\]"),
     (lambda s: s.update(budget="1s"), r"field budget: unknown field; allowed: block, budget_s"),
     (lambda s: s.update(block=[]), r"field block: needs at least one"),
+    (lambda s: s.update(passes=0), r"field passes: expected an integer in \[1, 100\]"),
+    (lambda s: s.update(passes="3"), r"field passes: expected an integer"),
     (lambda s: s["block"][0].pop("shapes"), r"needs at least one of shapes, layers, matrices"),
 ])
 def test_bad_spec_fields_are_named(mutate, match):
@@ -327,6 +363,9 @@ def test_cli_sweep_import_export(tmp_path, capsys, store_url):
     assert "1 measured" in capsys.readouterr().out
     assert cli.main(["sweep", str(spec_file), "--db", str(a), "--no-progress"]) == 0
     assert "0 measured, 1 already in the store" in capsys.readouterr().out
+    assert cli.main(["sweep", str(spec_file), "--db", str(a), "--no-progress",
+                     "--passes", "2"]) == 0
+    assert "1 measured again in later passes" in capsys.readouterr().out
     assert cli.main(["import", str(a), "--db", str(b)]) == 0
     assert cli.main(["import", str(a), "--db", str(b)]) == 0
     out = capsys.readouterr().out

@@ -138,10 +138,11 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
 /* One register tile: NV vectors of VW columns of one output row, accumulated over the
  * nonzeros (idx, val, len) of one row (or one K block of it). The last vector is loaded and
  * stored under `tail` (the tilef_ functions, FULLTAIL: all lanes, unmasked); with HEAD (the
- * tileh_ functions), the first vector under `head` too (phased_rows_). With `accumulate`, the tile starts from
- * the current C values (K blocking) instead of zero. Inlined into segment_: called once
- * per row segment, the 8-vector tile ran 1.1-1.2x slower with K blocks of 64-256 rows
- * (384 x 2304 x 1280 at sparsity 0.9, segments of 6-26 nonzeros; docs/spmm.md). */
+ * tileh_ functions), the first vector under `head` too (phased_rows_). With `accumulate`,
+ * the tile starts from the current C values (K blocking) instead of zero. Inlined into
+ * segment_: called once per row segment, the 8-vector tile ran 1.1-1.2x slower with K
+ * blocks of 64-256 rows (384 x 2304 x 1280 at sparsity 0.9, segments of 6-26 nonzeros;
+ * docs/spmm.md). */
 #define DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, TARGET, VEC, VW, ZERO, SET1, FMA, ADD, LOAD, \
                     STORE, MLOAD, MSTORE, MASK_T)                                            \
     TARGET static inline __attribute__((always_inline)) void NAME##_##NV(                  \
@@ -308,7 +309,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             int64_t j = j0;                                                                  \
             for (; j + w <= jt; j += w)                                                      \
                 tilef_##P##_##NV(a->indices + s, a->data + s, len, a->b + j, a->ldb,         \
-                                 crow + j, FULL, FULL, acc, pf);                              \
+                                 crow + j, FULL, FULL, acc, pf);                             \
             if (j < jt) segment_##P(a, s, len, crow, j, jt, acc);                            \
             if (apart) {                                                                     \
                 const float d = COLUMN_DOT(a->indices + s, a->data + s, len, column);        \
@@ -513,7 +514,7 @@ static inline void spmm_copy_slice(const spmm_csr_f32_args *a, int kb, int64_t j
 #define TAIL512(rem) ((rem) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (rem)) - 1u))
 #define HEAD512(o) ((__mmask16)(0xffffu << (o)))
 #define TILE512(NAME, HEAD, FULLTAIL, NV)                                                    \
-    DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, KC_TARGET_AVX512, __m512, 16, _mm512_setzero_ps,             \
+    DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, KC_TARGET_AVX512, __m512, 16, _mm512_setzero_ps,   \
                 _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_loadu_ps,             \
                 _mm512_storeu_ps, MLOAD512, MSTORE512, __mmask16)
 #define TILES512(NV) TILE512(tile_avx512, 0, 0, NV) TILE512(tileh_avx512, 1, 0, NV)
@@ -659,9 +660,9 @@ KC_TARGET_AVX2 static inline __m256i head256(int64_t o) { /* lanes >= o */
 #define MLOAD256(p, m) _mm256_maskload_ps((p), (m))
 #define MSTORE256(p, m, v) _mm256_maskstore_ps((p), (m), (v))
 #define TILE256(NAME, HEAD, FULLTAIL, NV)                                                    \
-    DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, KC_TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_set1_ps,\
-                _mm256_fmadd_ps, _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps, MLOAD256, \
-                MSTORE256, __m256i)
+    DEFINE_TILE(NAME, NV, HEAD, FULLTAIL, KC_TARGET_AVX2, __m256, 8, _mm256_setzero_ps,      \
+                _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_loadu_ps,             \
+                _mm256_storeu_ps, MLOAD256, MSTORE256, __m256i)
 #define TILES256(NV) TILE256(tile_avx2, 0, 0, NV) TILE256(tileh_avx2, 1, 0, NV)
 TILES256(2)
 TILES256(3)

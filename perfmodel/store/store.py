@@ -59,7 +59,6 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 60_000
 
 
-
 def _add_passes(conn: Connection) -> None:
     """1 -> 2: ``measurements.passes`` (every point stored so far was measured once)."""
     conn.execute(text("ALTER TABLE measurements ADD COLUMN passes INTEGER NOT NULL DEFAULT 1"))

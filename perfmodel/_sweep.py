@@ -42,7 +42,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -584,10 +584,6 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
     first_pass_complete = limit is None or len(runnable) <= limit
     if limit is not None:
         runnable = runnable[:limit]
-    # group by problem so each operand set is generated (and checked against) once
-    groups: dict[Problem, list[tuple[Point, str]]] = {}
-    for p, k in runnable:
-        groups.setdefault(p.problem, []).append((p, k))
     if progress is None:
         progress = sys.stderr.isatty()
     from tqdm import tqdm
@@ -612,20 +608,38 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
         row["timestamp"] = _context.utc_now()
         return row, samples
 
-    try:
-        for problem, items in groups.items():
+    def measure_by_problem(items: list[tuple[Point, str]]
+                           ) -> Iterator[tuple[Point, str, dict, Any]]:
+        """Measure (point, key) pairs one problem at a time, so each operand set is
+        generated (and checked against its reference) once; yields (point, key, row,
+        samples)."""
+        groups: dict[Problem, list[tuple[Point, str]]] = {}
+        for p, k in items:
+            groups.setdefault(p.problem, []).append((p, k))
+        for problem, members in groups.items():
             cache = _ProblemCache(get_op(problem.op), problem)
-            for point, key in items:
+            for point, key in members:
                 bar.set_postfix_str(f"{point.op} {point.kernel} {problem.pattern} "
                                     f"s={problem.sparsity:g}", refresh=False)
-                row, samples = measure(point, key, cache)
-                st.add_measurement(run_id, mid, row, samples, replace=remeasure)
-                summary.measured += 1
-                summary.status[row["status"]] += 1
-                if row["status"] == "ok":
-                    summary.converged += bool(row["converged"])
-                    summary.noisy += bool(row["noisy"])
-                bar.update(1)
+                yield point, key, *measure(point, key, cache)
+
+    def keep_if_faster(row: dict, samples: Any, stored: tuple[int, float],
+                       passes: int) -> bool:
+        """Replace a stored point (``stored`` = (passes, median)) by a faster measurement."""
+        if row["status"] == "ok" and row["median_s"] < stored[1]:
+            st.add_measurement(run_id, mid, {**row, "passes": passes}, samples, replace=True)
+            return True
+        return False
+
+    try:
+        for _, _, row, samples in measure_by_problem(runnable):
+            st.add_measurement(run_id, mid, row, samples, replace=remeasure)
+            summary.measured += 1
+            summary.status[row["status"]] += 1
+            if row["status"] == "ok":
+                summary.converged += bool(row["converged"])
+                summary.noisy += bool(row["noisy"])
+            bar.update(1)
         if n_passes > 1 and first_pass_complete:
             left = None if limit is None else limit - len(runnable)
             for pass_no in range(2, n_passes + 1):
@@ -636,38 +650,22 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
                     behind, left = behind[:left], left - min(left, len(behind))
                 bar.reset(total=len(behind))
                 bar.set_description(f"sweep {parsed.name} pass {pass_no}/{n_passes}")
-                again: dict[Problem, list[tuple[Point, str]]] = {}
-                for p, k in behind:
-                    again.setdefault(p.problem, []).append((p, k))
-                for problem, items in again.items():
-                    cache = _ProblemCache(get_op(problem.op), problem)
-                    for point, key in items:
-                        row, samples = measure(point, key, cache)
-                        summary.pass_measured += 1
-                        if row["status"] == "ok" and row["median_s"] < stored[key][1]:
-                            st.add_measurement(run_id, mid, {**row, "passes": pass_no},
-                                               samples, replace=True)
-                            summary.pass_kept += 1
-                        else:
-                            st.set_passes(mid, key, pass_no)
-                        bar.update(1)
+                for _, key, row, samples in measure_by_problem(behind):
+                    summary.pass_measured += 1
+                    if keep_if_faster(row, samples, stored[key], pass_no):
+                        summary.pass_kept += 1
+                    else:
+                        st.set_passes(mid, key, pass_no)
+                    bar.update(1)
         if recheck:
-            stored = st.results(fingerprint=fingerprint)
-            stored = stored[stored["status"] == "ok"]
-            medians = dict(zip(stored["point_key"], stored["median_s"], strict=True))
-            passes_of = dict(zip(stored["point_key"], stored["passes"], strict=True))
+            stored = st.stored_passes(mid)
+            medians = {k: median for k, (_, median) in stored.items()}
             suspects = [(p, k) for p, k in _slower_than_sparser_neighbour(keyed, medians)
                         if runs_here(p)]
             summary.rechecked = len(suspects)
-            caches: dict[Problem, _ProblemCache] = {}
-            for point, key in suspects:
-                cache = caches.setdefault(point.problem,
-                                          _ProblemCache(get_op(point.op), point.problem))
-                row, samples = measure(point, key, cache)
-                if row["status"] == "ok" and row["median_s"] < medians[key]:
-                    st.add_measurement(run_id, mid, {**row, "passes": int(passes_of[key])},
-                                       samples, replace=True)
-                    summary.recheck_kept += 1
+            for _, key, row, samples in measure_by_problem(suspects):
+                summary.recheck_kept += keep_if_faster(row, samples, stored[key],
+                                                       stored[key][0])
     except KeyboardInterrupt as exc:
         status = "interrupted"
         summary.interrupted = True

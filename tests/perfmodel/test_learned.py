@@ -344,6 +344,22 @@ def test_perfect_predictions_score_perfectly(data):
     assert m["crossover_missed"] == 0 and m["crossover_hit_rate"] == 1.0
 
 
+def test_mape_per_kernel(data):
+    pred = data["median_s"].to_numpy().copy()
+    dense_rows = (data["kernel"] == "gemm_blas_f32").to_numpy()
+    assert dense_rows.any()
+    pred[dense_rows] *= 1.5
+    m = metrics(data, pred)
+    by_kernel = m["by_kernel"]
+    assert set(by_kernel) == set(data["kernel"])
+    assert sum(k["rows"] for k in by_kernel.values()) == m["rows"]
+    assert by_kernel["gemm_blas_f32"]["mape"] == pytest.approx(0.5)
+    assert all(k["mape"] == 0 for name, k in by_kernel.items() if name != "gemm_blas_f32")
+    lines = format_details({"random": m}, "learned").splitlines()
+    first = lines[lines.index("learned random: MAPE per kernel (rows, MAPE, median APE)") + 1]
+    assert first.split()[0] == "gemm_blas_f32" and first.split()[2] == "0.5000"
+
+
 def test_a_crossover_predicted_out_of_range_counts_as_a_miss(data):
     perfect = metrics(data, data["median_s"].to_numpy())
     # dense predicted 100x slower on one shape: its sparse kernel "wins" at every sparsity

@@ -199,6 +199,13 @@ _SMALL_PANEL_BYTES = 128 * 1024
 #: 1.06-1.51x at sparsity 0.4-0.5, 1.00-1.09x at 0.6, 0.92-1.01x at 0.65
 _MIN_L1_N_TILE_DENSITY = 0.38
 _L1_N_TILE = 64
+#: AVX2, N of 5-7 vectors with a ragged last one (N = 33-63, not a multiple of 8), from
+#: sparsity 0.9 on (density <= 0.105: sampled matrices fall either side of 0.1): one
+#: 8-vector tile over the whole row instead of a 4-vector tile and a ragged rest.
+#: bench_spmm_params.py --variant reg_vectors=8 on the AMD EPYC (Zen 3) host, sparsity 0.9,
+#: two runs: N = 49 1.02-2.04x (four shapes), N = 33 / 41 1.25-1.94x; 0.95: 0.94-1.41x;
+#: N = 56 / 64 0.95-1.15x (not taken); 0.8: 0.35-2.2x (docs/spmm.md, twenty-third session)
+_MAX_RAGGED_ROW_TILE_DENSITY = 0.105
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -235,6 +242,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     Wherever 8-vector tiles take no K blocks, N tiles of 128 columns (with B in L2: when
     the K panel of a tile fits 128 KiB; not when N is a multiple of 512: L1 set aliasing,
     as above). A block of rows of C is as many rows as fit 4 MiB (all rows, mostly).
+    On AVX2, N of 5-7 vectors with a ragged last one takes one 8-vector tile from sparsity
+    0.9 on (where no N tile splits the row).
 
     ``expected_calls`` is how often one plan will run (None: many, as when timing or
     serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time
@@ -242,6 +251,18 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     the same hint).
     """
     level, _ = _isa.resolve(isa, IMPLEMENTED)
+    params = _blocking(level, m, k, n, density, expected_calls)
+    vw = VECTOR_WIDTH[level]
+    if (level == "avx2" and 4 * vw < n < 8 * vw and n % vw and params["reg_vectors"] == 4
+            and density <= _MAX_RAGGED_ROW_TILE_DENSITY
+            and (params["n_tile"] == 0 or params["n_tile"] >= n)):
+        params["reg_vectors"] = 8
+    return params
+
+
+def _blocking(level: str, m: int, k: int, n: int, density: float,
+              expected_calls: int | None) -> dict[str, int]:
+    """default_params before the AVX2 ragged-row rule (its docstring has the rules)."""
     vw = VECTOR_WIDTH[level]
     # one register vector when N fits one (the narrow loop runs either way; 1 is the
     # canonical value, the one the tuner's space keeps)

@@ -202,9 +202,9 @@ _L1_N_TILE = 64
 #: AVX2, N of 5-7 vectors with a ragged last one (N = 33-63, not a multiple of 8), from
 #: sparsity 0.9 on (density <= 0.105: sampled matrices fall either side of 0.1): one
 #: 8-vector tile over the whole row instead of a 4-vector tile and a ragged rest.
-#: bench_spmm_params.py --variant reg_vectors=8 on the AMD EPYC (Zen 3) host, sparsity 0.9,
-#: two runs: N = 49 1.02-2.04x (four shapes), N = 33 / 41 1.25-1.94x; 0.95: 0.94-1.41x;
-#: N = 56 / 64 0.95-1.15x (not taken); 0.8: 0.35-2.2x (docs/spmm.md, twenty-third session)
+#: bench_spmm_params.py --variant reg_vectors=8 on the AMD EPYC (Zen 3) host, sparsity 0.9:
+#: N = 49 1.02-2.04x (four shapes), N = 33 / 41 1.25-1.94x; 0.95: 0.94-1.41x;
+#: N = 56 / 64 0.95-1.16x (not taken); 0.5-0.8: 0.35-2.2x (docs/spmm.md, twenty-third session)
 _MAX_RAGGED_ROW_TILE_DENSITY = 0.105
 
 

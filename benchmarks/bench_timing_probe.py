@@ -86,5 +86,6 @@ def main(runs: int = 3) -> None:
         print(f"runs {i}-{j}: MAPE raw {raw.mean():.3f} ({per_kind}); normalized by "
               f"{normalized}")
 
+
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -1,4 +1,5 @@
-"""Side-by-side benchmark: kernels_c.spmm vs scipy CSR vs MKL (sparse_dot_mkl) vs dense BLAS.
+"""Side-by-side benchmark: kernels_c.spmm vs scipy CSR vs MKL (sparse_dot_mkl) vs torch CSR vs
+dense BLAS.
 
 Everything runs in one process, interleaved (one repeat of every contender per round), with
 BLAS/MKL threads limited to the thread count under test by threadpoolctl. Sparse weights
@@ -9,7 +10,9 @@ are prepared once (``plan_spmm``, like prepacked weights); times are medians.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm.py
 
 MKL runs twice: on B as the other contenders get it, 16 bytes past a cache line ("mkl"), and
-on a copy of B that starts on one ("mkl64"), where MKL is fastest.
+on a copy of B that starts on one ("mkl64"), where MKL is fastest. torch's CSR @ dense
+("torch", when torch imports) calls MKL's sparse BLAS on x86 builds of torch that have MKL
+(the header says whether this one has): an MKL peer where sparse_dot_mkl is not installed.
 
 Prints, per shape, speed relative to dense BLAS for each sparsity, the crossover sparsity
 (where each sparse kernel starts to beat dense, linearly interpolated), and for N <= 8 the
@@ -20,6 +23,7 @@ pointers + B + C), the STREAM runs interleaved with the kernels.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import itertools
 import os
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from kernels_c._memory import placed_copy  # noqa: E402
 from kernels_c.spmm import plan_spmm  # noqa: E402
+from perfmodel.ops import SpmmOp  # noqa: E402
 from perfmodel.shapes import load_matrix, matrix_sources  # noqa: E402
 
 DLMC = ROOT.parent / "shared" / "data" / "dlmc" / "rn50"
@@ -49,6 +54,8 @@ SPARSITIES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 #: within 3 % (docs/spmm.md, twentieth session). With B wherever numpy put it, MKL moved
 #: between runs.
 B_OFFSET = 4
+#: sparse contenders besides ours, in table order (those that run here)
+PEERS = ("scipy", "mkl", "mkl64", "torch")
 
 
 def _mkl_peer():
@@ -144,6 +151,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     mkl = _mkl_peer()
+    op = SpmmOp()
+    torch_missing = op.available("torch_csr")
     blas = [(i["internal_api"], i.get("version"), i.get("architecture"))
             for i in threadpool_info() if i["user_api"] == "blas"]
     import kernels_c
@@ -152,7 +161,8 @@ def main() -> None:
     sig = microbench.cpu_signature()  # (family, model, stepping): the core
     cpuid = f" (family {sig[0]:#x} model {sig[1]:#x})" if sig else ""
     print(f"# CPU {kernels_c._isa.cpu_brand()}{cpuid}  kernels_c isa={kernels_c.isa()}  "
-          f"BLAS={blas}  MKL peer={'yes' if mkl else 'no'}")
+          f"BLAS={blas}  MKL peer={'yes' if mkl else 'no'}  "
+          f"torch peer={_torch_peer(torch_missing)}")
     summary = []
     for label, n, mats in problems(args.quick, rng, args.narrow):
         m, k = next(iter(mats.values())).shape
@@ -170,20 +180,23 @@ def main() -> None:
                     if mkl is not None:
                         contenders["mkl"] = lambda a=a, b=b: mkl(a, b)
                         contenders["mkl64"] = lambda a=a, b=b64: mkl(a, b)
+                    limit = contextlib.nullcontext()
+                    if torch_missing is None:
+                        torch_csr = op.prepare("torch_csr", {"a": a, "b": b}, {}, threads, None)
+                        contenders["torch"] = torch_csr.run
+                        limit = torch_csr.context()
                     contenders.update(streams)
-                    t = time_interleaved(contenders, args.repeats, budget_s=3.0)
+                    with limit:
+                        t = time_interleaved(contenders, args.repeats, budget_s=3.0)
                     rows.append((s, t, a.nnz))
             print(f"\n{label}  M={m} K={k} N={n}  threads={threads}")
-            names = [c for c in ("ours", "scipy", "mkl", "mkl64") if c in rows[0][1]]
-            print("  sparsity  dense_ms  " + "  ".join(f"{c:>7}" for c in names)
-                  + "  ours/scipy  ours/mkl  ours/mkl64  GFLOP/s")
+            names = [c for c in ("ours", *PEERS) if c in rows[0][1]]
+            print("  sparsity  dense_ms  " + "  ".join(f"{c:>7}" for c in names) + "  "
+                  + "  ".join(f"{'ours/' + c:>10}" for c in names[1:]) + "  GFLOP/s")
             for s, t, nnz in rows:
-                sp_ = [t["dense"] / t[c] for c in names]
-                extra = f"{t['scipy'] / t['ours']:10.2f}"
-                extra += (f"  {t['mkl'] / t['ours']:8.2f}  {t['mkl64'] / t['ours']:10.2f}"
-                          if "mkl" in t else "         -           -")
                 print(f"  {s:8.2f}  {t['dense'] * 1e3:8.3f}  "
-                      + "  ".join(f"{v:6.2f}x" for v in sp_) + extra
+                      + "  ".join(f"{t['dense'] / t[c]:6.2f}x" for c in names) + "  "
+                      + "  ".join(f"{t[c] / t['ours']:10.2f}" for c in names[1:])
                       + f"  {2 * nnz * n / t['ours'] / 1e9:7.1f}")
             cross = {c: crossover([r[0] for r in rows], [r[1]["dense"] / r[1][c] for r in rows])
                      for c in names}
@@ -201,6 +214,15 @@ def main() -> None:
     for label, n, threads, cross, lo, hi in summary:
         print(f"  {label:40s} N={n:5d} t={threads}  " + "  ".join(
             _fmt_cross(v, lo, hi, c) for c, v in cross.items()))
+
+
+def _torch_peer(missing: str | None) -> str:
+    """'no' or whether torch's CPU build has MKL (its CSR @ dense then runs MKL's)."""
+    if missing is not None:
+        return "no"
+    import torch
+
+    return f"yes (MKL {'yes' if torch.backends.mkl.is_available() else 'no'})"
 
 
 def _fmt_cross(value: float | None, lowest: float, highest: float, name: str) -> str:

@@ -5,7 +5,29 @@ exhaustive sweep), re-times the best candidates interleaved and records the winn
 results store. See docs/tuner.md.
 """
 
-from .space import SearchSpace, search_space
-from .study import TuneOptions, TuneResult, tune
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: public name -> module that defines it (imported on first use, so the ``perfmodel`` CLI,
+#: which registers the tuner's subcommands, starts without loading optuna, pandas and the
+#: store for commands that need none of them)
+_LAZY = {
+    "SearchSpace": "tuner.space",
+    "search_space": "tuner.space",
+    "TuneOptions": "tuner.study",
+    "TuneResult": "tuner.study",
+    "tune": "tuner.study",
+}
 
 __all__ = ["SearchSpace", "TuneOptions", "TuneResult", "search_space", "tune"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tuner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -3,8 +3,7 @@ results store, target catalog, roofline and learned models, queries and the CLI.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ._lazy import lazy_attributes
 
 #: public name -> module that defines it (imported on first use, so ``import perfmodel``
 #: stays cheap for the CLI and for code that needs only one part)
@@ -18,11 +17,4 @@ _LAZY = {
 
 __all__ = ["best_config", "load_results", "open_store", "sweep", "sweet_spot"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'perfmodel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

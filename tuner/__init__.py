@@ -7,8 +7,7 @@ results store. See docs/tuner.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from perfmodel._lazy import lazy_attributes
 
 #: public name -> module that defines it (imported on first use, so the ``perfmodel`` CLI,
 #: which registers the tuner's subcommands, starts without loading optuna, pandas and the
@@ -23,11 +22,4 @@ _LAZY = {
 
 __all__ = ["SearchSpace", "TuneOptions", "TuneResult", "search_space", "tune"]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tuner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -40,6 +40,13 @@ the narrow-N K blocks with none:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm_params.py \
         --narrow --sparsities 0.5,0.8,0.9,0.95,0.98 --variant k_block=0
+
+``--cold`` runs a 192 MiB STREAM triad (untimed) before every timed call, so A, B and C
+come from DRAM as in bench_spmm.py's narrow shapes (twenty-fourth session, N = 8):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_spmm_params.py \
+        --shape 4096x4096x8 --sparsities 0.9,0.95,0.98 --rounds 3 --cold \
+        --variant k_block=512 --variant k_block=256 --variant k_block=0
 """
 
 from __future__ import annotations
@@ -136,14 +143,27 @@ def _problems(args: argparse.Namespace, rng: np.random.Generator):
                 yield f"{layer} {s}", load_matrix(src.path, seed=1), src.n_hint
 
 
-def _median_time(f, reps: int) -> float:
+def _median_time(f, reps: int, flush=None) -> float:
+    """Median of ``reps`` timed calls of ``f`` after one untimed one; ``flush`` (untimed)
+    before each call when given."""
     f()
     times = []
     for _ in range(reps):
+        if flush is not None:
+            flush()
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def _cache_flush():
+    """The STREAM triad over 3 x 64 MiB: A, B and C leave every cache level before a call."""
+    from kernels_c import microbench
+
+    n = 16 * 1024 * 1024
+    b, c, a = (np.ones(n, np.float32) for _ in range(3))
+    return microbench.plan_stream("triad", b, a=a, c=c, threads=1).run
 
 
 def _one_shot(args: argparse.Namespace) -> int:
@@ -200,6 +220,9 @@ def main() -> int:
                     help="time plan_spmm, plan.run and spmm() (plan + run) with defaults")
     ap.add_argument("--row-lengths", metavar="L1,L2,...",
                     help="time rows of exactly these many nonzeros (ns per row)")
+    ap.add_argument("--cold", action="store_true",
+                    help="run a 192 MiB STREAM triad before every timed call (operands "
+                         "from DRAM, as bench_spmm's narrow shapes see them)")
     args = ap.parse_args()
     if args.row_lengths:
         return _row_lengths(args)
@@ -207,6 +230,7 @@ def main() -> int:
         return _one_shot(args)
     variants = {"default": {}, **{v: _variant(v) for v in args.variant}}
     rng = np.random.default_rng(0)
+    flush = _cache_flush() if args.cold else None
     print("problem " + " ".join(f"[{v}]" for v in variants) + "  (speed / dense)")
     with threadpool_limits(1):
         for label, a, n in _problems(args, rng):
@@ -218,9 +242,9 @@ def main() -> int:
                 plans = {v: _plan(a, b, o) for v, o in variants.items()}
                 dense_run = functools.partial(np.matmul, dense_a, b)
                 for _ in range(args.rounds):
-                    times["dense"].append(_median_time(dense_run, 3))
+                    times["dense"].append(_median_time(dense_run, 3, flush))
                     for v, plan in plans.items():
-                        times[v].append(_median_time(plan.run, 5))
+                        times[v].append(_median_time(plan.run, 5, flush))
             dense = statistics.median(times["dense"])
             cells = " ".join(f"{dense / statistics.median(times[v]):.2f}" for v in variants)
             print(f"{label} {cells}", flush=True)

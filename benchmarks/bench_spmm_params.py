@@ -158,12 +158,10 @@ def _median_time(f, reps: int, flush=None) -> float:
 
 
 def _cache_flush():
-    """The STREAM triad over 3 x 64 MiB: A, B and C leave every cache level before a call."""
-    from kernels_c import microbench
+    """bench_spmm.py's STREAM triad (3 x 64 MiB): A, B and C leave every cache level."""
+    from bench_spmm import stream_contenders
 
-    n = 16 * 1024 * 1024
-    b, c, a = (np.ones(n, np.float32) for _ in range(3))
-    return microbench.plan_stream("triad", b, a=a, c=c, threads=1).run
+    return stream_contenders(1)[0]["triad"]
 
 
 def _one_shot(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Side-by-side benchmark: kernels_c.spmm vs scipy CSR vs MKL (sparse_dot_mkl) vs torch CSR vs
 dense BLAS.
 
-Everything runs in one process, interleaved (one repeat of every contender per round), with
-BLAS/MKL threads limited to the thread count under test by threadpoolctl. Sparse weights
-are prepared once (``plan_spmm``, like prepacked weights); times are medians.
+Everything runs in one process, interleaved (one repeat of every contender per round, each
+round starting one contender later), with BLAS/MKL threads limited to the thread count under
+test by threadpoolctl. Sparse weights are prepared once (``plan_spmm``, like prepacked
+weights); times are medians.
 
     python benchmarks/bench_spmm.py                  # DLMC ResNet-50 + synthetic, 1 and 2 threads
     python benchmarks/bench_spmm.py --quick          # fewer shapes
@@ -86,12 +87,18 @@ def stream_contenders(threads: int) -> tuple[dict, dict[str, int]]:
 
 
 def time_interleaved(contenders: dict, repeats: int, budget_s: float) -> dict[str, float]:
+    """Median seconds per contender, one call of each per round. Each round starts one
+    contender later than the last, so none always runs right after the same one: what a
+    contender leaves in the caches (the dense GEMM's packing evicts part of a B of a few
+    MiB) falls on each in turn, not on the same follower every round."""
     for f in contenders.values():
         f()  # warm-up
     samples: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders.items())
     start = time.perf_counter()
     for r in range(repeats):
-        for name, f in contenders.items():
+        shift = r % len(order)
+        for name, f in order[shift:] + order[:shift]:
             t = time.perf_counter()
             f()
             samples[name].append(time.perf_counter() - t)

@@ -170,6 +170,17 @@ _MIN_L2_K_BLOCK_DENSITY = 0.25
 #: K = 2304-8192, N = 128-512; at 10 nonzeros per segment 0.9-1.2x (docs/spmm.md)
 _L2_RESIDENT_B_BYTES = 1024 * 1024
 _MIN_SPARSE_SEGMENT_NNZ = 12
+#: ... and on AVX2 (4-vector tiles, N a multiple of 8), where no such slice holds 12
+#: nonzeros per segment, K blocks of the fewest rows (a power of two, >= 64) whose
+#: segments average 10, whatever their slice of B: down to density 0.03, or beyond 8 MiB
+#: of B (the 4 KiB pages the second-level TLB of Zen 3 maps). Against B streamed with
+#: prefetch on the AMD EPYC (Zen 3, 512 KiB L2) host: sparsity 0.92-0.95 1.1-4.7x on nine
+#: shapes with N = 392-3136, K = 576-4608 (2048 x 1024 x 1000 at 0.95: 0.92x); 0.98 2.0-3.3x
+#: with B of 12-14 MiB (384 x 2304 x 1352, 256 x 1152 x 3136), 0.8-1.3x with B of 2-7 MiB
+#: (docs/spmm.md, twenty-fifth session)
+_MIN_AVX2_SPARSE_SEGMENT_NNZ = 10
+_MIN_AVX2_SPARSE_K_BLOCK_DENSITY = 0.03
+_AVX2_STREAMED_B_BYTES = 8 << 20
 #: B streamed (not K blocked) is prefetched this many nonzeros ahead when the panel the
 #: rows of C sweep (K x n_tile, or K x N) exceeds half of this machine's L2. Within it the
 #: prefetches only cost: on the Intel Xeon host (2 MiB L2) this rule against always
@@ -230,9 +241,11 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     sparser matrices stream B from L2/L3 (B rows prefetched 16 nonzeros ahead when the
     panel of B the rows sweep exceeds half of this machine's L2, CPUID), unless
     B exceeds the 1 MiB L2: then K blocks whose slice of B fits 512 KiB, while a row
-    segment averages 12 nonzeros; or, if B (over 512 KiB, N not a multiple of the vector
-    width) is copied on every call anyway, K blocks of ~16 nonzeros per segment (up to
-    1024 rows) in one block of rows, where the copy goes slice by slice. Where K blocked
+    segment averages 12 nonzeros (on AVX2 with N a multiple of 8, failing that, K blocks
+    of ~10 nonzeros per segment from density 0.03 on or with B beyond 8 MiB); or, if B
+    (over 512 KiB, N not a multiple of the vector width) is copied on every call anyway,
+    K blocks of ~16 nonzeros per segment (up to 1024 rows) in one block of rows, where the
+    copy goes slice by slice. Where K blocked
     plans read B by phase instead of copying it (N above 4 and below 16 vectors, not a
     multiple of one), one N tile, and under 8-vector tiles K blocks of ~16 nonzeros per
     row segment within a phase. If N is a multiple
@@ -296,7 +309,7 @@ def _blocking(level: str, m: int, k: int, n: int, density: float,
         k_block *= 2
     split_n = n_tiles and k_block * n * 4 > _B_BLOCK_BYTES
     if density < min_density:
-        sparse_k_block = _sparse_k_block(k, n, density)
+        sparse_k_block = _sparse_k_block(level, k, n, density)
         if sparse_k_block:
             params.update(k_block=sparse_k_block, row_block=_row_block(m, n))
         elif (b_bytes > _L2_TILE_BYTES and n % vw and density * m >= _MIN_USES_TO_PACK
@@ -395,14 +408,24 @@ def _narrow_k_block(k: int, n: int, density: float) -> int:
     return k_block
 
 
-def _sparse_k_block(k: int, n: int, density: float) -> int:
+def _sparse_k_block(level: str, k: int, n: int, density: float) -> int:
     """K blocks below the K-block densities when B outgrows the L2: the largest power of
     two whose slice of B fits _L2_TILE_BYTES, if its row segments average 12 nonzeros;
-    else 0 (B streamed with prefetch)."""
+    else on AVX2, where B is read in place (N a multiple of the vector width), the fewest
+    rows that average 10 (from density 0.03, or B beyond 8 MiB); else 0 (B streamed with
+    prefetch)."""
     if 4 * k * n <= _L2_RESIDENT_B_BYTES:
         return 0
     k_block = _pow2_at_most(_L2_TILE_BYTES // (4 * n))
-    return k_block if k_block < k and density * k_block >= _MIN_SPARSE_SEGMENT_NNZ else 0
+    if k_block < k and density * k_block >= _MIN_SPARSE_SEGMENT_NNZ:
+        return k_block
+    if level != "avx2" or n % VECTOR_WIDTH[level] or (
+            density < _MIN_AVX2_SPARSE_K_BLOCK_DENSITY and 4 * k * n <= _AVX2_STREAMED_B_BYTES):
+        return 0
+    k_block = 64
+    while density * k_block < _MIN_AVX2_SPARSE_SEGMENT_NNZ and k_block < k:
+        k_block *= 2
+    return k_block if k_block < k else 0
 
 
 @functools.lru_cache(maxsize=1)

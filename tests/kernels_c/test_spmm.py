@@ -273,6 +273,29 @@ def test_avx2_ragged_rows_take_one_8_vector_tile_from_sparsity_0_9():
     assert default_params(2048, 512, 49, 0.1, isa="portable")["reg_vectors"] == 4
 
 
+def test_avx2_k_blocks_b_beyond_the_l2_at_high_sparsity():
+    """AVX2, B over 1 MiB read in place, below the K-block densities: where no slice of
+    B within 512 KiB gives 12 nonzeros per row segment, K blocks of ~10 (a power of two)
+    down to density 0.03, or with B beyond 8 MiB; otherwise B is streamed, as on AVX-512."""
+    from kernels_c.spmm import _blocking
+
+    def blocks(m, k, n, density):
+        p = default_params(m, k, n, density, isa="avx2")
+        return p["k_block"], p["prefetch"]
+
+    assert blocks(384, 2304, 1352, 0.08) == (128, 0)
+    assert blocks(384, 2304, 1352, 0.05) == (256, 0)
+    assert blocks(384, 2304, 1352, 0.02) == (512, 0)  # B 12 MiB
+    assert blocks(2048, 1024, 1000, 0.05) == (256, 0)
+    assert default_params(2048, 1024, 1000, 0.05, isa="avx2")["row_block"] == 1048
+    assert blocks(2048, 1024, 1000, 0.02) == (0, 16)  # B 4 MiB: streamed
+    assert blocks(64, 576, 3136, 0.02) == (0, 16)  # 7 MiB
+    assert _blocking("avx512", 2048, 1024, 1000, 0.05, None)["k_block"] == 0
+    assert blocks(4096, 4096, 128, 0.02) == (1024, 0)  # the 512 KiB slice holds 20
+    assert blocks(256, 2304, 196, 0.05) == (512, 0)  # ragged N: copied B, K blocked anyway
+    assert blocks(1024, 1024, 128, 0.05) == (0, 0)  # B within 1 MiB
+
+
 def test_copied_b_k_blocked_below_the_k_block_densities():
     """N not a multiple of the vector width: B is copied on every call (more than 512 KiB
     of it, rows used >= 4 times), so below the K-block densities it is K blocked anyway, in

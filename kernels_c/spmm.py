@@ -216,7 +216,11 @@ _L1_N_TILE = 64
 #: bench_spmm_params.py --variant reg_vectors=8 on the AMD EPYC (Zen 3) host, sparsity 0.9:
 #: N = 49 1.02-2.04x (four shapes), N = 33 / 41 1.25-1.94x; 0.95: 0.94-1.41x;
 #: N = 56 / 64 0.95-1.16x (not taken); 0.5-0.8: 0.35-2.2x (docs/spmm.md, twenty-third session)
+#: With one accumulator set in tiles of 5-8 vectors (spmm.c, twenty-fifth session), also at
+#: any sparsity while B fits 128 KiB: 1.2-1.9x at 0.3-0.6 and 1.0-1.7x at 0.7-0.85 on six
+#: shapes with K = 256-576, N = 33-49; with K = 1024-4608 0.6-1.35x at 0.6-0.85
 _MAX_RAGGED_ROW_TILE_DENSITY = 0.105
+_MAX_RAGGED_ROW_TILE_B_BYTES = 128 * 1024
 
 
 def default_params(m: int, k: int, n: int, density: float = 1.0,
@@ -256,7 +260,7 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     the K panel of a tile fits 128 KiB; not when N is a multiple of 512: L1 set aliasing,
     as above). A block of rows of C is as many rows as fit 4 MiB (all rows, mostly).
     On AVX2, N of 5-7 vectors with a ragged last one takes one 8-vector tile from sparsity
-    0.9 on (where no N tile splits the row).
+    0.9 on, or at any sparsity while B fits 128 KiB (where no N tile splits the row).
 
     ``expected_calls`` is how often one plan will run (None: many, as when timing or
     serving a layer): narrow-N K blocks are skipped below 20 calls, since their plan-time
@@ -267,7 +271,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     params = _blocking(level, m, k, n, density, expected_calls)
     vw = VECTOR_WIDTH[level]
     if (level == "avx2" and 4 * vw < n < 8 * vw and n % vw and params["reg_vectors"] == 4
-            and density <= _MAX_RAGGED_ROW_TILE_DENSITY
+            and (density <= _MAX_RAGGED_ROW_TILE_DENSITY
+                 or 4 * k * n <= _MAX_RAGGED_ROW_TILE_B_BYTES)
             and (params["n_tile"] == 0 or params["n_tile"] >= n)):
         params["reg_vectors"] = 8
     return params

@@ -16,6 +16,11 @@
 #endif
 
 int spmm_acc_sets(void) { return SPMM_ACC_SETS; }
+/* The widest register tile (in vectors) that takes the second accumulator set: its 2 NV
+ * accumulators, two broadcast values and a mask must fit the register file. AVX-512 (32
+ * registers): 8. AVX2 (16): 4; with 5-7 vectors one set ran 1.0-1.4x faster at sparsity
+ * 0.9-0.98 (N = 33-49, five shapes; AMD EPYC Zen 3, docs/spmm.md, twenty-fifth session). */
+#define SPMM_TWO_SET_MAX_NV(VW) ((VW) == 8 ? 4 : 8)
 
 /* How far ahead (in nonzeros: 2 KiB of values and of int32 indices, 1 KiB of uint16 ones)
  * the narrow-N and SpMV loops prefetch the CSR streams, which come from DRAM once A
@@ -158,7 +163,7 @@ static void rows_portable(const spmm_csr_f32_args *a, int64_t r0, int64_t r1, in
             acc0[NV - 1] = LOAD_TAIL(FULLTAIL, LOAD, MLOAD, c + VW * (NV - 1));              \
         }                                                                                    \
         int32_t p = 0;                                                                       \
-        if (SPMM_ACC_SETS == 2 && NV <= 8) { /* (9+ vectors: 9+ chains, one set fits) */ \
+        if (SPMM_ACC_SETS == 2 && NV <= SPMM_TWO_SET_MAX_NV(VW)) {                       \
             for (; p + 1 < len; p += 2) {                                                    \
                 const float *b0 = b + (int64_t)idx[p] * ldb;                                 \
                 const float *b1 = b + (int64_t)idx[p + 1] * ldb;                             \

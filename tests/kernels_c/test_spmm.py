@@ -257,9 +257,10 @@ def test_avx2_l1_n_tiles_from_density_0_38():
     assert tiles(4096, 4096, 128, 0.5) == (4, 128, 0)
 
 
-def test_avx2_ragged_rows_take_one_8_vector_tile_from_sparsity_0_9():
+def test_avx2_ragged_rows_take_one_8_vector_tile():
     """AVX2, N of 5-7 vectors with a ragged last one: one 8-vector tile over the row
-    from sparsity 0.9 on; the other blocking is unchanged."""
+    from sparsity 0.9 on, or at any sparsity while B fits 128 KiB; the other blocking is
+    unchanged."""
     from kernels_c.spmm import _blocking
 
     for m, k, n in ((512, 4608, 49), (2048, 512, 49), (64, 576, 49), (2048, 512, 33)):
@@ -267,7 +268,10 @@ def test_avx2_ragged_rows_take_one_8_vector_tile_from_sparsity_0_9():
             p = default_params(m, k, n, density, isa="avx2")
             assert p["reg_vectors"] == 8, (m, k, n, density)
             assert {**p, "reg_vectors": 4} == _blocking("avx2", m, k, n, density, None)
-        assert default_params(m, k, n, 0.2, isa="avx2")["reg_vectors"] == 4
+        small_b = 4 * k * n <= 128 * 1024
+        for density in (0.2, 0.5, 0.7):
+            p = default_params(m, k, n, density, isa="avx2")
+            assert p["reg_vectors"] == (8 if small_b else 4), (m, k, n, density)
     for n in (56, 64, 32, 65, 196):  # full last vector, one 4-vector tile, wider N
         assert default_params(2048, 512, n, 0.1, isa="avx2")["reg_vectors"] == 4
     assert default_params(2048, 512, 49, 0.1, isa="portable")["reg_vectors"] == 4

@@ -33,6 +33,14 @@ _MACROS = {"acc_sets": "SPMM_ACC_SETS"}
 _L2_TILE_BYTES = 512 * 1024
 #: target nonzeros per (row, K block) segment: each segment reloads and stores a C tile
 _NNZ_PER_SEGMENT = 16
+#: ... but on AVX2 (4-vector tiles), where the K block of all N columns exceeds 256 KiB,
+#: blocks of half the rows while a segment still holds 12 nonzeros: the slice of B that
+#: the rows of C share stays nearer the (512 KiB) L2. Against the blocks of 16, on the
+#: AMD EPYC (Zen 3) host at sparsity 0.8-0.9, nine shapes with N = 392-3136, K =
+#: 576-4608: 0.98-1.54x with B in cache; 0.99-1.61x on five of them with every operand
+#: from DRAM (bench_spmm_params.py --cold; docs/spmm.md, twenty-fifth session)
+_WIDE_SLICE_BYTES = 256 * 1024
+_WIDE_SLICE_NNZ_PER_SEGMENT = 12
 #: B is copied to aligned rows (N not a multiple of the vector width) from this many
 #: nonzeros per row of B on (the copy costs about one read and one write of B)
 _MIN_USES_TO_PACK = 4
@@ -174,10 +182,10 @@ _MIN_SPARSE_SEGMENT_NNZ = 12
 #: nonzeros per segment, K blocks of the fewest rows (a power of two, >= 64) whose
 #: segments average 10, whatever their slice of B: down to density 0.03, or beyond 8 MiB
 #: of B (the 4 KiB pages the second-level TLB of Zen 3 maps). Against B streamed with
-#: prefetch on the AMD EPYC (Zen 3, 512 KiB L2) host: sparsity 0.92-0.95 1.1-4.7x on nine
-#: shapes with N = 392-3136, K = 576-4608 (2048 x 1024 x 1000 at 0.95: 0.92x); 0.98 2.0-3.3x
-#: with B of 12-14 MiB (384 x 2304 x 1352, 256 x 1152 x 3136), 0.8-1.3x with B of 2-7 MiB
-#: (docs/spmm.md, twenty-fifth session)
+#: prefetch on the AMD EPYC (Zen 3, 512 KiB L2) host: sparsity 0.92-0.95 1.1-4.7x on the
+#: six shapes it changes of ten with N = 392-3136, K = 576-4608 (2048 x 1024 x 1000 at
+#: 0.95: 0.92x); 0.98 2.0-3.3x with B of 12-14 MiB (384 x 2304 x 1352, 256 x 1152 x 3136),
+#: 0.8-1.3x with B of 2-7 MiB, left streamed (docs/spmm.md, twenty-fifth session)
 _MIN_AVX2_SPARSE_SEGMENT_NNZ = 10
 _MIN_AVX2_SPARSE_K_BLOCK_DENSITY = 0.03
 _AVX2_STREAMED_B_BYTES = 8 << 20
@@ -237,7 +245,8 @@ def default_params(m: int, k: int, n: int, density: float = 1.0,
     density is below 0.25, no further blocking (4-vector tiles: only when B fits 64 KiB or
     the density is below theirs, next). Otherwise, down to a density of 0.09 (0.15 for
     tiles of up to two vectors, 0.08 for 8-vector tiles), K blocks of at least 16 / density
-    rows of B (so that a row segment holds ~16 nonzeros), doubled while the block of B stays
+    rows of B (so that a row segment holds ~16 nonzeros; on AVX2 12 where the block of
+    all N columns would exceed 256 KiB), doubled while the block of B stays
     within 64 KiB (8-vector tiles: 64 rows; if that block of all N columns exceeds 64 KiB,
     N tiles of 128 columns, unless N is a multiple of 512, where they alias in L1; AVX2
     from density 0.38 on: N tiles of 64 columns over blocks of 64 rows), are
@@ -312,6 +321,10 @@ def _blocking(level: str, m: int, k: int, n: int, density: float,
     k_block = 64
     while k_block < 1024 and density * k_block < _NNZ_PER_SEGMENT:
         k_block *= 2
+    if (level == "avx2" and not wide and density >= min_density and k_block > 64
+            and k_block * n * 4 > _WIDE_SLICE_BYTES
+            and density * (k_block // 2) >= _WIDE_SLICE_NNZ_PER_SEGMENT):
+        k_block //= 2
     split_n = n_tiles and k_block * n * 4 > _B_BLOCK_BYTES
     if density < min_density:
         sparse_k_block = _sparse_k_block(level, k, n, density)

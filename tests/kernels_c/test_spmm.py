@@ -277,6 +277,23 @@ def test_avx2_ragged_rows_take_one_8_vector_tile():
     assert default_params(2048, 512, 49, 0.1, isa="portable")["reg_vectors"] == 4
 
 
+def test_avx2_wide_k_blocks_hold_12_nonzeros_per_segment():
+    """AVX2, 4-vector tiles: where a K block of ~16 nonzeros per segment would hold more
+    than 256 KiB of B (all N columns), half as many rows (>= 64), if a segment keeps 12."""
+    def k_block(m, k, n, density, isa="avx2"):
+        return default_params(m, k, n, density, isa=isa)["k_block"]
+
+    assert k_block(64, 576, 3136, 0.1) == 128  # 256 rows: 3.1 MiB of B
+    assert k_block(64, 576, 3136, 0.2) == 64
+    assert k_block(4096, 1024, 512, 0.1) == 128  # 512 KiB
+    assert k_block(4096, 1024, 512, 0.2) == 128  # 256 KiB: not beyond
+    assert k_block(1024, 1024, 256, 0.1) == 256  # 256 KiB
+    assert k_block(64, 576, 3136, 0.5) == 64  # never below 64 rows
+    from kernels_c.spmm import _blocking
+
+    assert _blocking("avx512", 4096, 1024, 512, 0.1, None)["k_block"] != 128
+
+
 def test_avx2_k_blocks_b_beyond_the_l2_at_high_sparsity():
     """AVX2, B over 1 MiB read in place, below the K-block densities: where no slice of
     B within 512 KiB gives 12 nonzeros per row segment, K blocks of ~10 (a power of two)

@@ -225,7 +225,7 @@ _L1_N_TILE = 64
 #: N = 49 1.02-2.04x (four shapes), N = 33 / 41 1.25-1.94x; 0.95: 0.94-1.41x;
 #: N = 56 / 64 0.95-1.16x (not taken); 0.5-0.8: 0.35-2.2x (docs/spmm.md, twenty-third session)
 #: With one accumulator set in tiles of 5-8 vectors (spmm.c, twenty-fifth session), also at
-#: any sparsity while B fits 128 KiB: 1.2-1.9x at 0.3-0.6 and 1.0-1.7x at 0.7-0.85 on six
+#: any sparsity while B fits 128 KiB: 1.2-1.9x at 0.3-0.6 and 1.1-1.7x at 0.7-0.85 on six
 #: shapes with K = 256-576, N = 33-49; with K = 1024-4608 0.6-1.35x at 0.6-0.85
 _MAX_RAGGED_ROW_TILE_DENSITY = 0.105
 _MAX_RAGGED_ROW_TILE_B_BYTES = 128 * 1024

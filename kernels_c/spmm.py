@@ -181,7 +181,8 @@ _MIN_SPARSE_SEGMENT_NNZ = 12
 #: ... and on AVX2 (4-vector tiles, N a multiple of 8), where no such slice holds 12
 #: nonzeros per segment, K blocks of the fewest rows (a power of two, >= 64) whose
 #: segments average 10, whatever their slice of B: down to density 0.03, or beyond 8 MiB
-#: of B (the 4 KiB pages the second-level TLB of Zen 3 maps). Against B streamed with
+#: of B (about what Zen 3's second-level TLB maps in 4 KiB pages; a guess at the cause,
+#: unverified without performance counters). Against B streamed with
 #: prefetch on the AMD EPYC (Zen 3, 512 KiB L2) host: sparsity 0.92-0.95 1.1-4.7x on the
 #: six shapes it changes of ten with N = 392-3136, K = 576-4608 (2048 x 1024 x 1000 at
 #: 0.95: 0.92x); 0.98 2.0-3.3x with B of 12-14 MiB (384 x 2304 x 1352, 256 x 1152 x 3136),

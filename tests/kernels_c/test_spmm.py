@@ -280,8 +280,10 @@ def test_avx2_ragged_rows_take_one_8_vector_tile():
 def test_avx2_wide_k_blocks_hold_12_nonzeros_per_segment():
     """AVX2, 4-vector tiles: where a K block of ~16 nonzeros per segment would hold more
     than 256 KiB of B (all N columns), half as many rows (>= 64), if a segment keeps 12."""
-    def k_block(m, k, n, density, isa="avx2"):
-        return default_params(m, k, n, density, isa=isa)["k_block"]
+    from kernels_c.spmm import _blocking
+
+    def k_block(m, k, n, density):
+        return default_params(m, k, n, density, isa="avx2")["k_block"]
 
     assert k_block(64, 576, 3136, 0.1) == 128  # 256 rows: 3.1 MiB of B
     assert k_block(64, 576, 3136, 0.2) == 64
@@ -289,8 +291,6 @@ def test_avx2_wide_k_blocks_hold_12_nonzeros_per_segment():
     assert k_block(4096, 1024, 512, 0.2) == 128  # 256 KiB: not beyond
     assert k_block(1024, 1024, 256, 0.1) == 256  # 256 KiB
     assert k_block(64, 576, 3136, 0.5) == 64  # never below 64 rows
-    from kernels_c.spmm import _blocking
-
     assert _blocking("avx512", 4096, 1024, 512, 0.1, None)["k_block"] != 128
 
 

@@ -66,6 +66,28 @@ def variant_key(name: str, defines: dict[str, int], extra_cflags: tuple[str, ...
     return h.hexdigest()[:20]
 
 
+#: the Python module that prepares each extension module's calls (its default parameters)
+_WRAPPERS = {"spmm": "spmm.py", "conv": "conv.py", "dense": "gemm.py", "qgemm": "quant.py"}
+
+
+@functools.cache
+def source_digest(*names: str) -> str:
+    """Hex digest (16 chars) of what decides how the kernels of modules ``names`` run: their
+    C sources and declarations, the common header, and the Python module that prepares
+    their calls and picks their default parameters. A sweep stores it with every
+    measurement of these kernels and measures a stored point again once it differs."""
+    h = hashlib.sha256()
+    for name in names:
+        paths = [*_build.source_paths(name), _build.HERE / "cdef" / f"{name}.h"]
+        if name in _WRAPPERS:
+            paths.append(_build.HERE / _WRAPPERS[name])
+        for path in paths:
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    h.update((_build.HERE / "include" / "kc_common.h").read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _import_from(path: Path, module_name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:

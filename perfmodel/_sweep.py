@@ -114,6 +114,7 @@ class SweepSummary:
     run_id: int
     planned: int = 0
     skipped: int = 0  # already in the store
+    stale: int = 0  # stored, but measured with other kernels_c code: measured again
     measured: int = 0
     status: Counter = field(default_factory=Counter)
     converged: int = 0
@@ -135,6 +136,9 @@ class SweepSummary:
     def __str__(self) -> str:
         parts = [f"sweep {self.name!r}: {self.measured} measured, {self.skipped} already "
                  f"in the store"]
+        if self.stale:
+            parts.append(f"{self.stale} stored points measured again: their kernel's code "
+                         f"changed since")
         if self.status:
             parts.append(", ".join(f"{n} {s}" for s, n in sorted(self.status.items())))
         ok = self.status.get("ok", 0)
@@ -534,7 +538,9 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
     spec : preset name ("quick", "standard", "full"), spec file path (TOML/YAML), dict or
         Spec.
     store : anything :func:`perfmodel.store.open_store` takes (None: the default file).
-    remeasure : measure points already stored and replace them.
+    remeasure : measure points already stored and replace them. Without it, a stored
+        point of one of our kernels is measured again (and replaced) when the kernels_c
+        code it ran has changed since (``Op.source_digest``, kept in ``versions``).
     progress : show a progress bar with ETA (default: when stderr is a terminal).
     limit : measure at most this many points (then stop; rerun to continue).
     recheck : afterwards, measure again every point of the spec that ran more than
@@ -568,8 +574,19 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
     summary = SweepSummary(parsed.name, run_id, planned=len(parsed.points))
     isa_cap = parsed.isa or kernels_c.isa()
     keyed = [(p, p.key(isa_cap)) for p in parsed.points]
+    digests: dict[tuple[str, str], str | None] = {}  # (op, kernel) -> its code's digest
+
+    def source_digest(point: Point) -> str | None:
+        which = (point.op, point.kernel)
+        if which not in digests:
+            digests[which] = get_op(point.op).source_digest(point.kernel)
+        return digests[which]
+
     done = set() if remeasure else st.measured_keys(mid)
-    todo = [(p, k) for p, k in keyed if k not in done]
+    stored_digests = {} if remeasure else st.stored_kernel_sources(mid)
+    stale = {k for p, k in keyed if k in stored_digests
+             and stored_digests[k] != source_digest(p)}
+    todo = [(p, k) for p, k in keyed if k not in done or k in stale]
     summary.skipped = len(keyed) - len(todo)
     why_not: dict[tuple[str, str], str | None] = {}  # (op, kernel) -> why it cannot run here
 
@@ -581,6 +598,7 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
 
     runnable = [(p, k) for p, k in todo if runs_here(p)]
     summary.unavailable = len(todo) - len(runnable)
+    summary.stale = sum(k in stale for _, k in runnable)
     first_pass_complete = limit is None or len(runnable) <= limit
     if limit is not None:
         runnable = runnable[:limit]
@@ -593,7 +611,9 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
     status = "done"
 
     def measure(point: Point, key: str, cache: _ProblemCache) -> tuple[dict, Any]:
-        row = _base_row(point, key, parsed.name, versions)
+        digest = source_digest(point)
+        row = _base_row(point, key, parsed.name,
+                        {**versions, "kernel_source": digest} if digest else versions)
         samples: Any = ()
         try:
             inputs = cache.inputs()
@@ -632,8 +652,8 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
         return False
 
     try:
-        for _, _, row, samples in measure_by_problem(runnable):
-            st.add_measurement(run_id, mid, row, samples, replace=remeasure)
+        for _, key, row, samples in measure_by_problem(runnable):
+            st.add_measurement(run_id, mid, row, samples, replace=remeasure or key in stale)
             summary.measured += 1
             summary.status[row["status"]] += 1
             if row["status"] == "ok":

@@ -120,6 +120,9 @@ class KernelSpec:
     sparse: bool
     params: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     peer: bool = False  # a Python-level library call rather than our C kernel
+    #: kernels_c modules whose code it runs: a change to them makes its stored
+    #: measurements stale (kernels_c._loader.source_digest)
+    sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -254,6 +257,18 @@ class Op:
         """None when ``kernel`` can run on this install, else why not."""
         return None
 
+    def source_digest(self, kernel: str) -> str | None:
+        """Digest of the kernels_c code ``kernel`` runs (None for peers and where kernels_c
+        is not importable): what a stored measurement of it was taken with."""
+        sources = self.kernels[kernel].sources
+        if not sources:
+            return None
+        try:
+            from kernels_c._loader import source_digest
+        except ImportError:
+            return None
+        return source_digest(*sources)
+
     def shape_from_layer(self, layer: Layer) -> dict[str, int] | None:
         return None
 
@@ -310,8 +325,8 @@ class SpmmOp(Op):
         from kernels_c.spmm import PARAMS
 
         return {
-            "spmm_csr_f32": KernelSpec(True, dict(PARAMS)),
-            "gemm_blas_f32": KernelSpec(False),
+            "spmm_csr_f32": KernelSpec(True, dict(PARAMS), sources=("spmm",)),
+            "gemm_blas_f32": KernelSpec(False, sources=("dense",)),
             "scipy_csr": KernelSpec(True, peer=True),
             "torch_csr": KernelSpec(True, peer=True),
             "mkl_csr": KernelSpec(True, peer=True),
@@ -448,8 +463,8 @@ class Conv2dOp(Op):
             from kernels_c.conv import PARAMS
         except ImportError:
             PARAMS = {}
-        return {"conv_direct_sparse_f32": KernelSpec(True, dict(PARAMS)),
-                "conv_im2col_blas_f32": KernelSpec(False)}
+        return {"conv_direct_sparse_f32": KernelSpec(True, dict(PARAMS), sources=("conv",)),
+                "conv_im2col_blas_f32": KernelSpec(False, sources=("conv",))}
 
     kernels = property(lambda self: self._kernels())  # type: ignore[assignment]
 
@@ -538,9 +553,10 @@ class QgemmOp(Op):
             from kernels_c.quant import GROUP_SIZES, PARAMS
         except ImportError:
             PARAMS, GROUP_SIZES = {}, ()
-        return {"gemm_u8s8_acc32": KernelSpec(False, dict(PARAMS)),
-                "gemm_s4s8_acc32": KernelSpec(False, {**PARAMS, "group_size": GROUP_SIZES}),
-                "gemm_blas_f32": KernelSpec(False),
+        return {"gemm_u8s8_acc32": KernelSpec(False, dict(PARAMS), sources=("qgemm",)),
+                "gemm_s4s8_acc32": KernelSpec(False, {**PARAMS, "group_size": GROUP_SIZES},
+                                              sources=("qgemm",)),
+                "gemm_blas_f32": KernelSpec(False, sources=("dense",)),
                 "torch_fbgemm_u8s8": KernelSpec(False, peer=True)}
 
     kernels = property(lambda self: self._kernels())  # type: ignore[assignment]

@@ -366,6 +366,20 @@ class Store:
             return set(conn.execute(select(T.measurements.c.point_key).where(
                 T.measurements.c.machine_id == machine_id)).scalars())
 
+    def stored_kernel_sources(self, machine_id: int) -> dict[str, str]:
+        """Point key -> the kernel source digest stored with it (``versions``'
+        ``kernel_source``), for the points of a machine that have one."""
+        m = T.measurements
+        with self._read() as conn:
+            rows = conn.execute(select(m.c.point_key, m.c.versions).where(
+                m.c.machine_id == machine_id, m.c.versions.like('%"kernel_source"%'))).all()
+        out = {}
+        for key, versions in rows:
+            digest = json.loads(versions or "{}").get("kernel_source")
+            if digest:
+                out[key] = str(digest)
+        return out
+
     def stored_passes(self, machine_id: int) -> dict[str, tuple[int, float]]:
         """Point key -> (passes, median seconds) of the points stored ok for a machine
         (what a sweep's later passes compare against)."""

@@ -65,6 +65,34 @@ def test_tiny_sweep_stores_verified_points_and_resumes(store_url):
     assert len(df2) == 10 and df2.point_key.is_unique
 
 
+def test_points_of_changed_kernel_code_are_measured_again(store_url, monkeypatch):
+    """Our kernels' measurements carry the digest of the kernels_c code they ran; once it
+    changes, a resumed sweep measures those points again and replaces them, and leaves
+    the peers' points (no digest) alone."""
+    spec = tiny_spec()
+    perfmodel.sweep(spec, store=store_url, progress=False)
+    df = load_results(store_url)
+    spmm = ops.get_op("spmm")
+    ours = df.kernel.isin(["spmm_csr_f32", "gemm_blas_f32"])
+    assert df[ours].versions.str.contains(spmm.source_digest("spmm_csr_f32")).sum() == 4
+    assert not df[~ours].versions.str.contains("kernel_source").any()
+    changed = {"spmm_csr_f32": "0123456789abcdef"}
+    digest = ops.Op.source_digest
+    monkeypatch.setattr(ops.Op, "source_digest",
+                        lambda self, kernel: changed.get(kernel) or digest(self, kernel))
+    again = perfmodel.sweep(spec, store=store_url, progress=False)
+    assert again.measured == again.stale == 4 and again.skipped == 6
+    assert "4 stored points measured again" in str(again)
+    df2 = load_results(store_url)
+    assert len(df2) == 10 and df2.point_key.is_unique
+    redone = df2[df2.kernel == "spmm_csr_f32"]
+    assert redone.versions.str.contains("0123456789abcdef").all()
+    assert set(redone.measurement_id).isdisjoint(df.measurement_id)
+    kept = df2[df2.kernel != "spmm_csr_f32"]
+    assert set(kept.measurement_id) <= set(df.measurement_id)
+    assert perfmodel.sweep(spec, store=store_url, progress=False).measured == 0
+
+
 def test_recheck_measures_a_point_slower_than_at_lower_sparsity_again(tmp_path,
                                                                      monkeypatch):
     """A point disturbed while measured (5x its time) is measured again and the faster

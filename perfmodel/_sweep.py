@@ -598,10 +598,10 @@ def sweep(spec: str | Path | dict[str, Any] | Spec,
 
     runnable = [(p, k) for p, k in todo if runs_here(p)]
     summary.unavailable = len(todo) - len(runnable)
-    summary.stale = sum(k in stale for _, k in runnable)
     first_pass_complete = limit is None or len(runnable) <= limit
     if limit is not None:
         runnable = runnable[:limit]
+    summary.stale = sum(k in stale for _, k in runnable)
     if progress is None:
         progress = sys.stderr.isatty()
     from tqdm import tqdm

@@ -57,13 +57,18 @@ def _sanitize() -> bool:
 def variant_key(name: str, defines: dict[str, int], extra_cflags: tuple[str, ...]) -> str:
     """Hex digest identifying one compiled variant of module ``name``."""
     h = hashlib.sha256()
-    for path in [*_build.source_paths(name), _build.HERE / "cdef" / f"{name}.h",
-                 _build.HERE / "include" / "kc_common.h"]:
+    for path in _code_paths(name):
         h.update(path.read_bytes())
     h.update(repr(sorted(defines.items())).encode())
     h.update(repr((_build.BASE_CFLAGS, extra_cflags)).encode())
     h.update(_compiler_version().encode())
     return h.hexdigest()[:20]
+
+
+def _code_paths(name: str) -> list[Path]:
+    """The C sources, declarations and common header module ``name`` is compiled from."""
+    return [*_build.source_paths(name), _build.HERE / "cdef" / f"{name}.h",
+            _build.HERE / "include" / "kc_common.h"]
 
 
 #: the Python module that prepares each extension module's calls (its default parameters)
@@ -78,13 +83,10 @@ def source_digest(*names: str) -> str:
     measurement of these kernels and measures a stored point again once it differs."""
     h = hashlib.sha256()
     for name in names:
-        paths = [*_build.source_paths(name), _build.HERE / "cdef" / f"{name}.h"]
-        if name in _WRAPPERS:
-            paths.append(_build.HERE / _WRAPPERS[name])
-        for path in paths:
+        wrapper = [_build.HERE / _WRAPPERS[name]] if name in _WRAPPERS else []
+        for path in [*_code_paths(name), *wrapper]:
             h.update(path.name.encode())
             h.update(path.read_bytes())
-    h.update((_build.HERE / "include" / "kc_common.h").read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -33,7 +33,9 @@ def main(path: str) -> None:
         m = metrics(rows, np.where(use_measured, measured, predicted))
         shapes = m["crossover_shapes"] + m["crossover_missed"]
         print(f"{label:22s} crossover hits {round(m['crossover_hit_rate'] * shapes)} of "
-              f"{shapes} ({m['crossover_hit_rate']:.0%}), MAE {m['crossover_mae']:.3f}")
+              f"{shapes} ({m['crossover_hit_rate']:.0%}), MAE {m['crossover_mae']:.3f}, "
+              f"speedup at the crossover off by {m['crossover_speedup_error']:.1%} "
+              f"(±0.05 allows {m['crossover_tolerance']:.1%})")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def main(first: str, second: str, retest_only: bool = False) -> None:
           f"({m['crossover_missed']} only in the first), MAE {m['crossover_mae']:.3f}, max "
           f"{m['crossover_max']:.3f}, within ±0.05 {m['crossover_within_0.05']:.0%}; hits "
           f"(as perfmodel evaluate's: of every shape in range in the first) "
-          f"{m['crossover_hit_rate']:.0%}")
+          f"{m['crossover_hit_rate']:.0%}; speedup at the first run's crossover off by "
+          f"{m['crossover_speedup_error']:.1%} (median), ±0.05 allows "
+          f"{m['crossover_tolerance']:.1%} there")
     if retest_only:
         return
     faster = b["median_s"] < a["median_s"]

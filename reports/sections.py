@@ -1127,7 +1127,8 @@ def evaluation_table(path: Path | None) -> pd.DataFrame | None:
     df = pd.DataFrame(recs)
     first = [c for c in ("model", "split", "rows", "mape", "median_ape", "kendall_tau",
                          "regret_geomean", "regret_max", "crossover_mae",
-                         "crossover_within_0.05", "crossover_hit_rate") if c in df.columns]
+                         "crossover_within_0.05", "crossover_hit_rate",
+                         "crossover_speedup_error", "crossover_tolerance") if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]
 
 

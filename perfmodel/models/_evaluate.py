@@ -15,6 +15,11 @@ metrics are computed on the full table of out-of-fold predictions:
   ``xover <=0.05``); ``xover missed`` counts the shapes whose measured crossover is in
   range and the predicted one is not, and ``xover hits`` is the share of all shapes with a
   measured crossover in range that are predicted within ±0.05 (misses count against it).
+  How well conditioned the crossovers are, medians over the measured ones: ``xover sp
+  err`` = |predicted / measured speedup − 1| at the measured crossover sparsity (the
+  model's error where the crossover is read) and ``xover tol`` = the relative change of
+  speedup that moves the measured crossover by 0.05 (what the ±0.05 target allows there;
+  a few percent where sparse and dense stay close over a wide range of sparsities).
 
 Splits: ``random`` (5-fold over rows), ``leave-shape-out`` (groups = shapes),
 ``leave-sparsity-out`` (groups = sparsity levels of the sparse rows; dense baselines, which
@@ -140,9 +145,10 @@ def crossover(sparsity: np.ndarray, speedup: np.ndarray) -> float:
     return math.nan
 
 
-def _crossovers(rows: pd.DataFrame, seconds: np.ndarray, context: pd.Series,
-                dense: np.ndarray) -> dict[str, float]:
-    """Crossover per context and pattern; ``context`` (:func:`_context_id`) and ``dense``
+def _speedup_curves(rows: pd.DataFrame, seconds: np.ndarray, context: pd.Series,
+                    dense: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per context and pattern: (sparsities ascending, speedup of the fastest sparse kernel
+    over the fastest dense one); ``context`` (:func:`_context_id`) and ``dense``
     (:func:`_dense_mask`) are those of ``rows``, computed once by the caller."""
     df = pd.DataFrame({"ctx": context.to_numpy(),
                        "pattern": _col(rows, "pattern", "random").to_numpy(),
@@ -153,10 +159,35 @@ def _crossovers(rows: pd.DataFrame, seconds: np.ndarray, context: pd.Series,
     for (ctx, pattern), g in df[~df.dense].groupby(["ctx", "pattern"]):
         if ctx not in best_dense.index or g["sparsity"].nunique() < 2:
             continue
-        best = g.groupby("sparsity")["t"].min()
-        out[f"{ctx}, {pattern}"] = crossover(best.index.to_numpy(),
-                                            best_dense[ctx] / best.to_numpy())
+        best = g.groupby("sparsity")["t"].min()  # index sorted ascending
+        out[f"{ctx}, {pattern}"] = (best.index.to_numpy(), best_dense[ctx] / best.to_numpy())
     return out
+
+
+def _crossover_conditioning(measured: tuple[np.ndarray, np.ndarray],
+                            predicted: tuple[np.ndarray, np.ndarray] | None
+                            ) -> tuple[float, float]:
+    """At the measured crossover s*: (|predicted speedup / measured speedup - 1|, the change
+    of speedup that moves the measured crossover by 0.05), both relative.
+
+    The first is the model's error where the crossover is read, the second what the ±0.05
+    target allows there: a flat curve (sparse and dense close over a wide range of
+    sparsities) allows a few percent. NaN where there is no measured crossover.
+    """
+    s, v = measured
+    s_star = crossover(s, v)
+    if not np.isfinite(s_star):
+        return math.nan, math.nan
+    i = int(np.searchsorted(s, s_star, side="right")) - 1
+    i = min(max(i, 0), len(s) - 2)
+    slope = (np.log(v[i + 1]) - np.log(v[i])) / (s[i + 1] - s[i])
+    tolerance = math.expm1(abs(slope) * 0.05)
+    error = math.nan
+    if predicted is not None:
+        ps, pv = predicted
+        if ps[0] <= s_star <= ps[-1]:
+            error = abs(math.expm1(float(np.interp(s_star, ps, np.log(pv)))))
+    return error, tolerance
 
 
 def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
@@ -198,8 +229,10 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     out["problems"] = len(regrets)
     out["regret_geomean"] = float(np.exp(np.mean(np.log(regrets)))) if regrets else math.nan
     out["regret_max"] = float(np.max(regrets)) if regrets else math.nan
-    measured = _crossovers(rows.loc[valid], meas[valid], ctx[valid], dense[valid])
-    predicted = _crossovers(rows.loc[valid], pred[valid], ctx[valid], dense[valid])
+    measured_curves = _speedup_curves(rows.loc[valid], meas[valid], ctx[valid], dense[valid])
+    predicted_curves = _speedup_curves(rows.loc[valid], pred[valid], ctx[valid], dense[valid])
+    measured = {k: crossover(*c) for k, c in measured_curves.items()}
+    predicted = {k: crossover(*c) for k, c in predicted_curves.items()}
     errs = [abs(predicted[k] - v) for k, v in measured.items()
             if k in predicted and np.isfinite(v) and np.isfinite(predicted[k])]
     missed = sum(1 for k, v in measured.items() if np.isfinite(v) and not np.isfinite(
@@ -213,6 +246,14 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     # model places outside the range counts as a miss
     hits = sum(1 for e in errs if e <= 0.05)
     out["crossover_hit_rate"] = (hits / (len(errs) + missed)) if errs or missed else math.nan
+    # how well conditioned the crossovers are: the predicted speedup's error at the
+    # measured crossover, and the speedup error that ±0.05 of sparsity allows there
+    cond = np.array([_crossover_conditioning(c, predicted_curves.get(k))
+                     for k, c in measured_curves.items() if np.isfinite(measured[k])]
+                    ).reshape(-1, 2)
+    out["crossover_speedup_error"] = float(np.nanmedian(cond[:, 0])) \
+        if np.isfinite(cond[:, 0]).any() else math.nan
+    out["crossover_tolerance"] = float(np.median(cond[:, 1])) if len(cond) else math.nan
     # the per-problem detail behind the numbers (format_details prints it)
     out["crossovers"] = {k: [measured.get(k, math.nan), predicted.get(k, math.nan)]
                          for k in sorted(set(measured) | set(predicted))
@@ -254,9 +295,10 @@ def format_report(report: dict[str, dict[str, Any]], name: str = "") -> str:
     """A plain-text table of :func:`evaluate`'s output."""
     cols = ("rows", "mape", "median_ape", "kendall_tau", "regret_geomean", "regret_max",
             "crossover_shapes", "crossover_missed", "crossover_mae", "crossover_within_0.05",
-            "crossover_hit_rate")
+            "crossover_hit_rate", "crossover_speedup_error", "crossover_tolerance")
     heads = ("rows", "MAPE", "median APE", "Kendall tau", "regret geo", "regret max",
-             "xover shapes", "xover missed", "xover MAE", "xover <=0.05", "xover hits")
+             "xover shapes", "xover missed", "xover MAE", "xover <=0.05", "xover hits",
+             "xover sp err", "xover tol")
     lines = [f"{'model':9s} {'split':29s} " + " ".join(f"{c:>12s}" for c in heads)]
     for split, m in report.items():
         cells = []

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perfmodel.models._evaluate import crossover, evaluate, format_details, metrics
+from perfmodel.models._evaluate import (
+    _crossover_conditioning,
+    crossover,
+    evaluate,
+    format_details,
+    format_report,
+    metrics,
+)
 from perfmodel.models.base import NotFittedError
 from perfmodel.models.learned import LearnedModel, fit_and_save
 
@@ -342,6 +349,27 @@ def test_perfect_predictions_score_perfectly(data):
     assert m["kendall_tau"] == pytest.approx(1.0)
     assert m["crossover_shapes"] > 0 and m["crossover_mae"] == 0
     assert m["crossover_missed"] == 0 and m["crossover_hit_rate"] == 1.0
+    assert m["crossover_speedup_error"] == pytest.approx(0, abs=1e-12)
+    assert m["crossover_tolerance"] > 0
+
+
+def test_crossover_conditioning():
+    """Speedup 0.8 -> 1.25 over 0.5 -> 0.7: log slope ln(1.5625) / 0.2 per unit of
+    sparsity, so 0.05 moves the speedup by 1.5625 ** 0.25 - 1 = 11.8 %."""
+    measured = (np.array([0.5, 0.6, 0.7]), np.array([0.8, 1.0, 1.25]))
+    error, tolerance = _crossover_conditioning(measured, (measured[0], measured[1] * 1.1))
+    assert error == pytest.approx(0.1) and tolerance == pytest.approx(1.5625 ** 0.25 - 1)
+    error, _ = _crossover_conditioning(measured, (np.array([0.65, 0.9]), np.ones(2)))
+    assert np.isnan(error)  # the predicted curve does not reach the measured crossover
+    assert np.isnan(_crossover_conditioning((measured[0], measured[1] * 2), None)[1])
+
+
+def test_crossover_speedup_error_of_a_slower_sparse_prediction(data):
+    pred = data["median_s"].to_numpy().copy()
+    pred[(data["kernel"] != "gemm_blas_f32").to_numpy()] *= 1.25
+    m = metrics(data, pred)
+    assert m["crossover_speedup_error"] == pytest.approx(0.2)
+    assert "xover tol" in format_report({"random": m})
 
 
 def test_mape_per_kernel(data):

@@ -165,17 +165,19 @@ def _speedup_curves(rows: pd.DataFrame, seconds: np.ndarray, context: pd.Series,
 
 
 def _crossover_conditioning(measured: tuple[np.ndarray, np.ndarray],
-                            predicted: tuple[np.ndarray, np.ndarray] | None
-                            ) -> tuple[float, float]:
-    """At the measured crossover s*: (|predicted speedup / measured speedup - 1|, the change
-    of speedup that moves the measured crossover by 0.05), both relative.
+                            predicted: tuple[np.ndarray, np.ndarray] | None,
+                            s_star: float | None = None) -> tuple[float, float]:
+    """At the measured crossover ``s_star`` (computed when not given): (|predicted speedup
+    / measured speedup - 1|, the change of speedup that moves the measured crossover by
+    0.05), both relative.
 
     The first is the model's error where the crossover is read, the second what the ±0.05
     target allows there: a flat curve (sparse and dense close over a wide range of
     sparsities) allows a few percent. NaN where there is no measured crossover.
     """
     s, v = measured
-    s_star = crossover(s, v)
+    if s_star is None:
+        s_star = crossover(s, v)
     if not np.isfinite(s_star):
         return math.nan, math.nan
     i = int(np.searchsorted(s, s_star, side="right")) - 1
@@ -248,7 +250,7 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     out["crossover_hit_rate"] = (hits / (len(errs) + missed)) if errs or missed else math.nan
     # how well conditioned the crossovers are: the predicted speedup's error at the
     # measured crossover, and the speedup error that ±0.05 of sparsity allows there
-    cond = np.array([_crossover_conditioning(c, predicted_curves.get(k))
+    cond = np.array([_crossover_conditioning(c, predicted_curves.get(k), measured[k])
                      for k, c in measured_curves.items() if np.isfinite(measured[k])]
                     ).reshape(-1, 2)
     out["crossover_speedup_error"] = float(np.nanmedian(cond[:, 0])) \

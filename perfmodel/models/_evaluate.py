@@ -180,8 +180,8 @@ def _crossover_conditioning(measured: tuple[np.ndarray, np.ndarray],
         s_star = crossover(s, v)
     if not np.isfinite(s_star):
         return math.nan, math.nan
-    i = int(np.searchsorted(s, s_star, side="right")) - 1
-    i = min(max(i, 0), len(s) - 2)
+    # the segment crossover() interpolated in: s[i] < s_star <= s[i + 1]
+    i = int(np.searchsorted(s, s_star, side="left")) - 1
     slope = (np.log(v[i + 1]) - np.log(v[i])) / (s[i + 1] - s[i])
     tolerance = math.expm1(abs(slope) * 0.05)
     error = math.nan

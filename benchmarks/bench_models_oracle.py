@@ -21,7 +21,7 @@ import pandas as pd
 
 
 def main(path: str) -> None:
-    from perfmodel.models._evaluate import _dense_mask, metrics
+    from perfmodel.models._evaluate import _dense_mask, format_hits_by, metrics
 
     rows = pd.read_csv(path)
     predicted = rows["predicted_s"].to_numpy(dtype=np.float64)
@@ -36,6 +36,7 @@ def main(path: str) -> None:
               f"{shapes} ({m['crossover_hit_rate']:.0%}), MAE {m['crossover_mae']:.3f}, "
               f"speedup at the crossover off by {m['crossover_speedup_error']:.1%} "
               f"(±0.05 allows {m['crossover_tolerance']:.1%})")
+        print(f"  by operation and threads: {format_hits_by(m)}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 
 
 def main(first: str, second: str, retest_only: bool = False) -> None:
-    from perfmodel.models._evaluate import evaluate, format_report, metrics
+    from perfmodel.models._evaluate import evaluate, format_hits_by, format_report, metrics
     from perfmodel.models.learned import LearnedModel
     from perfmodel.models.roofline import RooflineModel
     from perfmodel.store import load_results
@@ -47,6 +47,7 @@ def main(first: str, second: str, retest_only: bool = False) -> None:
           f"{m['crossover_hit_rate']:.0%}; speedup at the first run's crossover off by "
           f"{m['crossover_speedup_error']:.1%} (median), ±0.05 allows "
           f"{m['crossover_tolerance']:.1%} there")
+    print(f"  within ±0.05 by operation and threads: {format_hits_by(m)}")
     if retest_only:
         return
     faster = b["median_s"] < a["median_s"]

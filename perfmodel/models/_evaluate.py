@@ -14,7 +14,8 @@ metrics are computed on the full table of out-of-fold predictions:
   measured, over shapes where both cross inside the measured range (``xover MAE``,
   ``xover <=0.05``); ``xover missed`` counts the shapes whose measured crossover is in
   range and the predicted one is not, and ``xover hits`` is the share of all shapes with a
-  measured crossover in range that are predicted within ±0.05 (misses count against it).
+  measured crossover in range that are predicted within ±0.05 (misses count against it;
+  ``crossover_hits_by``: the hits per operation and thread count).
   How well conditioned the crossovers are, medians over the measured ones: ``xover sp
   err`` = |predicted / measured speedup − 1| at the measured crossover sparsity (the
   model's error where the crossover is read) and ``xover tol`` = the relative change of
@@ -248,6 +249,17 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     # model places outside the range counts as a miss
     hits = sum(1 for e in errs if e <= 0.05)
     out["crossover_hit_rate"] = (hits / (len(errs) + missed)) if errs or missed else math.nan
+    # the same per operation and thread count: where the sweet spots can be trusted
+    group_of = {f"{c}, {p}": f"{o}, {int(t)} thread(s)" for c, p, o, t in zip(
+        ctx[valid], _col(rows, "pattern", "random")[valid], rows.loc[valid, "op"],
+        rows.loc[valid, "threads"], strict=True)}
+    by_group: dict[str, dict[str, int]] = {}
+    for k, v in measured.items():
+        if np.isfinite(v):
+            g = by_group.setdefault(group_of[k], {"hits": 0, "shapes": 0})
+            g["shapes"] += 1
+            g["hits"] += int(_crossover_error(v, predicted.get(k, math.nan)) <= 0.05)
+    out["crossover_hits_by"] = dict(sorted(by_group.items()))
     # how well conditioned the crossovers are: the predicted speedup's error at the
     # measured crossover, and the speedup error that ±0.05 of sparsity allows there
     cond = np.array([_crossover_conditioning(c, predicted_curves.get(k), measured[k])
@@ -323,6 +335,9 @@ def format_details(report: dict[str, dict[str, Any]], name: str = "") -> str:
         lines.append(f"{name} {split}: MAPE per kernel (rows, MAPE, median APE)")
         for kernel, k in sorted(m.get("by_kernel", {}).items(), key=lambda kv: -kv[1]["mape"]):
             lines.append(f"  {kernel:24s} {k['rows']:6d} {k['mape']:8.4f} {k['median_ape']:8.4f}")
+        if m.get("crossover_hits_by"):
+            lines.append(f"{name} {split}: crossovers within ±0.05 by operation and threads: "
+                         + format_hits_by(m))
         lines.append(f"{name} {split}: crossovers off by more than 0.05 "
                      "(shape, threads, cache, pattern: measured -> predicted)")
         for key, (meas, pred) in sorted(m.get("crossovers", {}).items(),
@@ -334,6 +349,13 @@ def format_details(report: dict[str, dict[str, Any]], name: str = "") -> str:
             if regret > 1.0:
                 lines.append(f"  {pid}: {regret:.3f}, {chosen} -> {best}")
     return "\n".join(lines)
+
+
+def format_hits_by(m: dict[str, Any]) -> str:
+    """``metrics(...)["crossover_hits_by"]`` in one line: ``conv2d, 1 thread(s) 35 of 70;
+    ...``."""
+    return "; ".join(f"{g} {v['hits']} of {v['shapes']}"
+                     for g, v in m.get("crossover_hits_by", {}).items())
 
 
 def _crossover_error(measured: float, predicted: float) -> float:

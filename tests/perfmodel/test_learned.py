@@ -401,6 +401,14 @@ def test_a_crossover_predicted_out_of_range_counts_as_a_miss(data):
     n = perfect["crossover_shapes"]
     assert m["crossover_shapes"] == n - 1
     assert m["crossover_hit_rate"] == pytest.approx((n - 1) / n)
+    # per operation and thread count: the same shapes, the miss in its own group
+    assert sum(g["shapes"] for g in m["crossover_hits_by"].values()) == n
+    assert sum(g["hits"] for g in m["crossover_hits_by"].values()) == n - 1
+    assert all(g["hits"] == g["shapes"] for g in perfect["crossover_hits_by"].values())
+    group = f"spmm, {int(data['threads'].iloc[0])} thread(s)"
+    assert m["crossover_hits_by"][group]["hits"] == \
+        perfect["crossover_hits_by"][group]["hits"] - 1
+    assert f"{group} " in format_details({"random": m})
 
 
 def test_details_name_the_shape_whose_crossover_moved_and_the_costly_choices(data):

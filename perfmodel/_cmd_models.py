@@ -62,6 +62,16 @@ def _parse_shape(items: list[str]) -> dict[str, Any]:
     return shape
 
 
+def _probe_sparsity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"a sparsity in [0, 1), got {text!r}")
+    return value
+
+
 def _host_rows(db: str | None, all_machines: bool):
     from .store import load_results
 
@@ -105,7 +115,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for name in names:
         predictions: dict[str, pd.DataFrame] = {}
         report = evaluate(makers[name], rows, splits=splits, n_folds=args.folds,
-                          predictions=predictions)
+                          predictions=predictions, probe=args.probe)
         full[name] = report
         kept += [df.assign(model=name, split=split) for split, df in predictions.items()]
         print(format_report(report, name))
@@ -182,6 +192,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--details", action="store_true",
                    help="also print the crossovers predicted more than 0.05 off and the "
                         "problems with the largest regrets")
+    p.add_argument("--probe", type=_probe_sparsity, metavar="SPARSITY",
+                   help="also score each split as if every held-out shape had been probed: "
+                        "its dense baselines and sparse kernels at the sparsity nearest "
+                        "this one measured, the model's predictions for the shape corrected "
+                        "by them (what perfmodel best does with a store that has the shape)")
     p.add_argument("--all-machines", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 

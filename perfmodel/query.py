@@ -27,7 +27,8 @@ from typing import Any
 
 from ._paths import file_stamp, host_profile_path, model_path
 from .models._calibrate import _store_key, host_results, roofline_for
-from .models._problem import CANDIDATES, normalize
+from .models._probe import probe_factors
+from .models._problem import CANDIDATES, SHAPE_KEYS, normalize
 from .models.roofline import family_of
 from .targets import list_targets, load_target
 
@@ -145,6 +146,65 @@ def _measured_index(store: Any) -> dict[tuple, list[tuple[str, dict, float, floa
 _INDEX: dict[tuple, dict] = {}
 
 
+def _shape_index(store: Any) -> dict[tuple, list[tuple[Any, str, dict, float]]]:
+    """(op, shape, threads) → [(slot, kernel, params, median_s)]: every measurement of a
+    shape, at any sparsity (:func:`_measured_index` regrouped)."""
+    index = _measured_index(store)
+    cached = _SHAPES.get("index")
+    if cached is not None and cached[0] is index:
+        return cached[1]
+    shapes: dict[tuple, list] = {}
+    for (op, shape, slot, threads), entries in index.items():
+        shapes.setdefault((op, shape, threads), []).extend(
+            (slot, kernel, params, seconds) for kernel, params, seconds, _ in entries)
+    _SHAPES["index"] = (index, shapes)
+    return shapes
+
+
+_SHAPES: dict[str, tuple] = {}
+
+
+def _at_sparsity(p: Mapping[str, Any], sparsity: float) -> dict[str, Any]:
+    """Problem ``p`` (normalized) at another sparsity."""
+    required, optional = SHAPE_KEYS[p["op"]]
+    return normalize(p["op"], {**{k: p[k] for k in (*required, *optional) if k in p},
+                               "sparsity": sparsity})
+
+
+def _probe_correction(model: Any, p: Mapping[str, Any], threads: int, store: Any
+                      ) -> tuple[dict[str, float], int]:
+    """Per kernel, measured / predicted time on the store's measurements of this shape
+    (:func:`~.models._probe.probe_factors`: dense baselines, sparse kernels at the measured
+    sparsity nearest the asked one), and how many measurements that used."""
+    if p["op"] == "qgemm":
+        return {}, 0
+    shape_key = (p["op"], _shape_key(p), threads)
+    measured = _shape_index(store).get(shape_key)
+    if not measured:
+        return {}, 0
+    kernels = [m[1] for m in measured]
+    dense = [m[0] == "dense" for m in measured]
+    sparsity = [0.0 if d else float(m[0]) for m, d in zip(measured, dense, strict=True)]
+    seconds = [m[3] for m in measured]
+    # the model's times for the shape's measurements, kept: the next sparsity asked of
+    # the same shape needs the same ones
+    cache = _PROBES.setdefault((id(model), _store_key(store)), {})
+    if len(_PROBES) > 1 or len(cache) > _CACHE_SIZE:
+        _PROBES.clear()
+        cache = _PROBES.setdefault((id(model), _store_key(store)), {})
+    predicted = cache.get(shape_key)
+    if predicted is None:
+        recs = [_record(m[1], m[2], p if d else _at_sparsity(p, s), threads)
+                for m, d, s in zip(measured, dense, sparsity, strict=True)]
+        predicted = cache[shape_key] = model.predict_records(recs)[0].tolist()
+    factors, used = probe_factors(kernels, dense, sparsity, seconds, predicted,
+                                  p["sparsity"])
+    return factors, int(used.sum())
+
+
+_PROBES: dict[tuple, dict[tuple, list[float]]] = {}
+
+
 def _load_learned() -> tuple[Any, str | None]:
     """The learned model file's model, or None and why it was refused (None: no file)."""
     path = model_path()
@@ -218,7 +278,7 @@ def _from_measurements(p, threads, store, op, target):
                    [f"{len(sparse) + len(dense)} measured configurations in the store"])
 
 
-def _from_model(model, p, threads, op, target, tuned=None):
+def _from_model(model, p, threads, op, target, tuned=None, store=None):
     choices, dense_kernels = _candidates(p)
     recs, labels = [], []
     configs = model.metadata_.get("configs", {}) if hasattr(model, "metadata_") else {}
@@ -227,13 +287,22 @@ def _from_model(model, p, threads, op, target, tuned=None):
             recs.append(_record(kernel, params, p, threads))
             labels.append((kernel, params))
     seconds, extrap = model.predict_records(recs)
+    unc = math.expm1(model.log_uncertainty_)
+    notes = [f"learned model trained on {model.n_train_} measurements"]
+    factors, probes = _probe_correction(model, p, threads, store)
+    if factors:
+        seconds = seconds * [factors.get(kernel, 1.0) for kernel, _ in labels]
+        notes.append(f"corrected by {probes} measurement(s) of this shape in the store ("
+                     + ", ".join(f"{k} x{f:.2f}" for k, f in sorted(factors.items())) + ")")
+        probed_unc = model.metadata_.get("log_uncertainty_probed") \
+            if hasattr(model, "metadata_") else None
+        if probed_unc is not None:
+            unc = math.expm1(float(probed_unc))
     rows = list(zip(labels, seconds, extrap, strict=True))
     sparse = [r for r in rows if not _is_dense(r[0][0], p["op"])]
     dense = [r for r in rows if _is_dense(r[0][0], p["op"])]
     best = min(sparse, key=lambda r: r[1])
     best_dense = min(dense, key=lambda r: r[1])
-    unc = math.expm1(model.log_uncertainty_)
-    notes = [f"learned model trained on {model.n_train_} measurements"]
     if tuned is not None:
         best = ((tuned["kernel"], tuned["params"]), tuned["seconds"], False)
         notes = [f"tuned by study {tuned.get('study_name') or '?'}; dense from the model"]
@@ -365,7 +434,7 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
             tuned = _tuned(store, p["op"], shape, threads)
             model, refused = _load_learned()
             if model is not None:
-                answer = _from_model(model, p, threads, op, target, tuned)
+                answer = _from_model(model, p, threads, op, target, tuned, store)
             else:
                 answer = _from_roofline(p, threads, store, op, target, tuned, refused)
     else:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._probe import probe_factors
 from .base import PerfModel, ok_rows
 from .roofline import family_of
 
@@ -277,9 +278,43 @@ def metrics(rows: pd.DataFrame, pred: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def probed(rows: pd.DataFrame, pred: np.ndarray, near: float) -> tuple[np.ndarray,
+                                                                       np.ndarray]:
+    """``pred`` corrected per shape as if each shape had been probed: its dense baselines
+    and its sparse kernels at the sparsity nearest ``near`` measured, every kernel's
+    predictions scaled by :func:`~._probe.probe_factors` (per context and pattern).
+
+    Returns the corrected predictions (the probes' own rows are their measurement) and the
+    mask of those probe rows.
+    """
+    rows = rows.reset_index(drop=True)
+    meas = rows["median_s"].to_numpy(dtype=np.float64)
+    dense = _dense_mask(rows)
+    out = np.array(pred, dtype=np.float64)
+    probe = np.zeros(len(rows), dtype=bool)
+    sparsity = rows["sparsity"].fillna(0.0).round(4).to_numpy()
+    kernel = rows["kernel"].astype(str).to_numpy()
+    context = _context_id(rows)
+    pattern = _col(rows, "pattern", "random")
+    groups: dict[str, dict[str, list[int]]] = {}
+    for i, (c, pt) in enumerate(zip(context, pattern, strict=True)):
+        groups.setdefault(c, {}).setdefault("dense" if dense[i] else pt, []).append(i)
+    for by_pattern in groups.values():
+        base = by_pattern.pop("dense", [])
+        for idx in list(by_pattern.values()) or [[]]:
+            idx = np.asarray(base + idx, dtype=np.int64)
+            factors, used = probe_factors(kernel[idx], dense[idx], sparsity[idx], meas[idx],
+                                          pred[idx], near)
+            out[idx] = pred[idx] * np.array([factors.get(k, 1.0) for k in kernel[idx]])
+            out[idx[used]] = meas[idx[used]]
+            probe[idx[used]] = True
+    return out, probe
+
+
 def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
              splits: tuple[str, ...] = SPLITS, n_folds: int = 5, seed: int = 0,
-             predictions: dict[str, pd.DataFrame] | None = None) -> dict[str, dict[str, Any]]:
+             predictions: dict[str, pd.DataFrame] | None = None,
+             probe: float | None = None) -> dict[str, dict[str, Any]]:
     """Metrics per split (see the module docstring); rows with status != ok are dropped.
 
     Keys are the split names (every row scored) and, when the results flag noisy rows
@@ -290,6 +325,11 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
     ``predictions``, when given, receives per split the scored rows with their out-of-fold
     prediction in a ``predicted_s`` column, so they can be kept and rescored
     (``metrics(df, df["predicted_s"].to_numpy())``) without refitting.
+
+    ``probe`` (a sparsity), when given, adds ``<split>/probe <sparsity>``: the same
+    predictions corrected per held-out shape by :func:`probed` (its dense baselines and
+    its sparse kernels at the sparsity nearest ``probe`` measured); MAPE, median APE and
+    ``by_kernel`` over the other rows (``rows`` counts them, ``probe_rows`` the probes).
     """
     rows = ok_rows(results)
     out: dict[str, dict[str, Any]] = {}
@@ -302,6 +342,15 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
         out[split] = metrics(rows, pred)
         if converged is not None and 0 < converged.sum() < len(rows):
             out[f"{split}/converged"] = metrics(rows.loc[converged], pred[converged])
+        if probe is not None:
+            # the crossovers and choices with the probes measured; the time errors over
+            # the rows that were not probes
+            fixed, was_probe = probed(rows, pred, probe)
+            m = metrics(rows, fixed)
+            rest = metrics(rows.loc[~was_probe], fixed[~was_probe])
+            m.update({k: rest[k] for k in ("rows", "mape", "median_ape", "by_kernel")},
+                     probe_rows=int(was_probe.sum()))
+            out[f"{split}/probe {probe:g}"] = m
     return out
 
 

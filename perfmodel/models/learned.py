@@ -847,19 +847,30 @@ def fit_and_save(results: pd.DataFrame, path: str | Path, *, cv_folds: int = 3,
     """Fit on ``results``, estimate the uncertainty out of sample, save JSON to ``path``.
 
     The saved ``log_uncertainty`` is the 68th percentile of |log(predicted / measured)| over
-    leave-shape-out folds (in-sample when there are too few shapes).
+    leave-shape-out folds (in-sample when there are too few shapes);
+    ``log_uncertainty_probed`` the same for predictions corrected by measurements of the
+    shape (``perfmodel.models._evaluate.probed`` at sparsity 0.5, the probes left out).
     """
-    from ._evaluate import out_of_fold
+    from ._evaluate import out_of_fold, probed
 
-    rows = ok_rows(results)
+    rows = ok_rows(results).reset_index(drop=True)
     model = LearnedModel(**hyper).fit(rows)
+    extra: dict[str, Any] = {"configs": _common_configs(rows)}
     if cv_folds >= 2 and len(rows) >= 50:
         pred = out_of_fold(lambda: LearnedModel(**hyper), rows, "leave-shape-out",
                            n_folds=cv_folds)
+        measured = rows["median_s"].to_numpy()
         ok = np.isfinite(pred)
         if ok.any():
             model.log_uncertainty_ = float(np.quantile(np.abs(np.log(
-                pred[ok] / rows["median_s"].to_numpy()[ok])), 0.68))
-    model.save(path, extra={"configs": _common_configs(rows)})
-    model.metadata_ = {"configs": _common_configs(rows)}
+                pred[ok] / measured[ok])), 0.68))
+        # the same with each held-out shape probed at sparsity 0.5 (best_config's answers
+        # for a shape the store has measured at other sparsities), over the other rows
+        fixed, was_probe = probed(rows, pred, 0.5)
+        ok &= ~was_probe
+        if ok.any():
+            extra["log_uncertainty_probed"] = float(np.quantile(np.abs(np.log(
+                fixed[ok] / measured[ok])), 0.68))
+    model.save(path, extra=extra)
+    model.metadata_ = extra
     return model

@@ -117,6 +117,29 @@ def test_measured_then_model_then_roofline(store_path, tmp_path):
     assert r.params.get("reg_vectors") == 4      # the synthetic machine's best
 
 
+def test_the_model_is_corrected_by_the_shapes_measurements_at_other_sparsities(store_path):
+    from perfmodel._paths import model_path
+    from perfmodel.store import load_results
+
+    rows = load_results(store_path)
+    fit_and_save(rows, model_path(), cv_folds=3, max_iter=30, learning_rate=0.05)
+    # 512 x 128 x 512 is in the store at 0.8 and 0.9, not at 0.85: the model answers,
+    # its times for the shape scaled by measured / predicted there (dense: its one row)
+    r = best_config("spmm", threads=1, store=store_path, m=512, n=128, k=512,
+                    sparsity=0.85)
+    assert r.source == "model"
+    assert any(n.startswith("corrected by") and "gemm_blas_f32 x" in n for n in r.notes)
+    shape = rows[(rows["m"] == 512) & (rows["n"] == 128) & (rows["k"] == 512)]
+    dense = shape[shape["kernel"] == "gemm_blas_f32"]["median_s"]
+    assert r.dense_seconds == pytest.approx(float(dense.iloc[0]), rel=1e-9)
+    from perfmodel.query import _load_learned
+    probed_unc = _load_learned()[0].metadata_["log_uncertainty_probed"]
+    assert r.uncertainty == pytest.approx(math.expm1(probed_unc))
+    # a shape the store has not seen is not corrected
+    r = best_config("spmm", threads=1, store=store_path, m=600, n=128, k=512, sparsity=0.85)
+    assert r.source == "model" and not any("corrected" in n for n in r.notes)
+
+
 def test_a_refused_model_file_is_named_in_the_answer():
     from perfmodel._paths import model_path
 

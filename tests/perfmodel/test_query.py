@@ -201,6 +201,13 @@ def test_cli(store_path, capsys, tmp_path):
     rescored = metrics(kept, kept["predicted_s"].to_numpy())
     assert rescored["mape"] == pytest.approx(reported["mape"])
     assert rescored["crossover_mae"] == pytest.approx(reported["crossover_mae"], nan_ok=True)
+    # --probe adds the probed split; a sparsity outside [0, 1) is refused by the parser
+    assert main(["evaluate", "--db", str(store_path), "--model", "roofline", "--split",
+                 "leave-shape-out", "--folds", "3", "--probe", "0.5"]) == 0
+    assert "leave-shape-out/probe 0.5" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--db", str(store_path), "--probe", "1.5"])
+    assert exc.value.code == 2 and "a sparsity in [0, 1)" in capsys.readouterr().err
 
 
 def test_sweet_spot_calibrated_on_host_measurements(store_path):

@@ -188,10 +188,11 @@ def _probe_correction(model: Any, p: Mapping[str, Any], threads: int, store: Any
     seconds = [m[3] for m in measured]
     # the model's times for the shape's measurements, kept: the next sparsity asked of
     # the same shape needs the same ones
-    cache = _PROBES.setdefault((id(model), _store_key(store)), {})
+    state = (file_stamp(model_path()), _store_key(store))
+    cache = _PROBES.setdefault(state, {})
     if len(_PROBES) > 1 or len(cache) > _CACHE_SIZE:
         _PROBES.clear()
-        cache = _PROBES.setdefault((id(model), _store_key(store)), {})
+        cache = _PROBES.setdefault(state, {})
     predicted = cache.get(shape_key)
     if predicted is None:
         recs = [_record(m[1], m[2], p if d else _at_sparsity(p, s), threads)
@@ -289,13 +290,14 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None):
     seconds, extrap = model.predict_records(recs)
     unc = math.expm1(model.log_uncertainty_)
     notes = [f"learned model trained on {model.n_train_} measurements"]
+    correction = []
     factors, probes = _probe_correction(model, p, threads, store)
     if factors:
         seconds = seconds * [factors.get(kernel, 1.0) for kernel, _ in labels]
-        notes.append(f"corrected by {probes} measurement(s) of this shape in the store ("
-                     + ", ".join(f"{k} x{f:.2f}" for k, f in sorted(factors.items())) + ")")
-        probed_unc = model.metadata_.get("log_uncertainty_probed") \
-            if hasattr(model, "metadata_") else None
+        correction = [f"corrected by {probes} measurement(s) of this shape in the store ("
+                      + ", ".join(f"{k} x{f:.2f}" for k, f in sorted(factors.items()))
+                      + ")"]
+        probed_unc = getattr(model, "metadata_", {}).get("log_uncertainty_probed")
         if probed_unc is not None:
             unc = math.expm1(float(probed_unc))
     rows = list(zip(labels, seconds, extrap, strict=True))
@@ -309,6 +311,7 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None):
         source, unc = "tuned", TUNED_UNCERTAINTY
     else:
         source = "model"
+    notes += correction
     return _answer(op, target, threads, (*best[0], best[1]), (*best_dense[0], best_dense[1]),
                    source, unc, bool(best[2] or best_dense[2]), notes)
 
@@ -394,7 +397,9 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
         Element type of the activations.
     store : path, URL or Store, optional
         Results store for measured/tuned answers and calibration (default: the default
-        store file, when it exists).
+        store file, when it exists). A model answer for a shape the store has measured at
+        other sparsities is corrected by those measurements (``perfmodel/models/_probe.py``;
+        a note gives the factors).
 
     Returns
     -------

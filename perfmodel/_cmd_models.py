@@ -193,10 +193,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also print the crossovers predicted more than 0.05 off and the "
                         "problems with the largest regrets")
     p.add_argument("--probe", type=_probe_sparsity, metavar="SPARSITY",
-                   help="also score each split as if every held-out shape had been probed: "
-                        "its dense baselines and sparse kernels at the sparsity nearest "
-                        "this one measured, the model's predictions for the shape corrected "
-                        "by them (what perfmodel best does with a store that has the shape)")
+                   help="also score leave-shape-out as if every held-out shape had been "
+                        "probed: its dense baselines and sparse kernels at the sparsity "
+                        "nearest this one measured, the model's predictions for the shape "
+                        "corrected by them (what perfmodel best does with a store that has "
+                        "the shape)")
     p.add_argument("--all-machines", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -127,7 +127,8 @@ def _step_evaluate(store: Any) -> str:
                 return f"evaluation reused ({path})"
         except (ValueError, OSError):
             pass
-    report = {"learned": evaluate(lambda: LearnedModel(max_iter=150), rows, n_folds=3),
+    report = {"learned": evaluate(lambda: LearnedModel(max_iter=150), rows, n_folds=3,
+                                  probe=0.5),
               "_rows": n_ok, "_model_mtime_ns": stamp}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, sort_keys=True, default=float))

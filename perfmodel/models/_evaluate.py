@@ -326,8 +326,9 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
     prediction in a ``predicted_s`` column, so they can be kept and rescored
     (``metrics(df, df["predicted_s"].to_numpy())``) without refitting.
 
-    ``probe`` (a sparsity), when given, adds ``<split>/probe <sparsity>``: the same
-    predictions corrected per held-out shape by :func:`probed` (its dense baselines and
+    ``probe`` (a sparsity), when given, adds ``leave-shape-out/probe <sparsity>`` (with
+    that split): the same predictions corrected per held-out shape by :func:`probed` (its
+    dense baselines and
     its sparse kernels at the sparsity nearest ``probe`` measured); MAPE, median APE and
     ``by_kernel`` over the other rows (``rows`` counts them, ``probe_rows`` the probes).
     """
@@ -342,7 +343,7 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
         out[split] = metrics(rows, pred)
         if converged is not None and 0 < converged.sum() < len(rows):
             out[f"{split}/converged"] = metrics(rows.loc[converged], pred[converged])
-        if probe is not None:
+        if probe is not None and split == "leave-shape-out":
             # the crossovers and choices with the probes measured; the time errors over
             # the rows that were not probes
             fixed, was_probe = probed(rows, pred, probe)

@@ -56,8 +56,9 @@ def test_an_error_shared_by_a_shapes_sparsities_is_removed_by_one_probe(data):
 
 
 def test_evaluate_scores_the_probed_predictions_on_the_other_rows(data):
-    report = evaluate(lambda: LearnedModel(max_iter=30), data, splits=("leave-shape-out",),
-                      n_folds=3, probe=0.5)
+    report = evaluate(lambda: LearnedModel(max_iter=30), data,
+                      splits=("random", "leave-shape-out"), n_folds=3, probe=0.5)
+    assert [k for k in report if "probe" in k] == ["leave-shape-out/probe 0.5"]
     plain, probed_split = report["leave-shape-out"], report["leave-shape-out/probe 0.5"]
     assert probed_split["rows"] + probed_split["probe_rows"] == plain["rows"]
     assert probed_split["probe_rows"] == int(((data["kernel"] == "gemm_blas_f32")

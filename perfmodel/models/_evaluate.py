@@ -328,9 +328,9 @@ def evaluate(make_model: Callable[[], PerfModel], results: pd.DataFrame, *,
 
     ``probe`` (a sparsity), when given, adds ``leave-shape-out/probe <sparsity>`` (with
     that split): the same predictions corrected per held-out shape by :func:`probed` (its
-    dense baselines and
-    its sparse kernels at the sparsity nearest ``probe`` measured); MAPE, median APE and
-    ``by_kernel`` over the other rows (``rows`` counts them, ``probe_rows`` the probes).
+    dense baselines and its sparse kernels at the sparsity nearest ``probe`` measured);
+    MAPE, median APE and ``by_kernel`` over the other rows (``rows`` counts them,
+    ``probe_rows`` the probes).
     """
     rows = ok_rows(results)
     out: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,6 @@
 """C kernels bound with cffi: sparse x dense GEMM, sparse convolution, quantized GEMM and
-machine micro-benchmarks, with runtime ISA dispatch (see :func:`isa`)."""
+machine micro-benchmarks, with runtime ISA dispatch (see :func:`isa`); also the sums of
+regression trees that perfmodel's learned model evaluates per query (:mod:`.forest`)."""
 
 from ._isa import cpu_features, isa
 from .conv import SparseConv2d, conv2d_im2col

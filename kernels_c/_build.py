@@ -28,6 +28,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "conv": ("conv.c",),
     "dense": ("dense.c",),
     "qgemm": ("qgemm.c",),
+    "forest": ("forest.c",),
 }
 
 #: Baseline flags. No -march: the translation units stay at the x86-64 baseline and the SIMD

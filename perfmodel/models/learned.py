@@ -446,64 +446,52 @@ class _Forest:
 
 
 class _ForestSet:
-    """Several forests (one per model group) evaluated in one numpy walk: every row
-    walks the trees of its own forest; shorter forests are padded with a zero leaf. One
-    walk instead of one per group keeps a ``best_config`` query at one numpy pass."""
+    """Several forests (one per model group) evaluated in one C call
+    (:class:`kernels_c.forest.TreeSums`): every row sums the trees of its own forest. The
+    numpy walk this replaced spent ~1 ms of a ``best_config`` query on 17 rows x 300 trees
+    in per-call overhead (docs/models.md, "Queries")."""
 
     def __init__(self, forests: Mapping[str, _Forest]) -> None:
+        from kernels_c.forest import TreeSums
+
         self.forests = dict(forests)
         parts = {k: [] for k in ("feature", "threshold", "left", "right", "missing_left",
                                  "value", "is_leaf")}
-        self.roots: dict[str, np.ndarray] = {}
+        roots: list[np.ndarray] = []
+        #: forest name -> (first root in the concatenated roots, number of trees)
+        self.span: dict[str, tuple[int, int]] = {}
         self.baseline: dict[str, float] = {}
-        offset = 0
+        offset = n_roots = 0
         for name, f in self.forests.items():
             for k in parts:
                 arr = getattr(f, k)
                 parts[k].append(arr + offset if k in ("left", "right") else arr)
-            self.roots[name] = f.roots + offset
+            roots.append(f.roots + offset)
+            self.span[name] = (n_roots, int(f.roots.size))
             self.baseline[name] = f.baseline
             offset += f.feature.size
-        self.pad = offset  # a leaf of value 0 for rows whose forest has fewer trees
-        for k, fill in (("feature", 0), ("threshold", 0.0), ("left", offset),
-                        ("right", offset), ("missing_left", False), ("value", 0.0),
-                        ("is_leaf", True)):
-            parts[k].append(np.array([fill], dtype=parts[k][0].dtype if parts[k] else float))
-        for k, v in parts.items():
-            setattr(self, k, np.concatenate(v))
-        self.width = max((r.size for r in self.roots.values()), default=0)
+            n_roots += int(f.roots.size)
+        arrays = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
+        self._sums = TreeSums(**arrays, roots=np.concatenate(roots) if roots
+                              else np.empty(0, dtype=np.int64))
 
     def __contains__(self, name: str) -> bool:
         return name in self.forests
 
     def predict(self, x: np.ndarray, names: np.ndarray) -> np.ndarray:
         """Sum of each row's forest (``names[i]``); NaN where there is no such forest."""
-        x = np.atleast_2d(x)
+        x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
         n = x.shape[0]
         out = np.full(n, np.nan)
         known = np.array([name in self.forests for name in names], dtype=bool)
         if not known.any():
             return out
-        node = np.full((n, self.width), self.pad, dtype=np.int64)
-        base = np.zeros(n)
+        start, count, base = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
         for name in set(names[known].tolist()):
             sel = names == name
-            node[sel, :self.roots[name].size] = self.roots[name]
+            start[sel], count[sel] = self.span[name]
             base[sel] = self.baseline[name]
-        # walk only the (row, tree) pairs still at an inner node: paths are mostly far
-        # shorter than the deepest tree
-        node = node.ravel()
-        row = np.repeat(np.arange(n), self.width)
-        active = np.flatnonzero(~self.is_leaf[node])
-        while active.size:
-            at = node[active]
-            v = x[row[active], self.feature[at]]
-            go_left = np.where(np.isnan(v), self.missing_left[at], v <= self.threshold[at])
-            at = np.where(go_left, self.left[at], self.right[at])
-            node[active] = at
-            active = active[~self.is_leaf[at]]
-        total = self.value[node].reshape(n, self.width).sum(axis=1)
-        out[known] = (base + total)[known]
+        out[known] = (base + self._sums.sums(x, start, count))[known]
         return out
 
 

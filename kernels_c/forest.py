@@ -1,0 +1,104 @@
+"""Sums of regression trees per row (``forest_sum``): the inner loop of the learned model's
+prediction in perfmodel, which a query runs over a few dozen rows and a few thousand trees.
+
+The node arrays are validated once, when a :class:`TreeSums` is built; each call validates
+its rows. A scalar C walk per (row, tree) replaces numpy's level-by-level walk, whose time
+was per-call overhead (docs/models.md, "Queries").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._loader import load
+from ._validate import check_dense
+
+_NODE_ARRAYS = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
+                "right": np.int64, "missing_left": np.uint8, "is_leaf": np.uint8,
+                "value": np.float64}
+
+
+class TreeSums:
+    """Regression trees as flat node arrays, summed per row by C.
+
+    Parameters
+    ----------
+    feature, threshold, left, right, missing_left, is_leaf, value : array-like, (n_nodes,)
+        Node ``i`` is a leaf (``is_leaf[i]``, value ``value[i]``) or goes to ``left[i]``
+        when ``x[feature[i]] <= threshold[i]``, to ``right[i]`` when greater, and to
+        ``left[i]`` for a missing value (NaN) when ``missing_left[i]``, else ``right[i]``.
+    roots : array-like of int, (n_roots,)
+        Root nodes of every tree; rows name theirs by a slice of this array.
+
+    Raises
+    ------
+    ValueError
+        Arrays of different lengths, a child or root outside the node arrays, a negative
+        feature index on an inner node, or a tree with a cycle (a child index not greater
+        than its parent's: the exported layout numbers children after their parent).
+    """
+
+    def __init__(self, *, feature, threshold, left, right, missing_left, is_leaf, value,
+                 roots) -> None:
+        given = {"feature": feature, "threshold": threshold, "left": left, "right": right,
+                 "missing_left": missing_left, "is_leaf": is_leaf, "value": value}
+        arrays = {k: np.ascontiguousarray(v, dtype=_NODE_ARRAYS[k]) for k, v in given.items()}
+        n = arrays["feature"].size
+        for k, v in arrays.items():
+            if v.ndim != 1 or v.size != n:
+                raise ValueError(f"{k} must be 1-D with {n} nodes (as feature), got shape "
+                                 f"{v.shape}")
+        self.roots = np.ascontiguousarray(roots, dtype=np.int64)
+        if self.roots.ndim != 1 or ((self.roots < 0) | (self.roots >= n)).any():
+            raise ValueError(f"roots must be 1-D node indices in [0, {n})")
+        inner = np.flatnonzero(arrays["is_leaf"] == 0)
+        for k in ("left", "right"):
+            child = arrays[k][inner]
+            if ((child <= inner) | (child >= n)).any():
+                raise ValueError(f"{k} of an inner node must be a later node in [0, {n}) "
+                                 f"(children after their parent, no cycles)")
+        if (arrays["feature"][inner] < 0).any():
+            raise ValueError("feature of an inner node must be >= 0")
+        self.n_features = int(arrays["feature"][inner].max(initial=-1)) + 1
+        self.n_nodes = n
+        self._arrays = arrays
+        self._module = load("forest")
+
+    def sums(self, x: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """Per row ``r`` of ``x`` (n_rows x n_features, float64, C-contiguous; NaN =
+        missing), the sum of the leaf values of trees ``roots[start[r] : start[r] +
+        count[r]]``; shape (n_rows,), float64."""
+        x = check_dense(x, np.float64, "x")
+        if x.shape[1] < self.n_features:
+            raise ValueError(f"x has {x.shape[1]} features, the trees split on feature "
+                             f"{self.n_features - 1}")
+        start = np.ascontiguousarray(start, dtype=np.int64)
+        count = np.ascontiguousarray(count, dtype=np.int64)
+        if start.shape != (x.shape[0],) or count.shape != (x.shape[0],):
+            raise ValueError(f"start and count must have shape ({x.shape[0]},), got "
+                             f"{start.shape} and {count.shape}")
+        if ((start < 0) | (count < 0) | (start + count > self.roots.size)).any():
+            raise ValueError(f"start / count must select trees within the {self.roots.size} "
+                             f"roots")
+        out = np.empty(x.shape[0])
+        ffi, lib = self._module.ffi, self._module.lib
+        a = self._arrays
+        args = ffi.new("forest_sum_args *", {
+            "n_rows": x.shape[0], "n_features": x.shape[1], "n_nodes": self.n_nodes,
+            "n_roots": self.roots.size,
+            "x": ffi.from_buffer("double[]", x),
+            "feature": ffi.from_buffer("int64_t[]", a["feature"]),
+            "threshold": ffi.from_buffer("double[]", a["threshold"]),
+            "left": ffi.from_buffer("int64_t[]", a["left"]),
+            "right": ffi.from_buffer("int64_t[]", a["right"]),
+            "missing_left": ffi.from_buffer("uint8_t[]", a["missing_left"]),
+            "is_leaf": ffi.from_buffer("uint8_t[]", a["is_leaf"]),
+            "value": ffi.from_buffer("double[]", a["value"]),
+            "roots": ffi.from_buffer("int64_t[]", self.roots),
+            "row_start": ffi.from_buffer("int64_t[]", start),
+            "row_count": ffi.from_buffer("int64_t[]", count),
+            "out": ffi.from_buffer("double[]", out),
+        })
+        if lib.forest_sum(args) != 0:  # unreachable after the checks above
+            raise RuntimeError("forest_sum: malformed trees")
+        return out

@@ -1,0 +1,100 @@
+"""kernels_c.forest.TreeSums: sums of regression trees per row, and its input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernels_c.forest import TreeSums
+
+
+def _random_trees(rng, n_trees=20, n_features=5, max_leaves=8):
+    """Trees in the exported layout (children numbered after their parent)."""
+    nodes = {k: [] for k in ("feature", "threshold", "left", "right", "missing_left",
+                             "is_leaf", "value")}
+    roots = []
+
+    def add(depth):
+        i = len(nodes["feature"])
+        for k in nodes:
+            nodes[k].append(0)
+        if depth == 0 or rng.random() < 0.2:
+            nodes["is_leaf"][i], nodes["value"][i] = 1, float(rng.normal())
+            return i
+        nodes["feature"][i] = int(rng.integers(n_features))
+        nodes["threshold"][i] = float(rng.normal())
+        nodes["missing_left"][i] = int(rng.integers(2))
+        nodes["left"][i] = add(depth - 1)
+        nodes["right"][i] = add(depth - 1)
+        return i
+
+    for _ in range(n_trees):
+        roots.append(add(int(np.log2(max_leaves))))
+    return {k: np.array(v) for k, v in nodes.items()}, np.array(roots)
+
+
+def _reference(nodes, roots, x, start, count):
+    out = []
+    for row, s, c in zip(x, start, count, strict=True):
+        total = 0.0
+        for root in roots[s:s + c]:
+            i = root
+            while not nodes["is_leaf"][i]:
+                v = row[nodes["feature"][i]]
+                left = nodes["missing_left"][i] if np.isnan(v) else v <= nodes["threshold"][i]
+                i = nodes["left"][i] if left else nodes["right"][i]
+            total += nodes["value"][i]
+        out.append(total)
+    return np.array(out)
+
+
+def test_sums_match_a_python_walk_with_missing_values():
+    rng = np.random.default_rng(0)
+    nodes, roots = _random_trees(rng)
+    trees = TreeSums(**nodes, roots=roots)
+    x = rng.normal(size=(30, 5))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    start = rng.integers(0, 10, size=30)
+    count = rng.integers(0, 11, size=30)
+    np.testing.assert_allclose(trees.sums(x, start, count),
+                               _reference(nodes, roots, x, start, count), rtol=1e-12)
+
+
+def test_malformed_trees_are_refused_before_any_c_runs():
+    rng = np.random.default_rng(1)
+    nodes, roots = _random_trees(rng, n_trees=3)
+    inner = int(np.flatnonzero(nodes["is_leaf"] == 0)[0])
+    cyclic = {**nodes, "left": nodes["left"].copy()}
+    cyclic["left"][inner] = inner            # a node that is its own child
+    with pytest.raises(ValueError, match="later node"):
+        TreeSums(**cyclic, roots=roots)
+    outside = {**nodes, "right": nodes["right"].copy()}
+    outside["right"][inner] = len(nodes["feature"])
+    with pytest.raises(ValueError, match="later node"):
+        TreeSums(**outside, roots=roots)
+    with pytest.raises(ValueError, match="roots"):
+        TreeSums(**nodes, roots=np.array([len(nodes["feature"])]))
+    with pytest.raises(ValueError, match="nodes"):
+        TreeSums(**{**nodes, "value": nodes["value"][:-1]}, roots=roots)
+    negative = {**nodes, "feature": nodes["feature"].copy()}
+    negative["feature"][inner] = -1
+    with pytest.raises(ValueError, match=">= 0"):
+        TreeSums(**negative, roots=roots)
+
+
+def test_bad_rows_are_refused():
+    rng = np.random.default_rng(2)
+    nodes, roots = _random_trees(rng, n_trees=4)
+    trees = TreeSums(**nodes, roots=roots)
+    x = rng.normal(size=(3, 5))
+    ok = np.zeros(3, dtype=np.int64), np.full(3, 4)
+    with pytest.raises(ValueError, match="features"):
+        trees.sums(np.ascontiguousarray(x[:, :trees.n_features - 1]), *ok)
+    with pytest.raises(TypeError, match="float64"):
+        trees.sums(x.astype(np.float32), *ok)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        trees.sums(np.asfortranarray(x), *ok)
+    with pytest.raises(ValueError, match="within the 4 roots"):
+        trees.sums(x, np.array([0, 1, 2]), np.array([4, 4, 4]))
+    with pytest.raises(ValueError, match="shape"):
+        trees.sums(x, np.zeros(2, dtype=np.int64), np.ones(2, dtype=np.int64))

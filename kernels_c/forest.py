@@ -9,6 +9,7 @@ was per-call overhead (docs/models.md, "Queries").
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._loader import load
 from ._validate import check_dense
@@ -38,8 +39,9 @@ class TreeSums:
         than its parent's: the exported layout numbers children after their parent).
     """
 
-    def __init__(self, *, feature, threshold, left, right, missing_left, is_leaf, value,
-                 roots) -> None:
+    def __init__(self, *, feature: ArrayLike, threshold: ArrayLike, left: ArrayLike,
+                 right: ArrayLike, missing_left: ArrayLike, is_leaf: ArrayLike,
+                 value: ArrayLike, roots: ArrayLike) -> None:
         given = {"feature": feature, "threshold": threshold, "left": left, "right": right,
                  "missing_left": missing_left, "is_leaf": is_leaf, "value": value}
         arrays = {k: np.ascontiguousarray(v, dtype=_NODE_ARRAYS[k]) for k, v in given.items()}
@@ -64,7 +66,7 @@ class TreeSums:
         self._arrays = arrays
         self._module = load("forest")
 
-    def sums(self, x: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    def sums(self, x: np.ndarray, start: ArrayLike, count: ArrayLike) -> np.ndarray:
         """Per row ``r`` of ``x`` (n_rows x n_features, float64, C-contiguous; NaN =
         missing), the sum of the leaf values of trees ``roots[start[r] : start[r] +
         count[r]]``; shape (n_rows,), float64."""

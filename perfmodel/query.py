@@ -171,11 +171,12 @@ def _at_sparsity(p: Mapping[str, Any], sparsity: float) -> dict[str, Any]:
                                "sparsity": sparsity})
 
 
-def _probe_correction(model: Any, p: Mapping[str, Any], threads: int, store: Any
-                      ) -> tuple[dict[str, float], int]:
+def _probe_correction(model: Any, p: Mapping[str, Any], threads: int, store: Any,
+                      state: tuple) -> tuple[dict[str, float], int]:
     """Per kernel, measured / predicted time on the store's measurements of this shape
     (:func:`~.models._probe.probe_factors`: dense baselines, sparse kernels at the measured
-    sparsity nearest the asked one), and how many measurements that used."""
+    sparsity nearest the asked one), and how many measurements that used. ``state``: the
+    model file's and the store's stamps, which the kept predictions are valid for."""
     if p["op"] == "qgemm":
         return {}, 0
     shape_key = (p["op"], _shape_key(p), threads)
@@ -188,7 +189,6 @@ def _probe_correction(model: Any, p: Mapping[str, Any], threads: int, store: Any
     seconds = [m[3] for m in measured]
     # the model's times for the shape's measurements, kept: the next sparsity asked of
     # the same shape needs the same ones
-    state = (file_stamp(model_path()), _store_key(store))
     cache = _PROBES.setdefault(state, {})
     if len(_PROBES) > 1 or len(cache) > _CACHE_SIZE:
         _PROBES.clear()
@@ -279,7 +279,7 @@ def _from_measurements(p, threads, store, op, target):
                    [f"{len(sparse) + len(dense)} measured configurations in the store"])
 
 
-def _from_model(model, p, threads, op, target, tuned=None, store=None):
+def _from_model(model, p, threads, op, target, tuned=None, store=None, state=()):
     choices, dense_kernels = _candidates(p)
     recs, labels = [], []
     configs = model.metadata_.get("configs", {}) if hasattr(model, "metadata_") else {}
@@ -291,7 +291,7 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None):
     unc = math.expm1(model.log_uncertainty_)
     notes = [f"learned model trained on {model.n_train_} measurements"]
     correction = []
-    factors, probes = _probe_correction(model, p, threads, store)
+    factors, probes = _probe_correction(model, p, threads, store, state)
     if factors:
         seconds = seconds * [factors.get(kernel, 1.0) for kernel, _ in labels]
         correction = [f"corrected by {probes} measurement(s) of this shape in the store ("
@@ -418,8 +418,9 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
-    key = (op, tuple(sorted(shape.items())), target, threads, dtype, _store_key(store),
-           file_stamp(model_path()), file_stamp(host_profile_path()))
+    store_key, model_stamp = _store_key(store), file_stamp(model_path())
+    key = (op, tuple(sorted(shape.items())), target, threads, dtype, store_key, model_stamp,
+           file_stamp(host_profile_path()))
     try:
         hit = _CACHE.get(key)
     except TypeError:          # unhashable shape value: validation below reports it
@@ -439,7 +440,8 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
             tuned = _tuned(store, p["op"], shape, threads)
             model, refused = _load_learned()
             if model is not None:
-                answer = _from_model(model, p, threads, op, target, tuned, store)
+                answer = _from_model(model, p, threads, op, target, tuned, store,
+                                     (model_stamp, store_key))
             else:
                 answer = _from_roofline(p, threads, store, op, target, tuned, refused)
     else:

@@ -40,8 +40,7 @@ def probe_factors(kernels: Sequence[str], dense: Sequence[bool], sparsity: Seque
     factors: dict[str, float] = {}
     used = np.zeros(len(kernels), dtype=bool)
     for name, mine in rows.items():
-        if not all(d for _, d, _, _ in mine):
-            mine = [r for r in mine if not r[1]]
+        if not mine[0][1]:  # a sparse kernel (a kernel's rows are all dense or none)
             nearest = min((abs(s - near), s) for _, _, s, _ in mine)[1]
             mine = [r for r in mine if r[2] == nearest]
         factors[name] = math.exp(statistics.median(r[3] for r in mine))

@@ -10,7 +10,7 @@ to the hierarchical bound, whose cache cliffs rarely sit where the machine's do.
 
 One regressor per kernel with enough training rows and one per operation for the rest
 (``LearnedModel.own_model_rows``). Files are JSON (no pickle): the trees of each fitted
-``HistGradientBoostingRegressor`` exported as arrays and evaluated here with numpy, plus
+``HistGradientBoostingRegressor`` exported as arrays and summed in C (kernels_c.forest), plus
 the feature schema and its hash. A file whose schema differs from this code's (another
 feature set or schema version) is refused.
 """

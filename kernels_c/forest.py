@@ -1,9 +1,10 @@
 """Sums of regression trees per row (``forest_sum``): the inner loop of the learned model's
 prediction in perfmodel, which a query runs over a few dozen rows and a few thousand trees.
 
-The node arrays are validated once, when a :class:`TreeSums` is built; each call validates
-its rows. A scalar C walk per (row, tree) replaces numpy's level-by-level walk, whose time
-was per-call overhead (docs/models.md, "Queries").
+The node arrays are validated once, when a :class:`TreeSums` is built, and packed into one
+array of 24-byte nodes; each call validates its rows. C walks the rows that share trees tree
+by tree; it replaced numpy's level-by-level walk, whose time was per-call overhead
+(docs/models.md, "Queries").
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from ._validate import check_dense
 _NODE_ARRAYS = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
                 "right": np.int64, "missing_left": np.uint8, "is_leaf": np.uint8,
                 "value": np.float64}
+
+
+#: one node as C reads it (``forest_node`` in cdef/forest.h)
+_NODE_DTYPE = np.dtype([("value_or_threshold", np.float64), ("feature", np.int32),
+                        ("left", np.int32), ("right", np.int32), ("missing_left", np.int32)])
 
 
 class TreeSums:
@@ -62,9 +68,20 @@ class TreeSums:
         if (arrays["feature"][inner] < 0).any():
             raise ValueError("feature of an inner node must be >= 0")
         self.n_features = int(arrays["feature"][inner].max(initial=-1)) + 1
+        if n >= 2**31 or self.n_features >= 2**31:
+            raise ValueError(f"at most 2**31 - 1 nodes and features, got {n} nodes")
+        nodes = np.zeros(n, dtype=_NODE_DTYPE)
+        leaf = arrays["is_leaf"] != 0
+        nodes["value_or_threshold"] = np.where(leaf, arrays["value"], arrays["threshold"])
+        nodes["feature"] = np.where(leaf, -1, arrays["feature"])
+        for k in ("left", "right", "missing_left"):
+            nodes[k] = np.where(leaf, 0, arrays[k])
         self.n_nodes = n
-        self._arrays = arrays
         self._module = load("forest")
+        ffi = self._module.ffi
+        self._nodes = nodes          # kept alive: the C buffers below point into them
+        self._c_nodes = ffi.from_buffer("forest_node[]", nodes)
+        self._c_roots = ffi.from_buffer("int64_t[]", self.roots)
 
     def sums(self, x: np.ndarray, start: ArrayLike, count: ArrayLike) -> np.ndarray:
         """Per row ``r`` of ``x`` (n_rows x n_features, float64, C-contiguous; NaN =
@@ -82,25 +99,24 @@ class TreeSums:
         if ((start < 0) | (count < 0) | (start + count > self.roots.size)).any():
             raise ValueError(f"start / count must select trees within the {self.roots.size} "
                              f"roots")
+        # C walks each run of consecutive rows with the same trees tree by tree: rows of
+        # one forest side by side read each tree once
+        order, key = None, start * (self.roots.size + 1) + count
+        if (np.diff(key) < 0).any():
+            order = np.argsort(key, kind="stable")
+            x, start, count = np.ascontiguousarray(x[order]), start[order], count[order]
         out = np.empty(x.shape[0])
         ffi, lib = self._module.ffi, self._module.lib
-        a = self._arrays
         args = ffi.new("forest_sum_args *", {
             "n_rows": x.shape[0], "n_features": x.shape[1], "n_nodes": self.n_nodes,
-            "n_roots": self.roots.size,
-            "x": ffi.from_buffer("double[]", x),
-            "feature": ffi.from_buffer("int64_t[]", a["feature"]),
-            "threshold": ffi.from_buffer("double[]", a["threshold"]),
-            "left": ffi.from_buffer("int64_t[]", a["left"]),
-            "right": ffi.from_buffer("int64_t[]", a["right"]),
-            "missing_left": ffi.from_buffer("uint8_t[]", a["missing_left"]),
-            "is_leaf": ffi.from_buffer("uint8_t[]", a["is_leaf"]),
-            "value": ffi.from_buffer("double[]", a["value"]),
-            "roots": ffi.from_buffer("int64_t[]", self.roots),
+            "n_roots": self.roots.size, "x": ffi.from_buffer("double[]", x),
+            "nodes": self._c_nodes, "roots": self._c_roots,
             "row_start": ffi.from_buffer("int64_t[]", start),
             "row_count": ffi.from_buffer("int64_t[]", count),
             "out": ffi.from_buffer("double[]", out),
         })
         if lib.forest_sum(args) != 0:  # unreachable after the checks above
             raise RuntimeError("forest_sum: malformed trees")
+        if order is not None:
+            out[order] = out.copy()
         return out

@@ -98,3 +98,20 @@ def test_bad_rows_are_refused():
         trees.sums(x, np.array([0, 1, 2]), np.array([4, 4, 4]))
     with pytest.raises(ValueError, match="shape"):
         trees.sums(x, np.zeros(2, dtype=np.int64), np.ones(2, dtype=np.int64))
+
+
+def test_rows_sharing_trees_in_any_order_match_a_python_walk():
+    """Rows with the same trees are walked together (runs, after sorting): every row's sum
+    still lands in its own place."""
+    rng = np.random.default_rng(3)
+    nodes, roots = _random_trees(rng, n_trees=12)
+    trees = TreeSums(**nodes, roots=roots)
+    x = rng.normal(size=(40, 5))
+    pairs = np.array([(0, 12), (4, 8), (0, 12), (2, 3)])[rng.integers(0, 4, size=40)]
+    start, count = pairs[:, 0], pairs[:, 1]
+    expected = _reference(nodes, roots, x, start, count)
+    np.testing.assert_allclose(trees.sums(x, start, count), expected, rtol=1e-12)
+    grouped = np.argsort(start, kind="stable")
+    np.testing.assert_allclose(
+        trees.sums(np.ascontiguousarray(x[grouped]), start[grouped], count[grouped]),
+        expected[grouped], rtol=1e-12)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ._paths import file_stamp, host_profile_path, model_path
 from .models._calibrate import _store_key, host_results, roofline_for
-from .models._probe import probe_factors
+from .models._probe import ShapeProbes
 from .models._problem import CANDIDATES, SHAPE_KEYS, normalize
 from .models.roofline import family_of
 from .targets import list_targets, load_target
@@ -104,9 +104,10 @@ def _is_dense(kernel: str, op: str) -> bool:
     return family_of(kernel, op) in ("gemm", "im2col_conv")
 
 
-def _measured_index(store: Any) -> dict[tuple, list[tuple[str, dict, float, float]]]:
-    """(op, shape, sparsity|bits|'dense', threads) → [(kernel, params, median_s, rel_ci)]."""
-    key = _store_key(store)
+def _measured_index(store: Any, key: tuple) -> dict[tuple, list[tuple[str, dict, float,
+                                                                         float]]]:
+    """(op, shape, sparsity|bits|'dense', threads) → [(kernel, params, median_s, rel_ci)];
+    ``key``: the store's ``_store_key``, taken once per query."""
     cached = _INDEX.get(key)
     if cached is not None:
         return cached
@@ -146,10 +147,10 @@ def _measured_index(store: Any) -> dict[tuple, list[tuple[str, dict, float, floa
 _INDEX: dict[tuple, dict] = {}
 
 
-def _shape_index(store: Any) -> dict[tuple, list[tuple[Any, str, dict, float]]]:
+def _shape_index(store: Any, key: tuple) -> dict[tuple, list[tuple[Any, str, dict, float]]]:
     """(op, shape, threads) → [(slot, kernel, params, median_s)]: every measurement of a
     shape, at any sparsity (:func:`_measured_index` regrouped)."""
-    index = _measured_index(store)
+    index = _measured_index(store, key)
     cached = _SHAPES.get("index")
     if cached is not None and cached[0] is index:
         return cached[1]
@@ -174,42 +175,41 @@ def _at_sparsity(p: Mapping[str, Any], sparsity: float) -> dict[str, Any]:
 def _probe_correction(model: Any, p: Mapping[str, Any], threads: int, store: Any,
                       state: tuple) -> tuple[dict[str, float], int]:
     """Per kernel, measured / predicted time on the store's measurements of this shape
-    (:func:`~.models._probe.probe_factors`: dense baselines, sparse kernels at the measured
+    (:class:`~.models._probe.ShapeProbes`: dense baselines, sparse kernels at the measured
     sparsity nearest the asked one), and how many measurements that used. ``state``: the
     model file's and the store's stamps, which the kept predictions are valid for."""
     if p["op"] == "qgemm":
         return {}, 0
     shape_key = (p["op"], _shape_key(p), threads)
-    measured = _shape_index(store).get(shape_key)
+    measured = _shape_index(store, state[1]).get(shape_key)
     if not measured:
         return {}, 0
-    kernels = [m[1] for m in measured]
-    dense = [m[0] == "dense" for m in measured]
-    sparsity = [0.0 if d else float(m[0]) for m, d in zip(measured, dense, strict=True)]
-    seconds = [m[3] for m in measured]
-    # the model's times for the shape's measurements, kept: the next sparsity asked of
-    # the same shape needs the same ones
+    # the shape's probes, kept: the next sparsity asked of the same shape needs the same
     cache = _PROBES.setdefault(state, {})
     if len(_PROBES) > 1 or len(cache) > _CACHE_SIZE:
         _PROBES.clear()
         cache = _PROBES.setdefault(state, {})
-    predicted = cache.get(shape_key)
-    if predicted is None:
+    probes = cache.get(shape_key)
+    if probes is None:
+        dense = [m[0] == "dense" for m in measured]
+        sparsity = [0.0 if d else float(m[0]) for m, d in zip(measured, dense, strict=True)]
         recs = [_record(m[1], m[2], p if d else _at_sparsity(p, s), threads)
                 for m, d, s in zip(measured, dense, sparsity, strict=True)]
-        predicted = cache[shape_key] = model.predict_records(recs)[0].tolist()
-    factors, used = probe_factors(kernels, dense, sparsity, seconds, predicted,
-                                  p["sparsity"])
-    return factors, int(used.sum())
+        probes = cache[shape_key] = ShapeProbes(
+            [m[1] for m in measured], dense, sparsity, [m[3] for m in measured],
+            model.predict_records(recs)[0].tolist())
+    factors, used = probes.factors(p["sparsity"])
+    return factors, len(used)
 
 
-_PROBES: dict[tuple, dict[tuple, list[float]]] = {}
+_PROBES: dict[tuple, dict[tuple, ShapeProbes]] = {}
 
 
-def _load_learned() -> tuple[Any, str | None]:
-    """The learned model file's model, or None and why it was refused (None: no file)."""
+def _load_learned(stamp: tuple | None = None) -> tuple[Any, str | None]:
+    """The learned model file's model, or None and why it was refused (None: no file);
+    ``stamp``: the file's ``file_stamp`` when the caller has taken it."""
     path = model_path()
-    stamp = file_stamp(path)
+    stamp = file_stamp(path) if stamp is None else stamp
     if not stamp:
         return None, None
     cached = _LEARNED.get("model")
@@ -264,8 +264,8 @@ def _answer(op: str, target: str, threads: int | None, choice: tuple, dense: tup
                       notes=tuple(notes))
 
 
-def _from_measurements(p, threads, store, op, target):
-    index = _measured_index(store)
+def _from_measurements(p, threads, store, store_key, op, target):
+    index = _measured_index(store, store_key)
     slot = ("bits", p["bits"]) if p["op"] == "qgemm" else round(p["sparsity"], 4)
     shape = _shape_key(p)
     sparse = index.get((p["op"], shape, slot, threads))
@@ -341,13 +341,13 @@ def _from_roofline(p, threads, store, op, target, tuned=None, refused=None):
                    not calibrated, notes)
 
 
-def _tuned(store: Any, op: str, shape: Mapping[str, Any], threads: int) -> dict | None:
+def _tuned(store: Any, skey: tuple, op: str, shape: Mapping[str, Any], threads: int
+           ) -> dict | None:
     """The tuner's best configuration for this problem on this machine, or None.
 
-    All of this machine's tuned configurations are read once per store state (one query
-    instead of one per call), keyed by the store's ``problem_key``.
+    All of this machine's tuned configurations are read once per store state (``skey``, the
+    store's ``_store_key``), keyed by the store's ``problem_key``.
     """
-    skey = _store_key(store)
     if skey[0] == "missing":
         return None
     table = _TUNED.get(skey)
@@ -435,10 +435,10 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
     load_target(target, threads=threads)   # fails early with the list of targets
     answer = None
     if target == "host":
-        answer = _from_measurements(p, threads, store, op, target)
+        answer = _from_measurements(p, threads, store, store_key, op, target)
         if answer is None:
-            tuned = _tuned(store, p["op"], shape, threads)
-            model, refused = _load_learned()
+            tuned = _tuned(store, store_key, p["op"], shape, threads)
+            model, refused = _load_learned(model_stamp)
             if model is not None:
                 answer = _from_model(model, p, threads, op, target, tuned, store,
                                      (model_stamp, store_key))

@@ -19,6 +19,41 @@ from collections.abc import Sequence
 import numpy as np
 
 
+class ShapeProbes:
+    """A shape's measured / predicted log ratios, grouped for :meth:`factors` (built once
+    per shape: ``best_config`` asks one shape at many sparsities).
+
+    Parameters are per row (same threads and cache state): kernel name, whether it is dense,
+    its sparsity, measured and predicted seconds. Rows with non-positive or non-finite times
+    are not used.
+    """
+
+    def __init__(self, kernels: Sequence[str], dense: Sequence[bool], sparsity: Sequence[float],
+                 measured_s: Sequence[float], predicted_s: Sequence[float]) -> None:
+        self.n_rows = len(kernels)
+        logs: dict[str, dict[float | None, list[tuple[int, float]]]] = {}
+        for i, (k, d, s, m, p) in enumerate(zip(kernels, dense, sparsity, measured_s,
+                                                predicted_s, strict=True)):
+            if m > 0 and p > 0 and math.isfinite(m) and math.isfinite(p):
+                # dense kernels have no sparsity: all their rows are one group
+                group = logs.setdefault(str(k), {}).setdefault(None if d else float(s), [])
+                group.append((i, math.log(m / p)))
+        #: kernel -> sparsity (None: dense) -> (factor, rows it comes from)
+        self.groups = {k: {s: (math.exp(statistics.median(v for _, v in rows)),
+                               [i for i, _ in rows]) for s, rows in by.items()}
+                       for k, by in logs.items()}
+
+    def factors(self, near: float) -> tuple[dict[str, float], list[int]]:
+        """Per kernel, the factor at the measured sparsity nearest ``near`` (dense kernels:
+        from all their rows), and the rows used."""
+        factors, used = {}, []
+        for kernel, by in self.groups.items():
+            s = None if None in by else min(by, key=lambda v: (abs(v - near), v))
+            factors[kernel], rows = by[s]
+            used += rows
+        return factors, used
+
+
 def probe_factors(kernels: Sequence[str], dense: Sequence[bool], sparsity: Sequence[float],
                   measured_s: Sequence[float], predicted_s: Sequence[float],
                   near: float) -> tuple[dict[str, float], np.ndarray]:
@@ -31,18 +66,7 @@ def probe_factors(kernels: Sequence[str], dense: Sequence[bool], sparsity: Seque
     (median of the log ratios) of the rows it uses. Kernels without a usable row (non-positive
     or non-finite times) get no factor. Also returns the mask of the rows used.
     """
-    # plain Python: best_config calls this per query on a shape's few dozen rows
-    rows: dict[str, list[tuple[int, bool, float, float]]] = {}
-    for i, (k, d, s, m, p) in enumerate(zip(kernels, dense, sparsity, measured_s,
-                                            predicted_s, strict=True)):
-        if m > 0 and p > 0 and math.isfinite(m) and math.isfinite(p):
-            rows.setdefault(str(k), []).append((i, bool(d), float(s), math.log(m / p)))
-    factors: dict[str, float] = {}
+    factors, rows = ShapeProbes(kernels, dense, sparsity, measured_s, predicted_s).factors(near)
     used = np.zeros(len(kernels), dtype=bool)
-    for name, mine in rows.items():
-        if not mine[0][1]:  # a sparse kernel (a kernel's rows are all dense or none)
-            nearest = min((abs(s - near), s) for _, _, s, _ in mine)[1]
-            mine = [r for r in mine if r[2] == nearest]
-        factors[name] = math.exp(statistics.median(r[3] for r in mine))
-        used[[r[0] for r in mine]] = True
+    used[rows] = True
     return factors, used

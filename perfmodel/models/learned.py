@@ -60,6 +60,10 @@ _PROBLEM_COLS = ("op", "kernel", "params", "threads", "m", "n", "k", "c", "h", "
                  "nnz", "pattern", "cache")
 
 
+#: the columns :meth:`_Featurizer.base` reads: rows equal on these share base features
+_BASE_COLS = tuple(c for c in _PROBLEM_COLS if c != "params")
+_PARAM_CACHE_SIZE = 4096
+
 _GEMM_KERNEL, _IM2COL_KERNEL = "gemm_blas_f32", "conv_im2col_blas_f32"
 _SPMM_KERNEL, _DIRECT_KERNEL = "spmm_csr_f32", "conv_direct_sparse_f32"
 #: units of kernels_c.conv.direct_work the direct convolution's reference time weighs
@@ -117,6 +121,7 @@ class _Featurizer:
         #: seconds per unit of :func:`kernels_c.conv.direct_work`, fitted by
         #: :meth:`calibrate_direct_conv` (None: the padded compute bound instead)
         self.direct_cost: dict[str, float] | None = None
+        self._param_vectors: dict[Any, np.ndarray] = {}
 
     def calibrate_direct_conv(self, rows: pd.DataFrame) -> None:
         """Fit the seconds per unit of the direct convolution's work (non-negative least
@@ -182,7 +187,23 @@ class _Featurizer:
         return np.concatenate([base, self.param_vector(rec.get("params"))]), reference
 
     def param_vector(self, params: Any) -> np.ndarray:
-        """Parameter values of one row (NaN where the kernel has no such parameter)."""
+        """Parameter values of one row (NaN where the kernel has no such parameter).
+
+        Kept per distinct parameter set: a query's candidates are the same few dozen
+        configurations every time (read-only; copy before writing)."""
+        try:
+            key = params if isinstance(params, str) else tuple((params or {}).items())
+            hit = self._param_vectors.get(key)
+        except TypeError:       # an unhashable value: no caching
+            return self._param_vector(params)
+        if hit is None:
+            if len(self._param_vectors) >= _PARAM_CACHE_SIZE:
+                self._param_vectors.clear()
+            hit = self._param_vectors[key] = self._param_vector(params)
+            hit.flags.writeable = False
+        return hit
+
+    def _param_vector(self, params: Any) -> np.ndarray:
         params = params or {}
         if isinstance(params, str):
             try:
@@ -478,20 +499,20 @@ class _ForestSet:
     def __contains__(self, name: str) -> bool:
         return name in self.forests
 
-    def predict(self, x: np.ndarray, names: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, names: Any) -> np.ndarray:
         """Sum of each row's forest (``names[i]``); NaN where there is no such forest."""
         x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
-        n = x.shape[0]
-        out = np.full(n, np.nan)
-        known = np.array([name in self.forests for name in names], dtype=bool)
-        if not known.any():
+        out = np.full(x.shape[0], np.nan)
+        rows = [(i, self.span[name], self.baseline[name]) for i, name in enumerate(names)
+                if name in self.span]
+        if not rows:
             return out
-        start, count, base = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
-        for name in set(names[known].tolist()):
-            sel = names == name
-            start[sel], count[sel] = self.span[name]
-            base[sel] = self.baseline[name]
-        out[known] = (base + self._sums.sums(x, start, count))[known]
+        index = np.array([i for i, _, _ in rows], dtype=np.intp)
+        start = np.array([span[0] for _, span, _ in rows], dtype=np.int64)
+        count = np.array([span[1] for _, span, _ in rows], dtype=np.int64)
+        base = np.array([b for _, _, b in rows])
+        known = x if len(rows) == x.shape[0] else np.ascontiguousarray(x[index])
+        out[index] = base + self._sums.sums(known, start, count)
         return out
 
 
@@ -705,31 +726,47 @@ class LearnedModel(PerfModel):
         """Predicted seconds and extrapolation flags for plain dict rows (fast path)."""
         check_is_fitted(self, "forests_")
         records, scale = self._twins(records)
-        # candidates differ mostly in their parameters: featurize each problem+kernel once
+        f = self.featurizer_
+        n_base = len(f.names) - len(f.params)
+        x, bound = np.empty((len(records), len(f.names))), np.empty(len(records))
+        # a query's candidates differ in their kernel and parameters only: featurize each
+        # problem + kernel once, and each parameter set once per featurizer
         bases: dict[tuple, tuple[np.ndarray, float]] = {}
-        rows, bound = [], []
-        for r in records:
-            key = tuple(sorted((k, str(v)) for k, v in r.items() if k != "params"))
-            if key not in bases:
-                bases[key] = self.featurizer_.base(r)
-            base, b = bases[key]
-            rows.append(np.concatenate([base, self.featurizer_.param_vector(r.get("params"))]))
-            bound.append(b)
-        x = np.vstack(rows)
-        return (self._seconds(x, np.array(bound), records) * scale,
-                self.extrapolating(x, records))
+        for i, r in enumerate(records):
+            key = tuple(map(r.get, _BASE_COLS))
+            try:
+                hit = bases.get(key)
+            except TypeError:       # an unhashable value: no sharing
+                key, hit = None, None
+            if hit is None:
+                hit = f.base(r)
+                if key is not None:
+                    bases[key] = hit
+            x[i, :n_base], bound[i] = hit
+            x[i, n_base:] = f.param_vector(r.get("params"))
+        return self._seconds(x, bound, records) * scale, self.extrapolating(x, records)
 
     def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:
         """True where a row lies outside the training ranges or uses an unseen kernel."""
-        flags = np.zeros(x.shape[0], dtype=bool)
-        for name, (lo, hi) in self.ranges_.items():
-            col = x[:, self.featurizer_.names.index(name)]
-            span = max(hi - lo, 1e-9)
-            flags |= (col < lo - 0.05 * span) | (col > hi + 0.05 * span)
+        columns, lo, hi = self._ranges()
+        flags = ((x[:, columns] < lo) | (x[:, columns] > hi)).any(axis=1)
         known = set(self.featurizer_.kernels)
         flags |= np.array([str(r["kernel"]) not in known
                            or f"op:{r.get('op')}" not in self.forests_ for r in records])
         return flags
+
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Columns of the range features, and the bounds (training range +- 5 %) that
+        :meth:`extrapolating` checks them against."""
+        memo = self.__dict__.get("_range_bounds")
+        if memo is None or memo[0] is not self.ranges_:
+            names = list(self.ranges_)
+            lo = np.array([self.ranges_[n][0] for n in names], dtype=np.float64)
+            hi = np.array([self.ranges_[n][1] for n in names], dtype=np.float64)
+            margin = 0.05 * np.maximum(hi - lo, 1e-9)
+            columns = np.array([self.featurizer_.names.index(n) for n in names], dtype=np.intp)
+            memo = self._range_bounds = (self.ranges_, (columns, lo - margin, hi + margin))
+        return memo[1]
 
     # -- persistence -----------------------------------------------------------------
     def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:

@@ -727,23 +727,24 @@ class LearnedModel(PerfModel):
         check_is_fitted(self, "forests_")
         records, scale = self._twins(records)
         f = self.featurizer_
-        n_base = len(f.names) - len(f.params)
-        x, bound = np.empty((len(records), len(f.names))), np.empty(len(records))
         # a query's candidates differ in their kernel and parameters only: featurize each
         # problem + kernel once, and each parameter set once per featurizer
-        bases: dict[tuple, tuple[np.ndarray, float]] = {}
+        bases: dict[Any, int] = {}
+        featurized: list[tuple[np.ndarray, float]] = []
+        which = np.empty(len(records), dtype=np.intp)
         for i, r in enumerate(records):
-            key = tuple(map(r.get, _BASE_COLS))
+            key: Any = tuple(map(r.get, _BASE_COLS))
             try:
-                hit = bases.get(key)
+                j = bases.get(key)
             except TypeError:       # an unhashable value: no sharing
-                key, hit = None, None
-            if hit is None:
-                hit = f.base(r)
-                if key is not None:
-                    bases[key] = hit
-            x[i, :n_base], bound[i] = hit
-            x[i, n_base:] = f.param_vector(r.get("params"))
+                key, j = object(), None
+            if j is None:
+                j = bases[key] = len(featurized)
+                featurized.append(f.base(r))
+            which[i] = j
+        x = np.hstack([np.vstack([b for b, _ in featurized])[which],
+                       np.vstack([f.param_vector(r.get("params")) for r in records])])
+        bound = np.array([t for _, t in featurized])[which]
         return self._seconds(x, bound, records) * scale, self.extrapolating(x, records)
 
     def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:

@@ -13,8 +13,9 @@ _LAZY = {
     "sweep": "perfmodel._sweep",
     "sweet_spot": "perfmodel.sweetspot",
     "best_config": "perfmodel.query",
+    "probe": "perfmodel.probe",
 }
 
-__all__ = ["best_config", "load_results", "open_store", "sweep", "sweet_spot"]
+__all__ = ["best_config", "load_results", "open_store", "probe", "sweep", "sweet_spot"]
 
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -132,8 +132,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_best(args: argparse.Namespace) -> int:
     from .query import best_config
 
+    shape = _parse_shape(args.shape)
+    if args.probe is not None:
+        from .probe import probe
+
+        if args.target != "host":
+            raise ValueError(f"--probe measures this machine; it does not apply to target "
+                             f"{args.target!r}")
+        summary = probe(args.op, threads=args.threads, sparsity=args.probe, store=args.db,
+                        passes=args.passes,
+                        **{k: v for k, v in shape.items() if k != "sparsity"})
+        print(f"probe at sparsity {args.probe:g}: {summary}")
     print(best_config(args.op, target=args.target, threads=args.threads, store=args.db,
-                      **_parse_shape(args.shape)))
+                      **shape))
     return 0
 
 
@@ -209,6 +220,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="host")
     p.add_argument("--threads", type=int)
     p.add_argument("--db", help="results store (path or URL; default: the default store)")
+    p.add_argument("--probe", type=_probe_sparsity, nargs="?", const=0.5, metavar="SPARSITY",
+                   help="first measure the shape once at SPARSITY (default 0.5: the dense "
+                        "baseline and the sparse kernel) into the store; answers for the "
+                        "shape at every sparsity are then corrected by it (spmm, gemm, "
+                        "conv2d on the host)")
+    p.add_argument("--passes", type=int, default=1,
+                   help="with --probe: measure it this many times, keep the fastest")
     p.set_defaults(func=_cmd_best)
 
     p = sub.add_parser("advise", help="guided-pruning table: sweet spot and speedup per layer")

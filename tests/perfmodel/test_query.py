@@ -140,6 +140,43 @@ def test_the_model_is_corrected_by_the_shapes_measurements_at_other_sparsities(s
     assert r.source == "model" and not any("corrected" in n for n in r.notes)
 
 
+def test_a_probe_measures_the_shape_once_and_corrects_every_sparsity(store_path, capsys):
+    from perfmodel._paths import model_path
+    from perfmodel.probe import probe, probe_spec
+    from perfmodel.store import load_results
+
+    fit_and_save(load_results(store_path), model_path(), cv_folds=0, max_iter=20)
+    shape = {"m": 600, "n": 64, "k": 256}
+    before = best_config("spmm", threads=1, store=store_path, sparsity=0.8, **shape)
+    assert before.source == "model" and not any("corrected" in n for n in before.notes)
+    summary = probe("spmm", threads=1, store=store_path, progress=False, **shape)
+    assert (summary.measured, summary.status["ok"]) == (2, 2)
+    rows = load_results(store_path)
+    probed = rows[(rows["m"] == 600) & (rows["k"] == 256)]
+    assert sorted(probed["kernel"]) == ["gemm_blas_f32", "spmm_csr_f32"]
+    assert set(probed["sparsity"].round(4)) == {0.0, 0.5}
+    after = best_config("spmm", threads=1, store=store_path, sparsity=0.8, **shape)
+    assert any(n.startswith("corrected by 2 measurement(s)") for n in after.notes)
+    dense = float(probed[probed["kernel"] == "gemm_blas_f32"]["median_s"].iloc[0])
+    assert after.dense_seconds == pytest.approx(dense, rel=1e-9)
+    # nothing is measured twice; the CLI probes, then answers
+    assert probe("spmm", threads=1, store=store_path, progress=False, **shape).measured == 0
+    assert main(["best", "gemm", "m=600", "n=64", "k=256", "sparsity=0.7", "--threads", "1",
+                 "--db", str(store_path), "--probe"]) == 0
+    out = capsys.readouterr().out
+    assert "probe at sparsity 0.5: sweep 'probe': 0 measured" in out and "corrected by" in out
+    # what a probe cannot do is refused before anything runs
+    with pytest.raises(ValueError, match="qgemm"):
+        probe_spec("qgemm", m=64, n=64, k=64)
+    with pytest.raises(ValueError, match="sparsity"):
+        probe_spec("spmm", sparsity=1.0, **shape)
+    with pytest.raises(ValueError, match="threads"):
+        probe_spec("spmm", threads=0, **shape)
+    assert main(["best", "spmm", "m=600", "n=64", "k=256", "sparsity=0.7", "--probe",
+                 "--target", "atom-c2750"]) == 2
+    assert "measures this machine" in capsys.readouterr().err
+
+
 def test_a_refused_model_file_is_named_in_the_answer():
     from perfmodel._paths import model_path
 

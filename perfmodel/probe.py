@@ -1,0 +1,73 @@
+"""Measure one layer once, so that ``best_config`` corrects the model for it.
+
+Held out, the learned model's error on a shape is mostly one factor per kernel that every
+sparsity of the shape shares, and that factor is what moves the predicted crossover
+(docs/models.md, "Twenty-seventh session"). One measurement of the shape at one sparsity —
+the dense baseline and the sparse kernel with its default parameters — removes most of it:
+with a probe at 0.5, 88 % of held-out crossovers are within +-0.05 instead of 48 %.
+:func:`probe` takes that measurement into the store (a one-point sweep; nothing is measured
+twice), and every later ``best_config`` of the shape, at any sparsity, is corrected by it
+(``perfmodel/models/_probe.py``). ``perfmodel best ... --probe`` does both.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .models._problem import CANDIDATES, SHAPE_KEYS, normalize
+
+__all__ = ["probe", "probe_spec"]
+
+#: the sparsity a probe measures by default: most crossovers lie at 0.2-0.6, and a probe
+#: at 0.5 placed more held-out crossovers within +-0.05 than one at 0.3, 0.7 or 0.9
+DEFAULT_SPARSITY = 0.5
+
+
+def probe_spec(op: str, *, threads: int | None = None, sparsity: float = DEFAULT_SPARSITY,
+               **shape: Any) -> dict[str, Any]:
+    """The one-point sweep spec (``perfmodel.sweep``) that probes a shape.
+
+    ``op`` and ``shape`` as for ``best_config`` (the shape without its sparsity: the probe
+    measures ``sparsity``); ``threads`` defaults to every core, as ``best_config``'s does.
+    The spec measures ``best_config``'s candidate kernels for the op (sparse and dense)
+    with their default parameters, warm cache, random sparsity.
+
+    Raises
+    ------
+    ValueError
+        ``qgemm`` (its answers have no sparsity to correct across), or what
+        ``best_config`` refuses for the shape and sparsity.
+    """
+    if op == "qgemm":
+        raise ValueError("probing applies to spmm, gemm and conv2d: a qgemm answer has no "
+                         "sparsity for a probe to carry over")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+    p = normalize(op, {**shape, "sparsity": sparsity})
+    required, optional = SHAPE_KEYS[p["op"]]
+    dims = {k: int(p[k]) for k in (*required, *optional) if k != "sparsity"}
+    sparse, dense = CANDIDATES[p["op"]]
+    return {"name": "probe", "threads": [threads or (os.cpu_count() or 1)],
+            "block": [{"op": p["op"], "kernels": [*sparse, *dense], "shapes": [dims],
+                       "sparsities": [float(p["sparsity"])]}]}
+
+
+def probe(op: str, *, threads: int | None = None, sparsity: float = DEFAULT_SPARSITY,
+          store: Any = None, passes: int = 1, progress: bool | None = None,
+          **shape: Any) -> Any:
+    """Measure a shape at one sparsity into ``store`` (default: the default store file).
+
+    Parameters as for :func:`probe_spec`; ``passes`` and ``progress`` as for
+    ``perfmodel.sweep`` (on a busy machine, 3 passes keep the fastest of three medians).
+
+    Returns
+    -------
+    perfmodel._sweep.SweepSummary of the one-point sweep (points already stored are not
+    measured again).
+    """
+    from ._sweep import sweep
+
+    spec = probe_spec(op, threads=threads, sparsity=sparsity, **shape)
+    return sweep(spec, store, passes=passes, progress=progress)

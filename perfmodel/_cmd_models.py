@@ -72,6 +72,16 @@ def _probe_sparsity(text: str) -> float:
     return value
 
 
+def _probe_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--probe", type=_probe_sparsity, nargs="?", const=0.5, metavar="SPARSITY",
+                   help=f"first measure {what} once at SPARSITY (default 0.5: the dense "
+                        f"baseline and the sparse kernel) into the store; model answers for "
+                        f"it at every sparsity are then corrected by that (spmm, gemm, "
+                        f"conv2d on the host)")
+    p.add_argument("--passes", type=int, default=1,
+                   help="with --probe: measure this many times, keep the fastest")
+
+
 def _host_rows(db: str | None, all_machines: bool):
     from .store import load_results
 
@@ -154,7 +164,7 @@ def _cmd_advise(args: argparse.Namespace) -> int:
     if not 0.0 <= args.sparsity < 1.0:
         raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     rows = advise(args.network, target=args.target, sparsity=args.sparsity, store=args.db,
-                  threads=args.threads)
+                  threads=args.threads, probe=args.probe, passes=args.passes)
     print(f"guided pruning for {args.network} on {args.target} (Park et al., ICLR 2017): "
           f"prune each layer into its sweet spot; speedups over dense at sparsity "
           f"{args.sparsity:.2f}")
@@ -220,13 +230,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="host")
     p.add_argument("--threads", type=int)
     p.add_argument("--db", help="results store (path or URL; default: the default store)")
-    p.add_argument("--probe", type=_probe_sparsity, nargs="?", const=0.5, metavar="SPARSITY",
-                   help="first measure the shape once at SPARSITY (default 0.5: the dense "
-                        "baseline and the sparse kernel) into the store; answers for the "
-                        "shape at every sparsity are then corrected by it (spmm, gemm, "
-                        "conv2d on the host)")
-    p.add_argument("--passes", type=int, default=1,
-                   help="with --probe: measure it this many times, keep the fastest")
+    _probe_arguments(p, "the shape")
     p.set_defaults(func=_cmd_best)
 
     p = sub.add_parser("advise", help="guided-pruning table: sweet spot and speedup per layer")
@@ -235,4 +239,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sparsity", type=float, default=0.9)
     p.add_argument("--threads", type=int)
     p.add_argument("--db", help="results store (path or URL; default: the default store)")
+    _probe_arguments(p, "every layer")
     p.set_defaults(func=_cmd_advise)

@@ -74,10 +74,26 @@ class LayerAdvice:
 
 
 def advise(network: str, *, target: str = "host", sparsity: float = 0.9, store: Any = None,
-           threads: int | None = None) -> list[LayerAdvice]:
-    """Guided-pruning table of ``network`` on ``target`` (see the module docstring)."""
+           threads: int | None = None, probe: float | None = None, passes: int = 1,
+           progress: bool | None = None) -> list[LayerAdvice]:
+    """Guided-pruning table of ``network`` on ``target`` (see the module docstring).
+
+    ``probe``: first measure every layer once at this sparsity on the host
+    (:mod:`perfmodel.probe`, ``passes`` times, one sweep into ``store``), so that the model
+    speedups are corrected by the layers' own measurements.
+    """
     from .query import best_config
 
+    if probe is not None:
+        if target != "host":
+            raise ValueError(f"probing measures this machine; it does not apply to target "
+                             f"{target!r}")
+        from ._sweep import sweep
+        from .probe import probe_spec
+
+        spec = probe_spec([(op, shape) for _, op, shape in network_layers(network)],
+                          threads=threads, sparsity=probe)
+        sweep(spec, store, passes=passes, progress=progress)
     rows = []
     for name, op, shape in network_layers(network):
         spot = sweet_spot(op, target=target, store=store, threads=threads, **shape)

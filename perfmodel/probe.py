@@ -13,6 +13,7 @@ twice), and every later ``best_config`` of the shape, at any sparsity, is correc
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .models._problem import CANDIDATES, SHAPE_KEYS, normalize
@@ -24,34 +25,40 @@ __all__ = ["probe", "probe_spec"]
 DEFAULT_SPARSITY = 0.5
 
 
-def probe_spec(op: str, *, threads: int | None = None, sparsity: float = DEFAULT_SPARSITY,
-               **shape: Any) -> dict[str, Any]:
-    """The one-point sweep spec (``perfmodel.sweep``) that probes a shape.
+def probe_spec(problems: Sequence[tuple[str, Mapping[str, Any]]], *,
+               threads: int | None = None, sparsity: float = DEFAULT_SPARSITY
+               ) -> dict[str, Any]:
+    """The sweep spec (``perfmodel.sweep``) that probes shapes at one sparsity.
 
-    ``op`` and ``shape`` as for ``best_config`` (the shape without its sparsity: the probe
-    measures ``sparsity``); ``threads`` defaults to every core, as ``best_config``'s does.
-    The spec measures ``best_config``'s candidate kernels for the op (sparse and dense)
-    with their default parameters, warm cache, random sparsity.
+    ``problems``: (op, shape) pairs as ``best_config`` takes them, each shape without its
+    sparsity (the probe measures ``sparsity``). ``threads`` defaults to every core, as
+    ``best_config``'s does. Each shape gets ``best_config``'s candidate kernels for its op
+    (sparse and dense) with their default parameters, warm cache, random sparsity.
 
     Raises
     ------
     ValueError
         ``qgemm`` (its answers have no sparsity to correct across), or what
-        ``best_config`` refuses for the shape and sparsity.
+        ``best_config`` refuses for a shape and the sparsity.
     """
-    if op == "qgemm":
-        raise ValueError("probing applies to spmm, gemm and conv2d: a qgemm answer has no "
-                         "sparsity for a probe to carry over")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
-    p = normalize(op, {**shape, "sparsity": sparsity})
-    required, optional = SHAPE_KEYS[p["op"]]
-    dims = {k: int(p[k]) for k in (*required, *optional) if k != "sparsity"}
-    sparse, dense = CANDIDATES[p["op"]]
-    return {"name": "probe", "threads": [threads or (os.cpu_count() or 1)],
-            "block": [{"op": p["op"], "kernels": [*sparse, *dense], "shapes": [dims],
-                       "sparsities": [float(p["sparsity"])]}]}
+    blocks = []
+    for op, shape in problems:
+        if op == "qgemm":
+            raise ValueError("probing applies to spmm, gemm and conv2d: a qgemm answer has "
+                             "no sparsity for a probe to carry over")
+        p = normalize(op, {**shape, "sparsity": sparsity})
+        required, optional = SHAPE_KEYS[p["op"]]
+        sparse, dense = CANDIDATES[p["op"]]
+        blocks.append({"op": p["op"], "kernels": [*sparse, *dense],
+                       "shapes": [{k: int(p[k]) for k in (*required, *optional)
+                                   if k != "sparsity"}],
+                       "sparsities": [float(p["sparsity"])]})
+    if not blocks:
+        raise ValueError("nothing to probe: no problems given")
+    return {"name": "probe", "threads": [threads or (os.cpu_count() or 1)], "block": blocks}
 
 
 def probe(op: str, *, threads: int | None = None, sparsity: float = DEFAULT_SPARSITY,
@@ -59,15 +66,16 @@ def probe(op: str, *, threads: int | None = None, sparsity: float = DEFAULT_SPAR
           **shape: Any) -> Any:
     """Measure a shape at one sparsity into ``store`` (default: the default store file).
 
-    Parameters as for :func:`probe_spec`; ``passes`` and ``progress`` as for
-    ``perfmodel.sweep`` (on a busy machine, 3 passes keep the fastest of three medians).
+    ``op``, ``shape`` (without its sparsity) and ``threads`` as for ``best_config``;
+    ``passes`` and ``progress`` as for ``perfmodel.sweep`` (on a busy machine, 3 passes
+    keep the fastest of three medians). See :func:`probe_spec` for what is measured.
 
     Returns
     -------
-    perfmodel._sweep.SweepSummary of the one-point sweep (points already stored are not
-    measured again).
+    perfmodel._sweep.SweepSummary of the sweep (points already stored are not measured
+    again).
     """
     from ._sweep import sweep
 
-    spec = probe_spec(op, threads=threads, sparsity=sparsity, **shape)
+    spec = probe_spec([(op, shape)], threads=threads, sparsity=sparsity)
     return sweep(spec, store, passes=passes, progress=progress)

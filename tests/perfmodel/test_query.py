@@ -167,11 +167,11 @@ def test_a_probe_measures_the_shape_once_and_corrects_every_sparsity(store_path,
     assert "probe at sparsity 0.5: sweep 'probe': 0 measured" in out and "corrected by" in out
     # what a probe cannot do is refused before anything runs
     with pytest.raises(ValueError, match="qgemm"):
-        probe_spec("qgemm", m=64, n=64, k=64)
+        probe_spec([("qgemm", {"m": 64, "n": 64, "k": 64})])
     with pytest.raises(ValueError, match="sparsity"):
-        probe_spec("spmm", sparsity=1.0, **shape)
+        probe_spec([("spmm", shape)], sparsity=1.0)
     with pytest.raises(ValueError, match="threads"):
-        probe_spec("spmm", threads=0, **shape)
+        probe_spec([("spmm", shape)], threads=0)
     assert main(["best", "spmm", "m=600", "n=64", "k=256", "sparsity=0.7", "--probe",
                  "--target", "atom-c2750"]) == 2
     assert "measures this machine" in capsys.readouterr().err
@@ -203,6 +203,25 @@ def test_advise(network):
     assert len(rows) == len(network_layers(network)) > 0
     for r in rows:
         assert 0 <= r.upper <= 1 and r.speedup > 0 and r.model_speedup >= 1.0
+
+
+def test_advise_probes_every_layer_once(store_path):
+    from perfmodel._paths import model_path
+    from perfmodel.store import load_results
+
+    fit_and_save(load_results(store_path), model_path(), cv_folds=0, max_iter=20)
+    before = len(load_results(store_path))
+    rows = advise("bert-base", sparsity=0.9, store=store_path, threads=1, probe=0.5,
+                  progress=False)
+    layers = network_layers("bert-base")
+    shapes = {(s["m"], s["n"], s["k"]) for _, _, s in layers}
+    added = load_results(store_path).iloc[before:]
+    assert len(added) == 2 * len(shapes)      # dense baseline + sparse kernel per shape
+    assert set(zip(added["m"], added["n"], added["k"], strict=True)) == shapes
+    assert len(rows) == len(layers)
+    assert {r.model_source for r in rows} <= {"model", "measured"}   # the store's own rows
+    with pytest.raises(ValueError, match="does not apply to target"):
+        advise("bert-base", target="xeon-8470", probe=0.5)
 
 
 def test_advise_unknown_network():

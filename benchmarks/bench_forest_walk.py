@@ -1,17 +1,26 @@
-"""The learned model's tree sums: the numpy walk it used until commit 6026397 (read from
-git history) against the C walk (``kernels_c.forest``), side by side in one process, on the
-rows of one ``best_config`` query (spmm 771 x 128 x 3072, every candidate configuration).
+"""The learned model's tree sums, three ways side by side in one process, on the rows of one
+``best_config`` query (every candidate configuration of spmm 771 x 128 x 3072, or of a
+conv2d with ``conv2d``): the numpy walk used until commit 6026397, the C walk over seven
+node arrays of commit ad24d03 (both read from git history; the C one built into a
+temporary folder), and the current C walk (``kernels_c.forest``: packed nodes, rows that
+share a forest walked tree by tree).
 
 Usage::
 
-    PERFMODEL_HOME=STORE_HOME python benchmarks/bench_forest_walk.py
+    PERFMODEL_HOME=STORE_HOME python benchmarks/bench_forest_walk.py [conv2d]
 
-Needs a fitted model in ``STORE_HOME`` (``perfmodel fit``) and a git checkout.
+Needs a fitted model in ``STORE_HOME`` (``perfmodel fit``), a git checkout and a C
+compiler. Prints medians of 200 interleaved calls per walk, with warm caches and with a
+32 MB array summed before each call (as the rest of a query's Python evicts the trees).
+The C walks are timed on the C call alone, the numpy one on its ``predict``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,40 +31,126 @@ import numpy as np
 from perfmodel.models._problem import normalize
 from perfmodel.query import _candidates, _load_learned, _record
 
-OLD = "6026397"
+NUMPY_WALK, ARRAYS_WALK = "6026397", "ad24d03"
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> None:
-    root = Path(__file__).resolve().parent.parent
-    src = subprocess.run(["git", "show", f"{OLD}:perfmodel/models/learned.py"],
-                         capture_output=True, text=True, cwd=root, check=True).stdout
+def _git_show(rev: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True,
+                          cwd=ROOT, check=True).stdout
+
+
+def _numpy_walk(forests: Mapping[str, Any]) -> Any:
+    src = _git_show(NUMPY_WALK, "perfmodel/models/learned.py")
     ns = {"np": np, "Mapping": Mapping, "Any": Any}
     exec(src[src.index("class _ForestSet:"):src.index("class LearnedModel(PerfModel):")], ns)
+    return ns["_ForestSet"](forests)
+
+
+def _arrays_walk(tmp: Path) -> Any:
+    """ad24d03's forest_sum built as a stand-alone cffi module in ``tmp``."""
+    from cffi import FFI
+
+    header = _git_show(ARRAYS_WALK, "kernels_c/cdef/forest.h")
+    (tmp / "forest.h").write_text(header)
+    (tmp / "forest.c").write_text(_git_show(ARRAYS_WALK, "kernels_c/src/forest.c"))
+    ffi = FFI()
+    ffi.cdef(header)
+    ffi.set_source("_forest_arrays_walk", "#include <stdint.h>\n" + header,
+                   sources=[str(tmp / "forest.c")], include_dirs=[str(tmp)],
+                   extra_compile_args=["-O3", "-std=gnu11", "-fno-math-errno"])
+    so = ffi.compile(tmpdir=str(tmp))
+    spec = importlib.util.spec_from_file_location("_forest_arrays_walk", so)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(op: str = "spmm") -> None:
     m, _ = _load_learned()
     if m is None:
         raise SystemExit("no model file: run perfmodel fit first")
-    old = ns["_ForestSet"](m.forests_.forests)
-    p = normalize("spmm", {"m": 771, "n": 128, "k": 3072, "sparsity": 0.55})
+    shape = ({"m": 771, "n": 128, "k": 3072, "sparsity": 0.55} if op == "spmm" else
+             {"c": 256, "h": 14, "w": 14, "o": 256, "r": 3, "s": 3, "padding": 1,
+              "sparsity": 0.7})
+    p = normalize(op, shape)
     choices, dense = _candidates(p)
     configs = m.metadata_.get("configs", {})
-    recs = [_record(k, params, p, 1) for k in choices + dense
-            for params in configs.get(k) or [{}]]
+    recs, _ = m._twins([_record(k, params, p, 1) for k in choices + dense
+                        for params in configs.get(k) or [{}]])
     f = m.featurizer_
-    x = np.vstack([np.concatenate([f.base(r)[0], f.param_vector(r.get("params"))])
-                   for r in recs])
-    names = np.array([f"kernel:{r['kernel']}" if f"kernel:{r['kernel']}" in m.forests_
+    x = np.ascontiguousarray(np.vstack([np.concatenate([f.base(r)[0],
+                                                        f.param_vector(r.get("params"))])
+                                        for r in recs]))
+    forests = m.forests_
+    names = np.array([f"kernel:{r['kernel']}" if f"kernel:{r['kernel']}" in forests
                       else f"op:{r['op']}" for r in recs], dtype=object)
-    if not np.allclose(old.predict(x, names), m.forests_.predict(x, names), rtol=1e-12):
-        raise SystemExit("the two walks disagree")
-    times: dict[str, list[float]] = {"numpy": [], "C": []}
-    for _ in range(200):  # interleaved: both see the same machine state
-        for label, forests in (("numpy", old), ("C", m.forests_)):
-            start_s = time.perf_counter()
-            forests.predict(x, names)
-            times[label].append(time.perf_counter() - start_s)
-    med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-    print(f"{len(x)} rows: numpy walk {med['numpy']:.3f} ms, C {med['C']:.3f} ms "
-          f"(medians of 200), {med['numpy'] / med['C']:.1f}x")
+    start = np.array([forests.span[n][0] for n in names], dtype=np.int64)
+    count = np.array([forests.span[n][1] for n in names], dtype=np.int64)
+    baseline = np.array([forests.baseline[n] for n in names])
+    sums = forests._sums
+    ffi, lib = sums._module.ffi, sums._module.lib
+    packed_out = np.empty(len(x))
+    packed_args = ffi.new("forest_sum_args *", {
+        "n_rows": x.shape[0], "n_features": x.shape[1], "n_nodes": sums.n_nodes,
+        "n_roots": sums.roots.size, "x": ffi.from_buffer("double[]", x),
+        "nodes": sums._c_nodes, "roots": sums._c_roots,
+        "row_start": ffi.from_buffer("int64_t[]", start),
+        "row_count": ffi.from_buffer("int64_t[]", count),
+        "out": ffi.from_buffer("double[]", packed_out)})
+    # the same trees as seven arrays, for ad24d03's walk
+    parts = {k: np.concatenate([getattr(t, k) for t in forests.forests.values()])
+             for k in ("feature", "threshold", "missing_left", "is_leaf", "value")}
+    offsets = np.cumsum([0] + [t.feature.size for t in forests.forests.values()])[:-1]
+    for k in ("left", "right"):
+        parts[k] = np.concatenate([getattr(t, k) + o for t, o in
+                                   zip(forests.forests.values(), offsets, strict=True)])
+    parts = {k: np.ascontiguousarray(v, dtype=np.uint8 if k in ("missing_left", "is_leaf")
+                                     else np.float64 if k in ("threshold", "value")
+                                     else np.int64) for k, v in parts.items()}
+    old_numpy = _numpy_walk(forests.forests)
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = _arrays_walk(Path(tmp))
+        affi = arrays.ffi
+        arrays_out = np.empty(len(x))
+        arrays_args = affi.new("forest_sum_args *", {
+            "n_rows": x.shape[0], "n_features": x.shape[1], "n_nodes": sums.n_nodes,
+            "n_roots": sums.roots.size, "x": affi.from_buffer("double[]", x),
+            **{k: affi.from_buffer({np.dtype(np.uint8): "uint8_t[]",
+                                    np.dtype(np.float64): "double[]",
+                                    np.dtype(np.int64): "int64_t[]"}[v.dtype], v)
+               for k, v in parts.items()},
+            "roots": affi.from_buffer("int64_t[]", sums.roots),
+            "row_start": affi.from_buffer("int64_t[]", start),
+            "row_count": affi.from_buffer("int64_t[]", count),
+            "out": affi.from_buffer("double[]", arrays_out)})
+        walks = {"numpy (6026397)": lambda: old_numpy.predict(x, names),
+                 "C, seven arrays (ad24d03)": lambda: arrays.lib.forest_sum(arrays_args),
+                 "C, packed nodes (now)": lambda: lib.forest_sum(packed_args)}
+        for walk in walks.values():
+            walk()
+        reference = forests.predict(x, names)
+        for label, got in (("numpy", old_numpy.predict(x, names)),
+                           ("seven arrays", baseline + arrays_out),
+                           ("packed", baseline + packed_out)):
+            if not np.allclose(got, reference, rtol=1e-12):
+                raise SystemExit(f"the {label} walk disagrees")
+        evict = np.ones(4_000_000)
+        print(f"{op}: {len(x)} rows, {sorted(set(names))}")
+        for flushed in (False, True):
+            times: dict[str, list[float]] = {k: [] for k in walks}
+            for _ in range(200):  # interleaved: every walk sees the same machine state
+                for label, walk in walks.items():
+                    if flushed:
+                        evict.sum()
+                    start_s = time.perf_counter()
+                    walk()
+                    times[label].append(time.perf_counter() - start_s)
+            med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+            now = med["C, packed nodes (now)"]
+            print(f"  {'caches flushed' if flushed else 'warm caches'}: " + ", ".join(
+                f"{k} {v:.3f} ms ({v / now:.2f}x now)" for k, v in med.items()))
+
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

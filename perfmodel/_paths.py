@@ -7,32 +7,45 @@ one of these files also takes an explicit path or URL (``store=``, ``--db``...).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 
 def data_dir() -> Path:
     """The data folder (created on first use by whoever writes into it)."""
-    env = os.environ.get("PERFMODEL_HOME")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return _data_dir(os.environ.get("PERFMODEL_HOME"), os.environ.get("XDG_DATA_HOME"),
+                     os.environ.get("HOME"))
+
+
+# memoized on the environment it reads: best_config asks for three of these paths per
+# query, and building them cost ~10 % of a query's time
+@functools.lru_cache(maxsize=16)
+def _data_dir(home: str | None, xdg: str | None, _user_home: str | None) -> Path:
+    if home:
+        return Path(home).expanduser()
+    base = xdg or str(Path.home() / ".local" / "share")
     return Path(base) / "perfmodel"
+
+
+@functools.lru_cache(maxsize=64)
+def _in(folder: Path, name: str) -> Path:
+    return folder / name
 
 
 def default_store_path() -> Path:
     """The embedded SQLite results store."""
-    return data_dir() / "results.db"
+    return _in(data_dir(), "results.db")
 
 
 def host_profile_path() -> Path:
     """The host profile written by ``perfmodel characterize``."""
-    return data_dir() / "host.json"
+    return _in(data_dir(), "host.json")
 
 
 def model_path() -> Path:
     """The learned model written by ``perfmodel fit``."""
-    return data_dir() / "model.json"
+    return _in(data_dir(), "model.json")
 
 
 def file_stamp(path: str | os.PathLike) -> tuple:

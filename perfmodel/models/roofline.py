@@ -29,6 +29,7 @@ private L1/L2):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ _REGISTER_BYTES = 2048.0     # what a core keeps in registers: the "capacity" be
 _S = 4.0                     # fp32 / int32 bytes
 
 
+@functools.lru_cache(maxsize=256)
 def family_of(kernel: str, op: str) -> str:
     """Kernel family from the kernel name (contract names; peers by keyword)."""
     name = kernel.lower()

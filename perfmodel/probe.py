@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models._problem import CANDIDATES, SHAPE_KEYS, normalize
+
+if TYPE_CHECKING:
+    from ._sweep import SweepSummary
 
 __all__ = ["probe", "probe_spec"]
 
@@ -52,10 +55,11 @@ def probe_spec(problems: Sequence[tuple[str, Mapping[str, Any]]], *,
         p = normalize(op, {**shape, "sparsity": sparsity})
         required, optional = SHAPE_KEYS[p["op"]]
         sparse, dense = CANDIDATES[p["op"]]
-        blocks.append({"op": p["op"], "kernels": [*sparse, *dense],
-                       "shapes": [{k: int(p[k]) for k in (*required, *optional)
-                                   if k != "sparsity"}],
-                       "sparsities": [float(p["sparsity"])]})
+        block = {"op": p["op"], "kernels": [*sparse, *dense],
+                 "shapes": [{k: int(p[k]) for k in (*required, *optional) if k != "sparsity"}],
+                 "sparsities": [float(p["sparsity"])]}
+        if block not in blocks:     # networks repeat layer shapes
+            blocks.append(block)
     if not blocks:
         raise ValueError("nothing to probe: no problems given")
     return {"name": "probe", "threads": [threads or (os.cpu_count() or 1)], "block": blocks}
@@ -63,7 +67,7 @@ def probe_spec(problems: Sequence[tuple[str, Mapping[str, Any]]], *,
 
 def probe(op: str, *, threads: int | None = None, sparsity: float = DEFAULT_SPARSITY,
           store: Any = None, passes: int = 1, progress: bool | None = None,
-          **shape: Any) -> Any:
+          **shape: Any) -> SweepSummary:
     """Measure a shape at one sparsity into ``store`` (default: the default store file).
 
     ``op``, ``shape`` (without its sparsity) and ``threads`` as for ``best_config``;
@@ -72,8 +76,7 @@ def probe(op: str, *, threads: int | None = None, sparsity: float = DEFAULT_SPAR
 
     Returns
     -------
-    perfmodel._sweep.SweepSummary of the sweep (points already stored are not measured
-    again).
+    SweepSummary of the sweep (points already stored are not measured again).
     """
     from ._sweep import sweep
 

@@ -62,7 +62,7 @@ _PROBLEM_COLS = ("op", "kernel", "params", "threads", "m", "n", "k", "c", "h", "
 
 #: the columns :meth:`_Featurizer.base` reads: rows equal on these share base features
 _BASE_COLS = tuple(c for c in _PROBLEM_COLS if c != "params")
-_PARAM_CACHE_SIZE = 4096
+_PARAM_CACHE_SIZE = _BASE_CACHE_SIZE = 4096
 
 _GEMM_KERNEL, _IM2COL_KERNEL = "gemm_blas_f32", "conv_im2col_blas_f32"
 _SPMM_KERNEL, _DIRECT_KERNEL = "spmm_csr_f32", "conv_direct_sparse_f32"
@@ -118,10 +118,20 @@ class _Featurizer:
         self.names = [*BASE_FEATURES, *(f"kernel={k}" for k in kernels),
                       *(f"param_{p}" for p in params)]
         self._roof = RooflineModel(target=target).defaults()
-        #: seconds per unit of :func:`kernels_c.conv.direct_work`, fitted by
-        #: :meth:`calibrate_direct_conv` (None: the padded compute bound instead)
-        self.direct_cost: dict[str, float] | None = None
         self._param_vectors: dict[Any, np.ndarray] = {}
+        self._bases: dict[tuple, tuple[np.ndarray, float]] = {}
+        self.direct_cost = None
+
+    @property
+    def direct_cost(self) -> dict[str, float] | None:
+        """Seconds per unit of :func:`kernels_c.conv.direct_work`, fitted by
+        :meth:`calibrate_direct_conv` (None: the padded compute bound instead)."""
+        return self._direct_cost
+
+    @direct_cost.setter
+    def direct_cost(self, value: dict[str, float] | None) -> None:
+        self._direct_cost = value
+        self._bases.clear()      # the convolutions' references depend on it
 
     def calibrate_direct_conv(self, rows: pd.DataFrame) -> None:
         """Fit the seconds per unit of the direct convolution's work (non-negative least
@@ -185,6 +195,22 @@ class _Featurizer:
         """Feature vector and the reference time (seconds) of one row."""
         base, reference = self.base(rec)
         return np.concatenate([base, self.param_vector(rec.get("params"))]), reference
+
+    def cached_base(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
+        """:meth:`base`, kept for the last few thousand distinct problems (read-only): a
+        query's candidates share their kernel's, and queries ask one shape at many
+        sparsities, whose dense baselines and GEMM views do not change with it."""
+        try:
+            key = tuple(map(rec.get, _BASE_COLS))
+            hit = self._bases.get(key)
+        except TypeError:       # an unhashable value: no caching
+            return self.base(rec)
+        if hit is None:
+            if len(self._bases) >= _BASE_CACHE_SIZE:
+                self._bases.clear()
+            hit = self._bases[key] = self.base(rec)
+            hit[0].flags.writeable = False
+        return hit
 
     def param_vector(self, params: Any) -> np.ndarray:
         """Parameter values of one row (NaN where the kernel has no such parameter).
@@ -352,6 +378,16 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
     kernel = str(rec.get("kernel"))
     if kernel not in (_IM2COL_KERNEL, _DIRECT_KERNEL):
         return None
+    if kernel == _DIRECT_KERNEL:
+        # checked first: most direct-convolution rows (a query's candidates) have no view
+        params = rec.get("params") or {}
+        if isinstance(params, str):
+            try:
+                params = json.loads(params) if params else {}
+            except ValueError:
+                params = {}
+        if not isinstance(params, Mapping) or params.get("pointwise") != 1:
+            return None
     dims = [_num(rec, key) for key in ("c", "h", "w", "o")]
     dims += [_num(rec, key, default) for key, default in (
         ("r", 1), ("s", 1), ("stride", 1), ("padding", 0), ("batch", 1), ("groups", 1))]
@@ -368,14 +404,7 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
         view.update(op="spmm", kernel=_GEMM_KERNEL, m=m, n=n, k=k, sparsity=0.0,
                     density=1.0, nnz=m * k, pattern="dense", params="{}")
         return view, float(batch * groups)
-    params = rec.get("params") or {}
-    if isinstance(params, str):
-        try:
-            params = json.loads(params) if params else {}
-        except ValueError:
-            params = {}
-    if (not isinstance(params, Mapping) or params.get("pointwise") != 1
-            or not is_pointwise(ConvGeometry(c, h, w, o, r, s, stride, pad, groups))):
+    if not is_pointwise(ConvGeometry(c, h, w, o, r, s, stride, pad, groups)):
         return None
     try:
         from kernels_c.spmm import default_params
@@ -387,6 +416,19 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
                 pattern=rec.get("pattern") or "random",
                 params=json.dumps(default_params(m, k, n, density)))
     return view, float(batch)
+
+
+def _with_views(bound: np.ndarray, views: list[tuple[int, dict[str, Any], float]],
+                view_bound: np.ndarray, view_log_ratio: np.ndarray) -> np.ndarray:
+    """``bound`` with row ``i`` of every view replaced by its calls' predicted time
+    (reference x exp(log ratio) x calls), where that is a positive number."""
+    out = np.array(bound, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        seconds = view_bound * np.exp(view_log_ratio)
+    for (i, _, n_calls), t in zip(views, seconds, strict=True):
+        if np.isfinite(t) and t > 0:
+            out[i] = t * n_calls
+    return out
 
 
 _CONV_COLS = ("c", "h", "w", "o", "r", "s", "stride", "padding", "batch", "groups")
@@ -663,14 +705,38 @@ class LearnedModel(PerfModel):
 
     def _seconds(self, x: np.ndarray, bound: np.ndarray, records: list[Mapping[str, Any]]
                  ) -> np.ndarray:
-        kernel = np.array([str(r["kernel"]) for r in records], dtype=object)
-        op = np.array([str(r["op"]) for r in records], dtype=object)
-        seconds = self._view_references(bound, records) * np.exp(self._log_ratio(x, kernel, op))
+        """Predicted seconds of featurized rows (``x``, references ``bound``), convolutions
+        referred to their GEMM-view calls (:meth:`_view_references`); the views' rows go
+        through the trees in the same call as the rows themselves."""
+        n = len(records)
+        views, view_x, view_bound = self._views(records)
+        kernel = [str(r["kernel"]) for r in records] + [v["kernel"] for _, v, _ in views]
+        op = [str(r["op"]) for r in records] + ["spmm"] * len(views)
+        log_ratio = self._log_ratio(np.vstack([x, view_x]) if views else x,
+                                    np.array(kernel, dtype=object), np.array(op, dtype=object))
+        reference = _with_views(bound, views, view_bound, log_ratio[n:])
+        seconds = reference * np.exp(log_ratio[:n])
         unseen = np.isnan(seconds)
         if unseen.any():
             seconds[unseen] = self.roofline_.predict(
                 pd.DataFrame([records[i] for i in np.flatnonzero(unseen)]))
         return seconds
+
+    def _views(self, records: list[Mapping[str, Any]]
+               ) -> tuple[list[tuple[int, dict[str, Any], float]], np.ndarray, np.ndarray]:
+        """(row, view row, calls) of every convolution with GEMM-view calls (:func:`_view`)
+        whose kernel the training saw, and the view rows' features and references."""
+        known = set(self.featurizer_.kernels)
+        views = [(i, v[0], v[1]) for i, r in enumerate(records)
+                 if r.get("op") == "conv2d" and (v := _view(r)) and v[0]["kernel"] in known]
+        if not views:
+            return [], np.empty((0, len(self.featurizer_.names))), np.empty(0)
+        f = self.featurizer_
+        featurized = [f.cached_base(v) for _, v, _ in views]
+        return (views, np.hstack([np.vstack([b for b, _ in featurized]),
+                                  np.vstack([f.param_vector(v.get("params"))
+                                             for _, v, _ in views])]),
+                np.array([t for _, t in featurized]))
 
     def _view_references(self, bound: np.ndarray, records: list[Mapping[str, Any]]
                          ) -> np.ndarray:
@@ -680,23 +746,13 @@ class LearnedModel(PerfModel):
         kernel: the GEMM-view models have seen many more shapes than there are
         convolutions, and what is left for the convolution's model is the copy (0-43 % of
         the im2col layers' time on ResNet-50, docs/models.md)."""
-        known = set(self.featurizer_.kernels)
-        views = [(i, v) for i, r in enumerate(records)
-                 if r.get("op") == "conv2d" and (v := _view(r)) and v[0]["kernel"] in known]
+        views, view_x, view_bound = self._views(records)
         if not views:
             return bound
-        calls = [v for _, v in views]
-        featurized = [self.featurizer_.row(v) for v, _ in calls]
-        x = np.vstack([f for f, _ in featurized])
-        view_bound = np.array([b for _, b in featurized])
-        kernel = np.array([v["kernel"] for v, _ in calls], dtype=object)
-        seconds = view_bound * np.exp(self._log_ratio(
-            x, kernel, np.full(len(views), "spmm", dtype=object)))
-        out = np.array(bound, dtype=np.float64)
-        for (i, (_, n_calls)), t in zip(views, seconds, strict=True):
-            if np.isfinite(t) and t > 0:
-                out[i] = t * n_calls
-        return out
+        log_ratio = self._log_ratio(view_x, np.array([v["kernel"] for _, v, _ in views],
+                                                     dtype=object),
+                                    np.full(len(views), "spmm", dtype=object))
+        return _with_views(bound, views, view_bound, log_ratio)
 
     def _twins(self, records: list[Mapping[str, Any]]
                ) -> tuple[list[Mapping[str, Any]], np.ndarray]:
@@ -727,24 +783,10 @@ class LearnedModel(PerfModel):
         check_is_fitted(self, "forests_")
         records, scale = self._twins(records)
         f = self.featurizer_
-        # a query's candidates differ in their kernel and parameters only: featurize each
-        # problem + kernel once, and each parameter set once per featurizer
-        bases: dict[Any, int] = {}
-        featurized: list[tuple[np.ndarray, float]] = []
-        which = np.empty(len(records), dtype=np.intp)
-        for i, r in enumerate(records):
-            key: Any = tuple(map(r.get, _BASE_COLS))
-            try:
-                j = bases.get(key)
-            except TypeError:       # an unhashable value: no sharing
-                key, j = object(), None
-            if j is None:
-                j = bases[key] = len(featurized)
-                featurized.append(f.base(r))
-            which[i] = j
-        x = np.hstack([np.vstack([b for b, _ in featurized])[which],
+        featurized = [f.cached_base(r) for r in records]
+        x = np.hstack([np.vstack([b for b, _ in featurized]),
                        np.vstack([f.param_vector(r.get("params")) for r in records])])
-        bound = np.array([t for _, t in featurized])[which]
+        bound = np.array([t for _, t in featurized])
         return self._seconds(x, bound, records) * scale, self.extrapolating(x, records)
 
     def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:

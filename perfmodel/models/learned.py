@@ -355,13 +355,16 @@ def _twin(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
     The GEMM-view models have seen many more shapes than the convolutions': the dense 1 x 1
     layers' held-out error fell from 7-10 % to 2.5 % (docs/models.md)."""
     view = _view(rec)
-    if view is None or _num(rec, "stride", 1.0) != 1:
-        return None
-    if str(rec.get("kernel")) == _IM2COL_KERNEL and (
-            _num(rec, "r"), _num(rec, "s"), _num(rec, "padding", 0.0),
-            _num(rec, "groups", 1.0)) != (1, 1, 0, 1):
-        return None
-    return view
+    return view if view is not None and _is_twin(rec) else None
+
+
+def _is_twin(rec: Mapping[str, Any]) -> bool:
+    """Whether a convolution row with GEMM-view calls is nothing but them (:func:`_twin`)."""
+    if _num(rec, "stride", 1.0) != 1:
+        return False
+    return str(rec.get("kernel")) != _IM2COL_KERNEL or (
+        _num(rec, "r"), _num(rec, "s"), _num(rec, "padding", 0.0),
+        _num(rec, "groups", 1.0)) == (1, 1, 0, 1)
 
 
 def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
@@ -703,13 +706,14 @@ class LearnedModel(PerfModel):
                           for k, o in zip(kernel, op, strict=True)], dtype=object)
         return self.forests_.predict(x, names)
 
-    def _seconds(self, x: np.ndarray, bound: np.ndarray, records: list[Mapping[str, Any]]
-                 ) -> np.ndarray:
-        """Predicted seconds of featurized rows (``x``, references ``bound``), convolutions
-        referred to their GEMM-view calls (:meth:`_view_references`); the views' rows go
-        through the trees in the same call as the rows themselves."""
+    def _seconds(self, x: np.ndarray, bound: np.ndarray, records: list[Mapping[str, Any]],
+                 views: list[tuple[int, dict[str, Any], float]]) -> np.ndarray:
+        """Predicted seconds of featurized rows (``x``, references ``bound``), the
+        convolutions in ``views`` referred to their GEMM-view calls
+        (:meth:`_view_references`); the views' rows go through the trees in the same call
+        as the rows themselves."""
         n = len(records)
-        views, view_x, view_bound = self._views(records)
+        view_x, view_bound = self._view_rows(views)
         kernel = [str(r["kernel"]) for r in records] + [v["kernel"] for _, v, _ in views]
         op = [str(r["op"]) for r in records] + ["spmm"] * len(views)
         log_ratio = self._log_ratio(np.vstack([x, view_x]) if views else x,
@@ -722,20 +726,15 @@ class LearnedModel(PerfModel):
                 pd.DataFrame([records[i] for i in np.flatnonzero(unseen)]))
         return seconds
 
-    def _views(self, records: list[Mapping[str, Any]]
-               ) -> tuple[list[tuple[int, dict[str, Any], float]], np.ndarray, np.ndarray]:
-        """(row, view row, calls) of every convolution with GEMM-view calls (:func:`_view`)
-        whose kernel the training saw, and the view rows' features and references."""
-        known = set(self.featurizer_.kernels)
-        views = [(i, v[0], v[1]) for i, r in enumerate(records)
-                 if r.get("op") == "conv2d" and (v := _view(r)) and v[0]["kernel"] in known]
-        if not views:
-            return [], np.empty((0, len(self.featurizer_.names))), np.empty(0)
+    def _view_rows(self, views: list[tuple[int, dict[str, Any], float]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Features and references of the views' GEMM-view rows."""
         f = self.featurizer_
+        if not views:
+            return np.empty((0, len(f.names))), np.empty(0)
         featurized = [f.cached_base(v) for _, v, _ in views]
-        return (views, np.hstack([np.vstack([b for b, _ in featurized]),
-                                  np.vstack([f.param_vector(v.get("params"))
-                                             for _, v, _ in views])]),
+        return (np.hstack([np.vstack([b for b, _ in featurized]),
+                           np.vstack([f.param_vector(v.get("params")) for _, v, _ in views])]),
                 np.array([t for _, t in featurized]))
 
     def _view_references(self, bound: np.ndarray, records: list[Mapping[str, Any]]
@@ -746,48 +745,58 @@ class LearnedModel(PerfModel):
         kernel: the GEMM-view models have seen many more shapes than there are
         convolutions, and what is left for the convolution's model is the copy (0-43 % of
         the im2col layers' time on ResNet-50, docs/models.md)."""
-        views, view_x, view_bound = self._views(records)
+        _, _, views = self._twins(records)
         if not views:
             return bound
+        view_x, view_bound = self._view_rows(views)
         log_ratio = self._log_ratio(view_x, np.array([v["kernel"] for _, v, _ in views],
                                                      dtype=object),
                                     np.full(len(views), "spmm", dtype=object))
         return _with_views(bound, views, view_bound, log_ratio)
 
     def _twins(self, records: list[Mapping[str, Any]]
-               ) -> tuple[list[Mapping[str, Any]], np.ndarray]:
+               ) -> tuple[list[Mapping[str, Any]], np.ndarray,
+                          list[tuple[int, dict[str, Any], float]]]:
         """Records with every convolution that runs as GEMM-view kernel calls replaced by
         that call, when the training saw its kernel, and the calls each makes (1
-        elsewhere); see :func:`_twin`."""
+        elsewhere; see :func:`_twin`); and (row, view row, calls) of the convolutions that
+        stay, with GEMM-view calls of a kernel the training saw (:meth:`_view_references`).
+        """
         scale = np.ones(len(records))
         out = list(records)
+        views = []
         known = set(self.featurizer_.kernels)
         for i, rec in enumerate(records):
-            twin = _twin(rec)
-            if twin is not None and twin[0]["kernel"] in known:
-                out[i], scale[i] = twin
-        return out, scale
+            view = _view(rec) if rec.get("op") == "conv2d" else None
+            if view is None or view[0]["kernel"] not in known:
+                continue
+            if _is_twin(rec):
+                out[i], scale[i] = view
+            else:
+                views.append((i, *view))
+        return out, scale, views
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "forests_")
         cols = [c for c in _PROBLEM_COLS if c in rows.columns]
-        records, scale = self._twins(rows[cols].to_dict("records"))
+        records, scale, views = self._twins(rows[cols].to_dict("records"))
         if any(r.get("kernel") != k for r, k in zip(records, rows["kernel"], strict=True)):
             rows = pd.DataFrame(records)
         x, bound = self.featurizer_.matrix(rows)
-        return self._seconds(x, bound, records) * scale
+        return self._seconds(x, bound, records, views) * scale
 
     def predict_records(self, records: list[Mapping[str, Any]]) -> tuple[np.ndarray,
                                                                          np.ndarray]:
         """Predicted seconds and extrapolation flags for plain dict rows (fast path)."""
         check_is_fitted(self, "forests_")
-        records, scale = self._twins(records)
+        records, scale, views = self._twins(records)
         f = self.featurizer_
         featurized = [f.cached_base(r) for r in records]
         x = np.hstack([np.vstack([b for b, _ in featurized]),
                        np.vstack([f.param_vector(r.get("params")) for r in records])])
         bound = np.array([t for _, t in featurized])
-        return self._seconds(x, bound, records) * scale, self.extrapolating(x, records)
+        return (self._seconds(x, bound, records, views) * scale,
+                self.extrapolating(x, records))
 
     def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:
         """True where a row lies outside the training ranges or uses an unseen kernel."""

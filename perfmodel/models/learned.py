@@ -30,7 +30,6 @@ import pandas as pd
 
 from kernels_c.conv import VECTOR_WIDTH, ConvGeometry, direct_work, is_pointwise
 
-from ..targets import Target
 from ._problem import from_row
 from .base import PerfModel, check_is_fitted, ok_rows
 from .roofline import FAMILIES, RooflineModel, footprint
@@ -176,20 +175,23 @@ class _Featurizer:
         work = direct_work(geo, level, float(p["nnz"]))
         return [work[u] * p["batch"] / threads for u in _DIRECT_UNITS]
 
-    def _machine(self, threads: int | None) -> tuple[Target, list[float]]:
-        t = self._roof._target(threads)
-        sizes = [lv.size_bytes for lv in t.memory if lv.size is not None]
-        return t, [math.log10(t.peak("fp32").value), math.log10(t.peak("int8").value),
-                   math.log10(t.main_memory().bandwidth.value),
-                   math.log2(max(sizes)) if sizes else 0.0]
-
-    def _sizes(self, threads: int | None) -> tuple[float, float]:
-        """(L2 per core, last-level cache) bytes of the target (1 MiB / 32 MiB if unknown)."""
-        t = self._roof._target(threads)
-        named = {lv.name: lv.size_bytes for lv in t.memory if lv.size is not None}
-        l2 = named.get("L2", 2.0**21) / (max(t.cores.value, 1.0) if t.device == "cpu" else 1)
-        llc = max(named.values()) if named else 2.0**25
-        return max(l2, 1.0), max(llc, 1.0)
+    def _machine(self, threads: int | None) -> tuple[list[float], tuple[float, float]]:
+        """The target's features (log10 fp32 and int8 peaks, main-memory bandwidth, log2
+        of the largest cache) and its (L2 per core, last-level cache) bytes (1 MiB / 32 MiB
+        if unknown), per thread count (kept: every row of a query asks)."""
+        memo = self.__dict__.setdefault("_machines", {})
+        if threads not in memo:
+            t = self._roof._target(threads)
+            named = {lv.name: lv.size_bytes for lv in t.memory if lv.size is not None}
+            l2 = named.get("L2", 2.0**21) / (max(t.cores.value, 1.0) if t.device == "cpu"
+                                              else 1)
+            llc = max(named.values()) if named else 2.0**25
+            memo[threads] = (
+                [math.log10(t.peak("fp32").value), math.log10(t.peak("int8").value),
+                 math.log10(t.main_memory().bandwidth.value),
+                 math.log2(max(named.values())) if named else 0.0],
+                (max(l2, 1.0), max(llc, 1.0)))
+        return memo[threads]
 
     def row(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
         """Feature vector and the reference time (seconds) of one row."""
@@ -252,7 +254,7 @@ class _Featurizer:
         fam, t_comp, t_mem = self._roof._terms(kernel, p, threads)
         t_m = max(t_mem.values())
         bound = max(t_comp, t_m)
-        _, mach = self._machine(threads)
+        mach, sizes = self._machine(threads)
         mean_l2, cv, ratio = _row_stats(p, pattern)
         ops = 2.0 * p["m"] * p["n"] * p["k"]
         is_conv = p["op"] == "conv2d"
@@ -274,7 +276,6 @@ class _Featurizer:
              math.log2(ops / max(sum(1.0 for _ in t_mem), 1.0) / max(t_m, 1e-30) / 1e9
                        if t_m > 0 else 1.0)]
         ws = max(footprint(fam, p), 1.0)
-        sizes = self._sizes(threads)
         x += [math.log2(ws / sizes[0]), math.log2(ws / sizes[1]),
               float(str(rec.get("cache") or "warm") == "cold"),
               math.log2(p["c"]) if is_conv else 0.0, math.log2(p["o"]) if is_conv else 0.0,

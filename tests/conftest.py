@@ -26,6 +26,17 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 DLMC_DIR = SHARED_DATA / "dlmc" / "rn50" / "magnitude_pruning"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_data_folder(tmp_path_factory):
+    """An empty data folder for the whole session, set before any module-scoped fixture
+    runs: those cannot use the per-test ``PERFMODEL_HOME`` fixtures, and would otherwise
+    read the developer's own host profile, store or model (a model fitted on the real host
+    profile then disagreed with its reloaded copy, which saw the test's empty one)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERFMODEL_HOME", str(tmp_path_factory.mktemp("perfmodel_home")))
+        yield
+
+
 def require_tool(name: str, why: str) -> str:
     """Path of executable ``name``; skip (fail under CI) when it is missing."""
     path = shutil.which(name)

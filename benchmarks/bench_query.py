@@ -4,15 +4,15 @@ Usage::
 
     PERFMODEL_HOME=STORE_HOME python benchmarks/bench_query.py [REPEATS]
 
-Prints the median time of: a repeated query (the answer cache); new problems the store has
-not measured (the learned model) -- a new sparsity of one shape, as a sweet-spot curve asks
-(what does not depend on the sparsity, such as the dense baseline's features, is kept from
-the shape's earlier queries), and a new shape every time; a new sparsity of a shape the
-store has measured (the model corrected by those measurements,
-``perfmodel/models/_probe.py``); the same for a 3 x 3 convolution. Pin it to one core
-(``taskset -c 0``) on a VM whose vCPUs differ. Needs a fitted model (``perfmodel fit``)
-and a store holding spmm 768 x 128 x 3072 with 1 thread (the standard preset's BERT
-layer).
+Prints the median time of, interleaved so that every case sees the same machine state: a
+repeated query (the answer cache); new problems the store has not measured (the learned
+model) -- a new sparsity of one shape, as a sweet-spot curve asks (what does not depend on
+the sparsity, such as the dense baseline's features, is kept from the shape's earlier
+queries), and a new shape every time; a new sparsity of a shape the store has measured
+(the model corrected by those measurements, ``perfmodel/models/_probe.py``); the same for
+a 3 x 3 convolution. Pin it to one core (``taskset -c 0``) on a VM whose vCPUs differ.
+Needs a fitted model (``perfmodel fit``) and a store holding spmm 768 x 128 x 3072 with 1
+thread (the standard preset's BERT layer).
 """
 
 from __future__ import annotations
@@ -20,15 +20,6 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-
-
-def _median_ms(calls) -> float:
-    times = []
-    for call in calls:
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main(repeats: int = 100) -> None:
@@ -55,9 +46,14 @@ def main(repeats: int = 100) -> None:
         "conv2d: new shape": (lambda i: best_config(
             "conv2d", sparsity=0.5, threads=1, **{**conv, "o": 161 + i})),
     }
-    for label, ask in cases.items():
-        ms = _median_ms((lambda i=i, ask=ask: ask(i)) for i in range(repeats))
-        print(f"{label:37s} {ms:8.3f} ms")
+    times: dict[str, list[float]] = {label: [] for label in cases}
+    for i in range(repeats):  # interleaved: every case sees the same machine state
+        for label, ask in cases.items():
+            start = time.perf_counter()
+            ask(i)
+            times[label].append(time.perf_counter() - start)
+    for label, t in times.items():
+        print(f"{label:37s} {statistics.median(t) * 1e3:8.3f} ms")
 
 
 if __name__ == "__main__":

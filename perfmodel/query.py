@@ -284,8 +284,9 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
     recs, labels = [], []
     configs = model.metadata_.get("configs", {}) if hasattr(model, "metadata_") else {}
     for kernel in choices + dense_kernels:
+        rec = _record(kernel, {}, p, threads)
         for params in configs.get(kernel) or [{}]:
-            recs.append(_record(kernel, params, p, threads))
+            recs.append({**rec, "params": dict(params)})
             labels.append((kernel, params))
     seconds, extrap = model.predict_records(recs)
     unc = math.expm1(model.log_uncertainty_)

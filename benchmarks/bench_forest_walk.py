@@ -76,7 +76,7 @@ def main(op: str = "spmm") -> None:
     p = normalize(op, shape)
     choices, dense = _candidates(p)
     configs = m.metadata_.get("configs", {})
-    recs, _ = m._twins([_record(k, params, p, 1) for k in choices + dense
+    recs, _, _ = m._twins([_record(k, params, p, 1) for k in choices + dense
                         for params in configs.get(k) or [{}]])
     f = m.featurizer_
     x = np.ascontiguousarray(np.vstack([np.concatenate([f.base(r)[0],

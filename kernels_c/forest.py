@@ -2,7 +2,7 @@
 prediction in perfmodel, which a query runs over a few dozen rows and a few thousand trees.
 
 The node arrays are validated once, when a :class:`TreeSums` is built, and packed into one
-array of 24-byte nodes; each call validates its rows. C walks the rows that share trees tree
+array of 16-byte nodes; each call validates its rows. C walks the rows that share trees tree
 by tree; it replaced numpy's level-by-level walk, whose time was per-call overhead
 (docs/models.md, "Queries").
 """
@@ -21,8 +21,10 @@ _NODE_ARRAYS = {"feature": np.int64, "threshold": np.float64, "left": np.int64,
 
 
 #: one node as C reads it (``forest_node`` in cdef/forest.h)
-_NODE_DTYPE = np.dtype([("value_or_threshold", np.float64), ("feature", np.int32),
-                        ("left", np.int32), ("right", np.int32), ("missing_left", np.int32)])
+_NODE_DTYPE = np.dtype([("value_or_threshold", np.float64), ("feature", np.int16),
+                        ("left", np.int16), ("right", np.int16), ("missing_left", np.uint8),
+                        ("unused", np.uint8)])
+_INT16_MAX = 2**15 - 1
 
 
 class TreeSums:
@@ -68,14 +70,20 @@ class TreeSums:
         if (arrays["feature"][inner] < 0).any():
             raise ValueError("feature of an inner node must be >= 0")
         self.n_features = int(arrays["feature"][inner].max(initial=-1)) + 1
-        if n >= 2**31 or self.n_features >= 2**31:
-            raise ValueError(f"at most 2**31 - 1 nodes and features, got {n} nodes")
+        if self.n_features > _INT16_MAX:
+            raise ValueError(f"trees may split on at most {_INT16_MAX} features, got "
+                             f"{self.n_features}")
+        offsets = {k: arrays[k][inner] - inner for k in ("left", "right")}
+        if any((v > _INT16_MAX).any() for v in offsets.values()):
+            raise ValueError(f"a child more than {_INT16_MAX} nodes after its parent: the "
+                             f"packed nodes keep children as 16-bit offsets")
         nodes = np.zeros(n, dtype=_NODE_DTYPE)
         leaf = arrays["is_leaf"] != 0
         nodes["value_or_threshold"] = np.where(leaf, arrays["value"], arrays["threshold"])
         nodes["feature"] = np.where(leaf, -1, arrays["feature"])
-        for k in ("left", "right", "missing_left"):
-            nodes[k] = np.where(leaf, 0, arrays[k])
+        for k in ("left", "right"):
+            nodes[k][inner] = offsets[k]
+        nodes["missing_left"][inner] = arrays["missing_left"][inner] != 0
         self.n_nodes = n
         self._module = load("forest")
         ffi = self._module.ffi

@@ -1,9 +1,9 @@
 /* Sums of regression trees (a boosted ensemble's raw prediction), one sum per row.
  *
- * Trees share one array of packed nodes (one 24-byte node per cache-line visit instead of
- * one line in each of seven arrays): node i is a leaf when feature < 0, worth value_or_
- * threshold; otherwise it splits on x[feature]: x <= threshold goes to left, x > threshold
- * to right, a missing value (NaN) to left when missing_left != 0. Row r sums the trees
+ * Trees share one array of packed 16-byte nodes (four to a cache line, instead of one line
+ * in each of seven arrays): node i is a leaf when feature < 0, worth value_or_
+ * threshold; otherwise it splits on x[feature]: x <= threshold goes to node i + left,
+ * x > threshold to node i + right, a missing value (NaN) to left when missing_left != 0. Row r sums the trees
  * whose roots are roots[row_start[r] .. row_start[r] + row_count[r] - 1]. Consecutive rows
  * with the same trees are walked tree by tree, so each tree is read once for the run of
  * rows (a query's candidates share their kernel's trees). x is row-major, n_rows x
@@ -13,10 +13,11 @@
  */
 typedef struct {
     double value_or_threshold;
-    int32_t feature;
-    int32_t left;
-    int32_t right;
-    int32_t missing_left;
+    int16_t feature;
+    int16_t left;               /* children as offsets from this node (they follow it) */
+    int16_t right;
+    uint8_t missing_left;
+    uint8_t unused;
 } forest_node;
 
 typedef struct {

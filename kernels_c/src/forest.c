@@ -23,7 +23,7 @@ static inline int walk(const forest_sum_args *a, const double *xr, int64_t node,
             return -1;
         const double v = xr[nd->feature];
         const int go_left = isnan(v) ? nd->missing_left != 0 : v <= nd->value_or_threshold;
-        node = go_left ? nd->left : nd->right;
+        node += go_left ? nd->left : nd->right;
     }
 }
 

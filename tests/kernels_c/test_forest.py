@@ -115,3 +115,22 @@ def test_rows_sharing_trees_in_any_order_match_a_python_walk():
     np.testing.assert_allclose(
         trees.sums(np.ascontiguousarray(x[grouped]), start[grouped], count[grouped]),
         expected[grouped], rtol=1e-12)
+
+
+def test_trees_the_packed_nodes_cannot_hold_are_refused():
+    """Children are 16-bit offsets from their parent and features 16-bit indices."""
+    n = 40_000
+    nodes = {"feature": np.zeros(n, dtype=np.int64), "threshold": np.zeros(n),
+             "left": np.zeros(n, dtype=np.int64), "right": np.zeros(n, dtype=np.int64),
+             "missing_left": np.zeros(n, dtype=np.uint8), "is_leaf": np.ones(n, dtype=np.uint8),
+             "value": np.arange(n, dtype=np.float64)}
+    nodes["is_leaf"][0], nodes["left"][0], nodes["right"][0] = 0, 1, n - 1
+    with pytest.raises(ValueError, match="16-bit offsets"):
+        TreeSums(**nodes, roots=np.array([0]))
+    nodes["right"][0] = 2
+    trees = TreeSums(**nodes, roots=np.array([0]))
+    np.testing.assert_array_equal(trees.sums(np.array([[-1.0], [1.0]]), np.zeros(2), np.ones(2)),
+                                  [1.0, 2.0])
+    nodes["feature"][0] = 40_000
+    with pytest.raises(ValueError, match="features"):
+        TreeSums(**nodes, roots=np.array([0]))

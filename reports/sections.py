@@ -1162,7 +1162,8 @@ def section_accuracy(inputs: Inputs) -> Section:
             "model always picks the fastest), crossover-sparsity error. The split "
             "leave-shape-out/probe 0.5 corrects each held-out shape's predictions by its "
             "dense baselines and its sparse kernels measured at sparsity 0.5, as best_config "
-            "does for a shape the store has measured (its MAPE excludes those rows)."))
+            "does for a shape the store has measured (its MAPE excludes those rows); "
+            "`perfmodel best ... --probe` takes that measurement for a layer of your own."))
     else:
         sec.missing.append(f"held-out errors per split (random, leave-shape-out, "
                            f"leave-sparsity-out): no evaluation at {inputs.evaluation_file}; "

@@ -75,9 +75,9 @@ def _probe_sparsity(text: str) -> float:
 def _probe_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--probe", type=_probe_sparsity, nargs="?", const=0.5, metavar="SPARSITY",
                    help=f"first measure {what} once at SPARSITY (default 0.5: the dense "
-                        f"baseline and the sparse kernel) into the store; model answers for "
-                        f"it at every sparsity are then corrected by that (spmm, gemm, "
-                        f"conv2d on the host)")
+                        f"baseline and the sparse kernel) into the store; answers for it at "
+                        f"every sparsity are then corrected by that (spmm, gemm, conv2d on "
+                        f"the host)")
     p.add_argument("--passes", type=int, default=1,
                    help="with --probe: measure this many times, keep the fastest")
 

@@ -21,7 +21,7 @@ import json
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +37,10 @@ __all__ = ["BestConfig", "best_config"]
 DTYPES = ("float32",)
 _CACHE: OrderedDict[tuple, BestConfig] = OrderedDict()
 _CACHE_SIZE = 4096
-#: relative uncertainty of the roofline when calibrated on this machine / from a description
-ROOFLINE_UNCERTAINTY = {"measured": 0.5, "description": 1.0}
+#: relative uncertainty of the roofline when calibrated on this machine / also corrected by
+#: the shape's own measurements / from a description: about twice the leave-shape-out MAPE
+#: on the nine-pass standard store (24.4 %, and 14.4 % probed at 0.5; docs/models.md)
+ROOFLINE_UNCERTAINTY = {"measured": 0.5, "probed": 0.3, "description": 1.0}
 TUNED_UNCERTAINTY = 0.1
 
 
@@ -172,34 +174,41 @@ def _at_sparsity(p: Mapping[str, Any], sparsity: float) -> dict[str, Any]:
                                "sparsity": sparsity})
 
 
-def _probe_correction(model: Any, p: Mapping[str, Any], threads: int, store: Any,
-                      state: tuple) -> tuple[dict[str, float], int]:
+def _probe_correction(predict: Callable[[list[tuple[str, dict, dict]]], list[float]],
+                      p: Mapping[str, Any], threads: int, store: Any, state: tuple
+                      ) -> tuple[dict[str, float], list[str]]:
     """Per kernel, measured / predicted time on the store's measurements of this shape
     (:class:`~.models._probe.ShapeProbes`: dense baselines, sparse kernels at the measured
-    sparsity nearest the asked one), and how many measurements that used. ``state``: the
-    model file's and the store's stamps, which the kept predictions are valid for."""
+    sparsity nearest the asked one), and the note that says so (empty: no correction).
+
+    ``predict`` gives a model's seconds for (kernel, params, normalized problem) items;
+    ``state`` is (the model's name, the store's stamp, the stamps of the other files the
+    model comes from): the kept predictions are valid for it."""
     if p["op"] == "qgemm":
-        return {}, 0
+        return {}, []
     shape_key = (p["op"], _shape_key(p), threads)
     measured = _shape_index(store, state[1]).get(shape_key)
     if not measured:
-        return {}, 0
+        return {}, []
     # the shape's probes, kept: the next sparsity asked of the same shape needs the same
     cache = _PROBES.setdefault(state, {})
-    if len(_PROBES) > 1 or len(cache) > _CACHE_SIZE:
+    if len(_PROBES) > 2 or len(cache) > _CACHE_SIZE:
         _PROBES.clear()
         cache = _PROBES.setdefault(state, {})
     probes = cache.get(shape_key)
     if probes is None:
         dense = [m[0] == "dense" for m in measured]
         sparsity = [0.0 if d else float(m[0]) for m, d in zip(measured, dense, strict=True)]
-        recs = [_record(m[1], m[2], p if d else _at_sparsity(p, s), threads)
-                for m, d, s in zip(measured, dense, sparsity, strict=True)]
+        predicted = predict([(m[1], m[2], p if d else _at_sparsity(p, s))
+                             for m, d, s in zip(measured, dense, sparsity, strict=True)])
         probes = cache[shape_key] = ShapeProbes(
             [m[1] for m in measured], dense, sparsity, [m[3] for m in measured],
-            model.predict_records(recs)[0].tolist())
+            [float(t) for t in predicted])
     factors, used = probes.factors(p["sparsity"])
-    return factors, len(used)
+    if not factors:
+        return {}, []
+    return factors, [f"corrected by {len(used)} measurement(s) of this shape in the store ("
+                     + ", ".join(f"{k} x{f:.2f}" for k, f in sorted(factors.items())) + ")"]
 
 
 _PROBES: dict[tuple, dict[tuple, ShapeProbes]] = {}
@@ -291,13 +300,12 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
     seconds, extrap = model.predict_records(recs)
     unc = math.expm1(model.log_uncertainty_)
     notes = [f"learned model trained on {model.n_train_} measurements"]
-    correction = []
-    factors, probes = _probe_correction(model, p, threads, store, state)
+    factors, correction = _probe_correction(
+        lambda items: model.predict_records([_record(k, prm, q, threads)
+                                             for k, prm, q in items])[0].tolist(),
+        p, threads, store, ("model", *state))
     if factors:
         seconds = seconds * [factors.get(kernel, 1.0) for kernel, _ in labels]
-        correction = [f"corrected by {probes} measurement(s) of this shape in the store ("
-                      + ", ".join(f"{k} x{f:.2f}" for k, f in sorted(factors.items()))
-                      + ")"]
         probed_unc = getattr(model, "metadata_", {}).get("log_uncertainty_probed")
         if probed_unc is not None:
             unc = math.expm1(float(probed_unc))
@@ -317,12 +325,18 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
                    source, unc, bool(best[2] or best_dense[2]), notes)
 
 
-def _from_roofline(p, threads, store, op, target, tuned=None, refused=None):
+def _from_roofline(p, threads, store, op, target, tuned=None, refused=None, state=None):
     model = roofline_for(target, store, threads)
     choices, dense_kernels = _candidates(p)
     thr = threads if target == "host" else None
-    sparse = [(k, {}, model.predict_one(k, p, thr)) for k in choices]
-    dense = [(k, {}, model.predict_one(k, p, thr)) for k in dense_kernels]
+    factors, correction = {}, []
+    if state is not None:   # the host, with its store: correct by the shape's measurements
+        factors, correction = _probe_correction(
+            lambda items: [model.predict_one(k, q, thr) for k, _, q in items],
+            p, threads, store, ("roofline", *state))
+    sparse = [(k, {}, model.predict_one(k, p, thr) * factors.get(k, 1.0)) for k in choices]
+    dense = [(k, {}, model.predict_one(k, p, thr) * factors.get(k, 1.0))
+             for k in dense_kernels]
     calibrated = any(v in ("measured", "model file")
                      for v in model.calibration_source_.values())
     notes = [("roofline calibrated on this machine's measurements" if calibrated else
@@ -330,9 +344,11 @@ def _from_roofline(p, threads, store, op, target, tuned=None, refused=None):
               f"efficiencies are the description's)")]
     if refused:
         notes.append(refused)
+    notes += correction
     best = min(sparse, key=lambda r: r[2])
     source = "roofline"
-    unc = ROOFLINE_UNCERTAINTY["measured" if calibrated else "description"]
+    unc = ROOFLINE_UNCERTAINTY["probed" if factors else
+                               "measured" if calibrated else "description"]
     if tuned is not None:
         best = (tuned["kernel"], tuned["params"], tuned["seconds"])
         source, unc = "tuned", TUNED_UNCERTAINTY
@@ -398,9 +414,9 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
         Element type of the activations.
     store : path, URL or Store, optional
         Results store for measured/tuned answers and calibration (default: the default
-        store file, when it exists). A model answer for a shape the store has measured at
-        other sparsities is corrected by those measurements (``perfmodel/models/_probe.py``;
-        a note gives the factors).
+        store file, when it exists). A model (or host roofline) answer for a shape the
+        store has measured at other sparsities is corrected by those measurements
+        (``perfmodel/models/_probe.py``; a note gives the factors).
 
     Returns
     -------
@@ -420,8 +436,9 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
                                 or threads < 1):
         raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
     store_key, model_stamp = _store_key(store), file_stamp(model_path())
+    host_stamp = file_stamp(host_profile_path())
     key = (op, tuple(sorted(shape.items())), target, threads, dtype, store_key, model_stamp,
-           file_stamp(host_profile_path()))
+           host_stamp)
     try:
         hit = _CACHE.get(key)
     except TypeError:          # unhashable shape value: validation below reports it
@@ -442,9 +459,10 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
             model, refused = _load_learned(model_stamp)
             if model is not None:
                 answer = _from_model(model, p, threads, op, target, tuned, store,
-                                     (model_stamp, store_key))
+                                     (store_key, model_stamp))
             else:
-                answer = _from_roofline(p, threads, store, op, target, tuned, refused)
+                answer = _from_roofline(p, threads, store, op, target, tuned, refused,
+                                        (store_key, model_stamp, host_stamp))
     else:
         answer = _from_roofline(p, threads, store, op, target)
     if key is not None:

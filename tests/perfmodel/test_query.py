@@ -140,6 +140,30 @@ def test_the_model_is_corrected_by_the_shapes_measurements_at_other_sparsities(s
     assert r.source == "model" and not any("corrected" in n for n in r.notes)
 
 
+def test_without_a_model_file_the_roofline_is_corrected_by_the_shapes_measurements(
+        store_path):
+    from perfmodel.query import ROOFLINE_UNCERTAINTY
+    from perfmodel.store import load_results
+
+    # no model file: the roofline answers, scaled per kernel by measured / predicted on
+    # the shape's rows (dense: its one row, so dense_seconds is the measured time)
+    r = best_config("spmm", threads=1, store=store_path, m=512, n=128, k=512, sparsity=0.85)
+    assert r.source == "roofline"
+    assert any(n.startswith("corrected by") and "gemm_blas_f32 x" in n for n in r.notes)
+    rows = load_results(store_path)
+    shape = rows[(rows["m"] == 512) & (rows["n"] == 128) & (rows["k"] == 512)]
+    dense = shape[shape["kernel"] == "gemm_blas_f32"]["median_s"]
+    assert r.dense_seconds == pytest.approx(float(dense.iloc[0]), rel=1e-9)
+    assert r.uncertainty == ROOFLINE_UNCERTAINTY["probed"]
+    # a shape the store has not seen is not corrected; nor is another target
+    r = best_config("spmm", threads=1, store=store_path, m=600, n=128, k=512, sparsity=0.85)
+    assert r.source == "roofline" and not any("corrected" in n for n in r.notes)
+    assert r.uncertainty == ROOFLINE_UNCERTAINTY["measured"]
+    r = best_config("spmm", target="xeon-8470", store=store_path, m=512, n=128, k=512,
+                    sparsity=0.85)
+    assert not any("corrected" in n for n in r.notes)
+
+
 def test_a_probe_measures_the_shape_once_and_corrects_every_sparsity(store_path, capsys):
     from perfmodel._paths import model_path
     from perfmodel.probe import probe, probe_spec

@@ -89,15 +89,9 @@ def main(op: str = "spmm") -> None:
     count = np.array([forests.span[n][1] for n in names], dtype=np.int64)
     baseline = np.array([forests.baseline[n] for n in names])
     sums = forests._sums
-    ffi, lib = sums._module.ffi, sums._module.lib
+    lib = sums._module.lib
     packed_out = np.empty(len(x))
-    packed_args = ffi.new("forest_sum_args *", {
-        "n_rows": x.shape[0], "n_features": x.shape[1], "n_nodes": sums.n_nodes,
-        "n_roots": sums.roots.size, "x": ffi.from_buffer("double[]", x),
-        "nodes": sums._c_nodes, "roots": sums._c_roots,
-        "row_start": ffi.from_buffer("int64_t[]", start),
-        "row_count": ffi.from_buffer("int64_t[]", count),
-        "out": ffi.from_buffer("double[]", packed_out)})
+    packed_args = sums._c_args(x, start, count, packed_out)
     # the same trees as seven arrays, for ad24d03's walk
     parts = {k: np.concatenate([getattr(t, k) for t in forests.forests.values()])
              for k in ("feature", "threshold", "missing_left", "is_leaf", "value")}

@@ -114,8 +114,20 @@ class TreeSums:
             order = np.argsort(key, kind="stable")
             x, start, count = np.ascontiguousarray(x[order]), start[order], count[order]
         out = np.empty(x.shape[0])
-        ffi, lib = self._module.ffi, self._module.lib
-        args = ffi.new("forest_sum_args *", {
+        if self._module.lib.forest_sum(self._c_args(x, start, count, out)) != 0:
+            raise RuntimeError("forest_sum: malformed trees")  # unreachable after the checks
+        if order is not None:
+            out[order] = out.copy()
+        return out
+
+    def _c_args(self, x: np.ndarray, start: np.ndarray, count: np.ndarray, out: np.ndarray
+               ) -> object:
+        """``forest_sum``'s argument struct for already validated rows: ``x`` C-contiguous
+        float64, ``start`` / ``count`` int64 within the roots, ``out`` float64 (n_rows,).
+        For :meth:`sums`, and for benchmarks timing the C call alone (the buffers must
+        outlive the struct)."""
+        ffi = self._module.ffi
+        return ffi.new("forest_sum_args *", {
             "n_rows": x.shape[0], "n_features": x.shape[1], "n_nodes": self.n_nodes,
             "n_roots": self.roots.size, "x": ffi.from_buffer("double[]", x),
             "nodes": self._c_nodes, "roots": self._c_roots,
@@ -123,8 +135,3 @@ class TreeSums:
             "row_count": ffi.from_buffer("int64_t[]", count),
             "out": ffi.from_buffer("double[]", out),
         })
-        if lib.forest_sum(args) != 0:  # unreachable after the checks above
-            raise RuntimeError("forest_sum: malformed trees")
-        if order is not None:
-            out[order] = out.copy()
-        return out

@@ -28,7 +28,7 @@ from typing import Any
 from ._paths import file_stamp, host_profile_path, model_path
 from .models._calibrate import _store_key, host_results, roofline_for
 from .models._probe import ShapeProbes
-from .models._problem import CANDIDATES, SHAPE_KEYS, normalize
+from .models._problem import CANDIDATES, SHAPE_KEYS, normalize, params_dict
 from .models.roofline import family_of
 from .targets import list_targets, load_target
 
@@ -133,10 +133,7 @@ def _measured_index(store: Any, key: tuple) -> dict[tuple, list[tuple[str, dict,
                 slot = ("bits", int(p.get("bits", 8)))
             else:
                 slot = round(float(p["sparsity"]), 4)
-            try:
-                params = json.loads(rec.get("params") or "{}")
-            except ValueError:
-                params = {}
+            params = params_dict(rec.get("params"))
             rel = rec.get("rel_ci")
             rel = float(rel) if rel is not None and not math.isnan(float(rel)) else 0.05
             index.setdefault((p["op"], _shape_key(p), slot, int(rec["threads"])), []).append(

@@ -30,7 +30,6 @@ class ShapeProbes:
 
     def __init__(self, kernels: Sequence[str], dense: Sequence[bool], sparsity: Sequence[float],
                  measured_s: Sequence[float], predicted_s: Sequence[float]) -> None:
-        self.n_rows = len(kernels)
         logs: dict[str, dict[float | None, list[tuple[int, float]]]] = {}
         for i, (k, d, s, m, p) in enumerate(zip(kernels, dense, sparsity, measured_s,
                                                 predicted_s, strict=True)):

@@ -5,6 +5,7 @@ Constraints are data (``LIMITS``, ``SHAPE_KEYS``) so errors and tests come from 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -128,3 +129,14 @@ def from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         nnz = max(1.0, density * size)
     out.update(sparsity=num("sparsity", 1.0 - density), density=density, nnz=nnz)
     return out
+
+
+def params_dict(params: Any) -> Mapping[str, Any]:
+    """A row's kernel parameters as a mapping: a dict as is, a JSON object string parsed;
+    empty for anything else (missing, malformed)."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params) if params else {}
+        except ValueError:
+            return {}
+    return params if isinstance(params, Mapping) else {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import pandas as pd
 
 from kernels_c.conv import VECTOR_WIDTH, ConvGeometry, direct_work, is_pointwise
 
-from ._problem import from_row
+from ._problem import from_row, params_dict
 from .base import PerfModel, check_is_fitted, ok_rows
 from .roofline import FAMILIES, RooflineModel, footprint
 
@@ -61,7 +61,25 @@ _PROBLEM_COLS = ("op", "kernel", "params", "threads", "m", "n", "k", "c", "h", "
 
 #: the columns :meth:`_Featurizer.base` reads: rows equal on these share base features
 _BASE_COLS = tuple(c for c in _PROBLEM_COLS if c != "params")
-_PARAM_CACHE_SIZE = _BASE_CACHE_SIZE = 4096
+_KEPT_SIZE = 4096
+
+
+def _kept(cache: dict, key: Any, compute: Callable[[], Any],
+          array_of: Callable[[Any], np.ndarray]) -> Any:
+    """``compute()``, kept in ``cache`` under ``key`` (cleared when it holds ``_KEPT_SIZE``)
+    with its array (``array_of``) made read-only; computed every time for an unhashable
+    key."""
+    try:
+        hit = cache.get(key)
+    except TypeError:
+        return compute()
+    if hit is None:
+        if len(cache) >= _KEPT_SIZE:
+            cache.clear()
+        hit = cache[key] = compute()
+        array_of(hit).flags.writeable = False
+    return hit
+
 
 _GEMM_KERNEL, _IM2COL_KERNEL = "gemm_blas_f32", "conv_im2col_blas_f32"
 _SPMM_KERNEL, _DIRECT_KERNEL = "spmm_csr_f32", "conv_direct_sparse_f32"
@@ -119,6 +137,7 @@ class _Featurizer:
         self._roof = RooflineModel(target=target).defaults()
         self._param_vectors: dict[Any, np.ndarray] = {}
         self._bases: dict[tuple, tuple[np.ndarray, float]] = {}
+        self._machines: dict[int | None, tuple[list[float], tuple[float, float]]] = {}
         self.direct_cost = None
 
     @property
@@ -179,7 +198,7 @@ class _Featurizer:
         """The target's features (log10 fp32 and int8 peaks, main-memory bandwidth, log2
         of the largest cache) and its (L2 per core, last-level cache) bytes (1 MiB / 32 MiB
         if unknown), per thread count (kept: every row of a query asks)."""
-        memo = self.__dict__.setdefault("_machines", {})
+        memo = self._machines
         if threads not in memo:
             t = self._roof._target(threads)
             named = {lv.name: lv.size_bytes for lv in t.memory if lv.size is not None}
@@ -202,42 +221,20 @@ class _Featurizer:
         """:meth:`base`, kept for the last few thousand distinct problems (read-only): a
         query's candidates share their kernel's, and queries ask one shape at many
         sparsities, whose dense baselines and GEMM views do not change with it."""
-        try:
-            key = tuple(map(rec.get, _BASE_COLS))
-            hit = self._bases.get(key)
-        except TypeError:       # an unhashable value: no caching
-            return self.base(rec)
-        if hit is None:
-            if len(self._bases) >= _BASE_CACHE_SIZE:
-                self._bases.clear()
-            hit = self._bases[key] = self.base(rec)
-            hit[0].flags.writeable = False
-        return hit
+        return _kept(self._bases, tuple(map(rec.get, _BASE_COLS)), lambda: self.base(rec),
+                     lambda hit: hit[0])
 
     def param_vector(self, params: Any) -> np.ndarray:
         """Parameter values of one row (NaN where the kernel has no such parameter).
 
         Kept per distinct parameter set: a query's candidates are the same few dozen
         configurations every time (read-only; copy before writing)."""
-        try:
-            key = params if isinstance(params, str) else tuple((params or {}).items())
-            hit = self._param_vectors.get(key)
-        except TypeError:       # an unhashable value: no caching
-            return self._param_vector(params)
-        if hit is None:
-            if len(self._param_vectors) >= _PARAM_CACHE_SIZE:
-                self._param_vectors.clear()
-            hit = self._param_vectors[key] = self._param_vector(params)
-            hit.flags.writeable = False
-        return hit
+        key = params if isinstance(params, str) else tuple((params or {}).items())
+        return _kept(self._param_vectors, key, lambda: self._param_vector(params),
+                     lambda hit: hit)
 
     def _param_vector(self, params: Any) -> np.ndarray:
-        params = params or {}
-        if isinstance(params, str):
-            try:
-                params = json.loads(params) if params else {}
-            except ValueError:
-                params = {}
+        params = params_dict(params)
         x = []
         for name in self.params:
             v = params.get(name)
@@ -382,16 +379,9 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
     kernel = str(rec.get("kernel"))
     if kernel not in (_IM2COL_KERNEL, _DIRECT_KERNEL):
         return None
-    if kernel == _DIRECT_KERNEL:
-        # checked first: most direct-convolution rows (a query's candidates) have no view
-        params = rec.get("params") or {}
-        if isinstance(params, str):
-            try:
-                params = json.loads(params) if params else {}
-            except ValueError:
-                params = {}
-        if not isinstance(params, Mapping) or params.get("pointwise") != 1:
-            return None
+    # checked first: most direct-convolution rows (a query's candidates) have no view
+    if kernel == _DIRECT_KERNEL and params_dict(rec.get("params")).get("pointwise") != 1:
+        return None
     dims = [_num(rec, key) for key in ("c", "h", "w", "o")]
     dims += [_num(rec, key, default) for key, default in (
         ("r", 1), ("s", 1), ("stride", 1), ("padding", 0), ("batch", 1), ("groups", 1))]

@@ -119,3 +119,12 @@ def test_calibration_recovers_hidden_factors(tmp_path):
     pred = model.predict(df[df.kernel == "gemm_blas_f32"])
     meas = df[df.kernel == "gemm_blas_f32"].median_s.to_numpy()
     assert abs(pred / meas - 1).max() < 0.5
+
+
+def test_params_dict_reads_stored_parameters_and_ignores_malformed_ones():
+    from perfmodel.models._problem import params_dict
+
+    assert params_dict('{"tile_vectors": 4}') == {"tile_vectors": 4}
+    assert params_dict({"pointwise": 1}) == {"pointwise": 1}
+    for bad in (None, "", "{not json", "[1, 2]", 3, ["a"]):
+        assert params_dict(bad) == {}

@@ -1,9 +1,10 @@
 """The learned model's tree sums, three ways side by side in one process, on the rows of one
 ``best_config`` query (every candidate configuration of spmm 771 x 128 x 3072, or of a
 conv2d with ``conv2d``): the numpy walk used until commit 6026397, the C walk over seven
-node arrays of commit ad24d03 (both read from git history; the C one built into a
-temporary folder), and the current C walk (``kernels_c.forest``: packed nodes, rows that
-share a forest walked tree by tree).
+node arrays of commit ad24d03, the walk over packed nodes of commit 3a5b3b1, row by row
+(all read from git history; the C ones built into a temporary folder), and the current C
+walk (``kernels_c.forest``: the rows that share a forest go down each tree together, a
+split on a feature they share decided once).
 
 Usage::
 
@@ -31,7 +32,7 @@ import numpy as np
 from perfmodel.models._problem import normalize
 from perfmodel.query import _candidates, _load_learned, _record
 
-NUMPY_WALK, ARRAYS_WALK = "6026397", "ad24d03"
+NUMPY_WALK, ARRAYS_WALK, PACKED_WALK = "6026397", "ad24d03", "3a5b3b1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,20 +48,23 @@ def _numpy_walk(forests: Mapping[str, Any]) -> Any:
     return ns["_ForestSet"](forests)
 
 
-def _arrays_walk(tmp: Path) -> Any:
-    """ad24d03's forest_sum built as a stand-alone cffi module in ``tmp``."""
+def _c_walk(rev: str, tmp: Path) -> Any:
+    """``rev``'s forest_sum built as a stand-alone cffi module in ``tmp / rev``."""
     from cffi import FFI
 
-    header = _git_show(ARRAYS_WALK, "kernels_c/cdef/forest.h")
+    tmp = tmp / rev
+    tmp.mkdir()
+    header = _git_show(rev, "kernels_c/cdef/forest.h")
     (tmp / "forest.h").write_text(header)
-    (tmp / "forest.c").write_text(_git_show(ARRAYS_WALK, "kernels_c/src/forest.c"))
+    (tmp / "forest.c").write_text(_git_show(rev, "kernels_c/src/forest.c"))
     ffi = FFI()
     ffi.cdef(header)
-    ffi.set_source("_forest_arrays_walk", "#include <stdint.h>\n" + header,
+    name = f"_forest_walk_{rev}"
+    ffi.set_source(name, "#include <stdint.h>\n" + header,
                    sources=[str(tmp / "forest.c")], include_dirs=[str(tmp)],
                    extra_compile_args=["-O3", "-std=gnu11", "-fno-math-errno"])
     so = ffi.compile(tmpdir=str(tmp))
-    spec = importlib.util.spec_from_file_location("_forest_arrays_walk", so)
+    spec = importlib.util.spec_from_file_location(name, so)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -90,8 +94,8 @@ def main(op: str = "spmm") -> None:
     baseline = np.array([forests.baseline[n] for n in names])
     sums = forests._sums
     lib = sums._module.lib
-    packed_out = np.empty(len(x))
-    packed_args = sums._c_args(x, start, count, packed_out)
+    now_out = np.empty(len(x))
+    now_args = sums._c_args(x, start, count, now_out)
     # the same trees as seven arrays, for ad24d03's walk
     parts = {k: np.concatenate([getattr(t, k) for t in forests.forests.values()])
              for k in ("feature", "threshold", "missing_left", "is_leaf", "value")}
@@ -104,7 +108,16 @@ def main(op: str = "spmm") -> None:
                                      else np.int64) for k, v in parts.items()}
     old_numpy = _numpy_walk(forests.forests)
     with tempfile.TemporaryDirectory() as tmp:
-        arrays = _arrays_walk(Path(tmp))
+        arrays, packed = _c_walk(ARRAYS_WALK, Path(tmp)), _c_walk(PACKED_WALK, Path(tmp))
+        pffi, packed_out = packed.ffi, np.empty(len(x))
+        packed_args = pffi.new("forest_sum_args *", {   # the same layout as now
+            "n_rows": x.shape[0], "n_features": x.shape[1], "n_nodes": sums.n_nodes,
+            "n_roots": sums.roots.size, "x": pffi.from_buffer("double[]", x),
+            "nodes": pffi.from_buffer("forest_node[]", sums._nodes),
+            "roots": pffi.from_buffer("int64_t[]", sums.roots),
+            "row_start": pffi.from_buffer("int64_t[]", start),
+            "row_count": pffi.from_buffer("int64_t[]", count),
+            "out": pffi.from_buffer("double[]", packed_out)})
         affi = arrays.ffi
         arrays_out = np.empty(len(x))
         arrays_args = affi.new("forest_sum_args *", {
@@ -120,13 +133,15 @@ def main(op: str = "spmm") -> None:
             "out": affi.from_buffer("double[]", arrays_out)})
         walks = {"numpy (6026397)": lambda: old_numpy.predict(x, names),
                  "C, seven arrays (ad24d03)": lambda: arrays.lib.forest_sum(arrays_args),
-                 "C, packed nodes (now)": lambda: lib.forest_sum(packed_args)}
+                 "C, packed nodes (3a5b3b1)": lambda: packed.lib.forest_sum(packed_args),
+                 "C, rows together (now)": lambda: lib.forest_sum(now_args)}
         for walk in walks.values():
             walk()
         reference = forests.predict(x, names)
         for label, got in (("numpy", old_numpy.predict(x, names)),
                            ("seven arrays", baseline + arrays_out),
-                           ("packed", baseline + packed_out)):
+                           ("packed", baseline + packed_out),
+                           ("now", baseline + now_out)):
             if not np.allclose(got, reference, rtol=1e-12):
                 raise SystemExit(f"the {label} walk disagrees")
         evict = np.ones(4_000_000)
@@ -141,7 +156,7 @@ def main(op: str = "spmm") -> None:
                     walk()
                     times[label].append(time.perf_counter() - start_s)
             med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
-            now = med["C, packed nodes (now)"]
+            now = med["C, rows together (now)"]
             print(f"  {'caches flushed' if flushed else 'warm caches'}: " + ", ".join(
                 f"{k} {v:.3f} ms ({v / now:.2f}x now)" for k, v in med.items()))
 

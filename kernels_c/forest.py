@@ -2,9 +2,9 @@
 prediction in perfmodel, which a query runs over a few dozen rows and a few thousand trees.
 
 The node arrays are validated once, when a :class:`TreeSums` is built, and packed into one
-array of 16-byte nodes; each call validates its rows. C walks the rows that share trees tree
-by tree; it replaced numpy's level-by-level walk, whose time was per-call overhead
-(docs/models.md, "Queries").
+array of 16-byte nodes; each call validates its rows. C walks the rows that share trees
+together, down one tree after another; it replaced numpy's level-by-level walk, whose time
+was per-call overhead (docs/models.md, "Queries").
 """
 
 from __future__ import annotations
@@ -107,14 +107,17 @@ class TreeSums:
         if ((start < 0) | (count < 0) | (start + count > self.roots.size)).any():
             raise ValueError(f"start / count must select trees within the {self.roots.size} "
                              f"roots")
-        # C walks each run of consecutive rows with the same trees tree by tree: rows of
-        # one forest side by side read each tree once
+        # C walks each run of consecutive rows with the same trees down each tree together:
+        # rows of one forest side by side read each tree once
         order, key = None, start * (self.roots.size + 1) + count
         if (np.diff(key) < 0).any():
             order = np.argsort(key, kind="stable")
             x, start, count = np.ascontiguousarray(x[order]), start[order], count[order]
         out = np.empty(x.shape[0])
-        if self._module.lib.forest_sum(self._c_args(x, start, count, out)) != 0:
+        status = self._module.lib.forest_sum(self._c_args(x, start, count, out))
+        if status == -2:
+            raise MemoryError(f"forest_sum: no memory for {x.shape[0]} rows")
+        if status != 0:
             raise RuntimeError("forest_sum: malformed trees")  # unreachable after the checks
         if order is not None:
             out[order] = out.copy()

@@ -134,3 +134,47 @@ def test_trees_the_packed_nodes_cannot_hold_are_refused():
     nodes["feature"][0] = 40_000
     with pytest.raises(ValueError, match="features"):
         TreeSums(**nodes, roots=np.array([0]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rows_differing_in_a_few_features_match_a_python_walk_exactly(seed):
+    """The rows of a run go down each tree together, a split on a feature they share
+    decided once (a query's candidates differ in their parameters only): every row's sum is
+    still the one a walk row by row adds up, bit for bit, with missing values, signed
+    zeros and values equal to a threshold among the shared and the varying features."""
+    rng = np.random.default_rng(10 + seed)
+    nodes, roots = _random_trees(rng, n_trees=30, n_features=6, max_leaves=16)
+    trees = TreeSums(**nodes, roots=roots)
+    shared = rng.normal(size=6)
+    shared[0], shared[2] = np.nan, nodes["threshold"][roots[0]]
+    x = np.tile(shared, (25, 1))
+    x[:, 4] = -0.0 if seed % 2 else 0.0
+    x[::3, 4] = 0.0
+    varying = [1, 3]
+    x[:, varying] = rng.choice(np.r_[nodes["threshold"][:10], np.nan, 0.5, -2.0],
+                               size=(25, 2))
+    start, count = np.zeros(25, dtype=np.int64), np.full(25, 30)
+    np.testing.assert_array_equal(trees.sums(x, start, count),
+                                  _reference(nodes, roots, x, start, count))
+    one = trees.sums(x[:1], start[:1], count[:1])       # a run of one row
+    np.testing.assert_array_equal(one, _reference(nodes, roots, x[:1], start[:1], count[:1]))
+
+
+@pytest.mark.parametrize("n_rows", [1, 5])
+def test_c_refuses_trees_broken_after_validation(n_rows):
+    """The node array is validated in Python; if it is changed afterwards (C reads it in
+    place), a walk that would loop or leave the array returns an error instead."""
+    rng = np.random.default_rng(5)
+    nodes, roots = _random_trees(rng, n_trees=4, max_leaves=4)
+    x = rng.normal(size=(n_rows, 5))
+    start, count = np.zeros(n_rows, dtype=np.int64), np.full(n_rows, 4)
+    for offset in (0, -1, 30_000):     # a node its own child, a cycle, past the end
+        trees = TreeSums(**nodes, roots=roots)
+        inner = trees._nodes["feature"] >= 0
+        trees._nodes["left"][inner] = trees._nodes["right"][inner] = offset
+        with pytest.raises(RuntimeError, match="malformed"):
+            trees.sums(x, start, count)
+    trees = TreeSums(**nodes, roots=roots)
+    trees._nodes["feature"][trees._nodes["feature"] >= 0] = 7     # past x's 5 columns
+    with pytest.raises(RuntimeError, match="malformed"):
+        trees.sums(x, start, count)

@@ -369,7 +369,7 @@ def _tuned(store: Any, skey: tuple, op: str, shape: Mapping[str, Any], threads: 
         table = _read_tuned(store)
         _TUNED.clear()
         _TUNED[skey] = table
-    if table is None:
+    if not table:       # no study saved a configuration: no key to build
         return None
     from .store.store import problem_key
     return table.get(problem_key({"op": op, **shape, "threads": threads}))

@@ -379,8 +379,11 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
     kernel = str(rec.get("kernel"))
     if kernel not in (_IM2COL_KERNEL, _DIRECT_KERNEL):
         return None
-    # checked first: most direct-convolution rows (a query's candidates) have no view
-    if kernel == _DIRECT_KERNEL and params_dict(rec.get("params")).get("pointwise") != 1:
+    # checked first: most direct-convolution rows (a query's candidates) have no view, and
+    # pointwise runs on 1 x 1 layers only (is_pointwise below decides)
+    if kernel == _DIRECT_KERNEL and (
+            params_dict(rec.get("params")).get("pointwise") != 1
+            or (_num(rec, "r", 1), _num(rec, "s", 1)) != (1, 1)):
         return None
     dims = [_num(rec, key) for key in ("c", "h", "w", "o")]
     dims += [_num(rec, key, default) for key, default in (

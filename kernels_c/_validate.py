@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from ._memory import aligned_empty
 
@@ -82,6 +81,8 @@ def check_csr(a: Any, dtype: type, name: str = "a") -> tuple[np.ndarray, np.ndar
     nnz == len(indices) == len(data), 0 <= indices < K. Unsorted or duplicate column
     indices are allowed (duplicates are summed, as scipy does).
     """
+    import scipy.sparse as sp  # here: most importers (perfmodel's queries) never need it
+
     if not sp.issparse(a) or a.format != "csr":
         kind = getattr(a, "format", type(a).__name__)
         raise TypeError(f"{name} must be a scipy.sparse CSR matrix or array, got {kind}; "

@@ -45,7 +45,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -148,7 +147,9 @@ def _check_version(version: int | None, where: str) -> None:
 
 
 def _dialect_insert(dialect: str, table):  # type: ignore[no-untyped-def]
-    if dialect == "postgresql":
+    if dialect == "postgresql":    # imported here: ~0.1 s that SQLite stores never need
+        from sqlalchemy.dialects import postgresql as pg_dialect
+
         return pg_dialect.insert(table)
     if dialect == "sqlite":
         return sqlite_dialect.insert(table)

@@ -69,6 +69,38 @@ def test_json_round_trip_is_exact(fitted, data, tmp_path):
     np.testing.assert_array_equal(loaded.predict(data), fitted.predict(data))
 
 
+def test_format_2_files_with_json_lists_still_load(fitted, data, tmp_path):
+    """Format 3 stores the node arrays as base64 bytes; format 2's JSON lists still read."""
+    import base64
+
+    path = fitted.save(tmp_path / "m.json")
+    doc = json.loads(path.read_text())
+    assert doc["format_version"] == 3
+    for forest in doc["forests"].values():
+        for name, value in forest.items():
+            if isinstance(value, dict):
+                forest[name] = np.frombuffer(base64.b64decode(value["base64"]),
+                                             dtype=value["dtype"]).tolist()
+    doc["format_version"] = 2
+    path.write_text(json.dumps(doc))
+    np.testing.assert_array_equal(LearnedModel.load(path).predict(data), fitted.predict(data))
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda a: a.update(base64="not base64!"), "not valid base64"),
+    (lambda a: a.update(base64=a["base64"][:-4]), "not valid base64"),   # a partial value
+    (lambda a: a.update(dtype="<f4"), "expected"),
+    (lambda a: a.pop("base64"), "not valid base64"),
+])
+def test_corrupt_node_arrays_are_refused(fitted, tmp_path, edit, match):
+    path = fitted.save(tmp_path / "m.json")
+    doc = json.loads(path.read_text())
+    edit(next(iter(doc["forests"].values()))["threshold"])
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=match):
+        LearnedModel.load(path)
+
+
 @pytest.mark.parametrize("edit,match", [
     (lambda d: d.update(format="something-else"), "not a perfmodel model file"),
     (lambda d: d.update(format_version=99), "format_version 99"),

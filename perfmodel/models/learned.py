@@ -854,7 +854,9 @@ class LearnedModel(PerfModel):
 
     # -- persistence -----------------------------------------------------------------
     def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
-        """Write the fitted model as JSON (no pickle)."""
+        """Write the fitted model as JSON (no pickle), with ``extra`` entries and those a
+        loaded or :func:`fit_and_save`'d model carries (``metadata_``: its candidate
+        configurations, probed uncertainty)."""
         check_is_fitted(self, "forests_")
         path = Path(path)
         f = self.featurizer_
@@ -875,8 +877,9 @@ class LearnedModel(PerfModel):
             "ranges": self.ranges_, "log_uncertainty": self.log_uncertainty_,
             "training": {"rows": self.n_train_, "fingerprints": self.fingerprints_,
                          "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
-            **dict(extra or {}),
         }
+        doc.update({k: v for k, v in getattr(self, "metadata_", {}).items() if k not in doc})
+        doc.update(extra or {})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps(doc, separators=(",", ":")))

@@ -69,6 +69,17 @@ def test_json_round_trip_is_exact(fitted, data, tmp_path):
     np.testing.assert_array_equal(loaded.predict(data), fitted.predict(data))
 
 
+def test_a_loaded_model_saved_again_keeps_what_fit_and_save_wrote(data, tmp_path):
+    """The candidate configurations and the probed uncertainty are not model attributes:
+    saving a loaded model must not drop them (best_config would rank defaults only)."""
+    first = fit_and_save(data, tmp_path / "a.json", cv_folds=0, max_iter=5)
+    again = LearnedModel.load(tmp_path / "a.json").save(tmp_path / "b.json")
+    a, b = (json.loads(p.read_text()) for p in (tmp_path / "a.json", again))
+    assert b["configs"] == a["configs"] == json.loads(json.dumps(first.metadata_["configs"]))
+    assert {k: v for k, v in a.items() if k != "training"} == \
+        {k: v for k, v in b.items() if k != "training"}
+
+
 def test_format_2_files_with_json_lists_still_load(fitted, data, tmp_path):
     """Format 3 stores the node arrays as base64 bytes; format 2's JSON lists still read."""
     import base64

@@ -283,6 +283,21 @@ def is_pointwise(geo: ConvGeometry) -> bool:
     return (geo.r, geo.s, geo.padding, geo.groups) == (1, 1, 0, 1)
 
 
+def check_params(geo: ConvGeometry, params: dict[str, Any], isa: str | None = None
+                 ) -> dict[str, int]:
+    """``params`` as ints, checked as :class:`SparseConv2d` checks them for layer ``geo``
+    on the ISA path ``isa`` (None: this CPU's best): known names, value ranges,
+    ``tile_vectors`` within the path's registers, and ``pointwise = 1`` only for a layer
+    that :func:`is_pointwise`. Raises ValueError naming the first rule broken."""
+    level, _ = _isa.resolve(isa, IMPLEMENTED)
+    out = _check_params(dict(params), level)
+    if out.get("pointwise") and not is_pointwise(geo):
+        raise ValueError(f"pointwise=1 needs a 1x1 unpadded convolution with one group; "
+                         f"this one is {geo.r}x{geo.s}, padding {geo.padding}, "
+                         f"{geo.groups} groups")
+    return out
+
+
 def _check_params(params: dict[str, Any], level: str) -> dict[str, int]:
     unknown = set(params) - set(PARAMS)
     if unknown:
@@ -376,11 +391,7 @@ class SparseConv2d:
         level, self._isa_id = _isa.resolve(isa, IMPLEMENTED)
         self.isa = level
         full = default_params(geo, level, csr.nnz / max(1, csr.shape[0] * csr.shape[1]))
-        full.update(_check_params(params, level))
-        if full["pointwise"] and not is_pointwise(geo):
-            raise ValueError(f"pointwise=1 needs a 1x1 unpadded convolution with one group; "
-                             f"this one is {r}x{s}, padding {geo.padding}, {geo.groups} "
-                             f"groups")
+        full.update(check_params(geo, params, level))
         full["o_block"] = min(full["o_block"], o)
         align = full["align"] and level != "portable"
         full["align"] = int(align)

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from kernels_c.conv import (
     PARAMS,
+    ConvGeometry,
     SparseConv2d,
+    check_params,
     conv2d_im2col,
     conv2d_reference,
     default_params,
@@ -396,6 +398,15 @@ def test_bad_construction_raises():
                      pointwise=1)
     with pytest.raises(ValueError, match="pointwise must be 0 or 1"):
         SparseConv2d(np.ones((4, 3, 1, 1), np.float32), input_shape=(3, 8, 8), pointwise=2)
+    # the same rules without a weight (perfmodel ranks candidate parameters with them)
+    three, one = (ConvGeometry(c=3, h=8, w=8, o=4, r=k, s=k, stride=1, padding=0, groups=1)
+                  for k in (3, 1))
+    with pytest.raises(ValueError, match="pointwise=1 needs a 1x1 unpadded convolution"):
+        check_params(three, {"pointwise": 1})
+    with pytest.raises(ValueError, match="tile_vectors must be <= 12"):
+        check_params(one, {"tile_vectors": 13}, isa="portable")
+    assert check_params(one, {"pointwise": 1, "o_block": np.int64(8)}) == {"pointwise": 1,
+                                                                         "o_block": 8}
     with pytest.raises(TypeError, match="CSR"):
         SparseConv2d(sp.coo_array(w.reshape(4, -1)), input_shape=(3, 8, 8))
     with pytest.raises(ValueError, match="kernel_size"):

@@ -117,6 +117,40 @@ def test_measured_then_model_then_roofline(store_path, tmp_path):
     assert r.params.get("reg_vectors") == 4      # the synthetic machine's best
 
 
+def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, monkeypatch):
+    """The model file's candidate configurations come from other layers: the pointwise
+    path (pointwise = 1, 1 x 1 layers only) is not ranked for a 3 x 3 layer, which the
+    kernel would refuse; for a 1 x 1 layer it is."""
+    import json
+
+    from perfmodel._paths import model_path
+    from perfmodel.models.learned import LearnedModel
+    from perfmodel.store import load_results
+
+    fit_and_save(load_results(store_path), model_path(), cv_folds=0, max_iter=5)
+    doc = json.loads(model_path().read_text())
+    doc["configs"]["conv_direct_sparse_f32"] = [{"pointwise": 1, "o_block": 16},
+                                                {"pointwise": 0, "tile_vectors": 4}]
+    model_path().write_text(json.dumps(doc))
+    ranked = []
+    predict = LearnedModel.predict_records
+
+    def spy(self, records):
+        ranked.extend(records)
+        return predict(self, records)
+
+    monkeypatch.setattr(LearnedModel, "predict_records", spy)
+    layer = {"c": 16, "h": 8, "w": 8, "o": 16, "sparsity": 0.8}
+    r = best_config("conv2d", threads=1, store=store_path, r=3, s=3, padding=1, **layer)
+    assert r.source == "model"
+    assert [q["params"] for q in ranked if q["kernel"] == "conv_direct_sparse_f32"] == [
+        {"pointwise": 0, "tile_vectors": 4}]
+    ranked.clear()
+    best_config("conv2d", threads=1, store=store_path, r=1, s=1, **layer)
+    assert [q["params"]["pointwise"] for q in ranked
+            if q["kernel"] == "conv_direct_sparse_f32"] == [1, 0]
+
+
 def test_the_model_is_corrected_by_the_shapes_measurements_at_other_sparsities(store_path):
     from perfmodel._paths import model_path
     from perfmodel.store import load_results

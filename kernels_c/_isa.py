@@ -54,8 +54,14 @@ def cpu_brand() -> str:
 
 def supported_levels() -> list[str]:
     """ISA paths this CPU can run, lowest first."""
+    return list(_supported())
+
+
+@functools.lru_cache(maxsize=1)
+def _supported() -> tuple[str, ...]:
+    # kept: kernel calls and queries resolve their path often (13 us a call recomputed)
     flags = _detect()[0]
-    return [lvl for lvl in LEVELS if all(flags[f] for f in _REQUIRES[lvl])]
+    return tuple(lvl for lvl in LEVELS if all(flags[f] for f in _REQUIRES[lvl]))
 
 
 def isa() -> str:
@@ -85,7 +91,8 @@ def resolve(level: str | None, implemented: tuple[str, ...]) -> tuple[str, int]:
     Returns the path name and its integer id for the C dispatch (``KC_ISA_*``).
     """
     top = isa() if level is None else check_level(level)
+    supported = supported_levels()
     for lvl in reversed(LEVELS[: LEVELS.index(top) + 1]):
-        if lvl in implemented and lvl in supported_levels():
+        if lvl in implemented and lvl in supported:
             return lvl, LEVELS.index(lvl)
     raise ValueError(f"no implemented path at or below {top!r} (have {implemented})")

@@ -288,7 +288,8 @@ def check_params(geo: ConvGeometry, params: dict[str, Any], isa: str | None = No
     """``params`` as ints, checked as :class:`SparseConv2d` checks them for layer ``geo``
     on the ISA path ``isa`` (None: this CPU's best): known names, value ranges,
     ``tile_vectors`` within the path's registers, and ``pointwise = 1`` only for a layer
-    that :func:`is_pointwise`. Raises ValueError naming the first rule broken."""
+    that :func:`is_pointwise` (the one rule the layer enters). Raises ValueError naming the
+    first rule broken."""
     level, _ = _isa.resolve(isa, IMPLEMENTED)
     out = _check_params(dict(params), level)
     if out.get("pointwise") and not is_pointwise(geo):

@@ -350,15 +350,20 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
 def _runnable(kernel: str, configs: list[dict], p: Mapping[str, Any]) -> list[dict]:
     """The parameter sets of ``configs`` that ``kernel`` accepts for problem ``p`` (its
     defaults when none does). The model file's candidates were measured on other shapes,
-    and of our kernels' parameters only the direct convolution's ``pointwise`` depends on
-    the shape: 1 x 1 layers only (``kernels_c.conv.check_params``). Ranked without this,
-    1 % of 1,920 convolution answers named pointwise = 1 for a 3 x 3 layer."""
+    and of our kernels' parameters only the direct convolution's depend on the shape:
+    ``pointwise = 1`` runs 1 x 1 layers only (``kernels_c.conv.check_params``, where the
+    layer enters through ``is_pointwise`` alone: the answer is kept per that). Ranked
+    without this, 1 % of 1,920 convolution answers named pointwise = 1 for a 3 x 3 layer."""
     if kernel != "conv_direct_sparse_f32" or p["op"] != "conv2d":
         return configs
-    from kernels_c.conv import ConvGeometry, check_params
+    from kernels_c.conv import ConvGeometry, check_params, is_pointwise
 
     geo = ConvGeometry(c=p["c"], h=p["h"], w=p["w"], o=p["o"], r=p["r"], s=p["s"],
                        stride=p["stride"], padding=p["padding"], groups=1)
+    key = (id(configs), is_pointwise(geo))
+    hit = _RUNNABLE.get(key)
+    if hit is not None and hit[0] is configs:
+        return hit[1]
     runnable = []
     for params in configs:
         try:
@@ -366,7 +371,13 @@ def _runnable(kernel: str, configs: list[dict], p: Mapping[str, Any]) -> list[di
         except ValueError:
             continue
         runnable.append(params)
+    if len(_RUNNABLE) > 16:
+        _RUNNABLE.clear()
+    _RUNNABLE[key] = (configs, runnable or [{}])
     return runnable or [{}]
+
+
+_RUNNABLE: dict[tuple, tuple[list, list]] = {}
 
 
 def _from_roofline(p, threads, store, op, target, tuned=None, refused=None, state=None):

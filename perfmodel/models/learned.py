@@ -419,6 +419,17 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
     return view, float(batch)
 
 
+def _feature_rows(bases: list[np.ndarray], params: list[np.ndarray]) -> np.ndarray:
+    """The feature matrix of rows given as base features and parameter values (equal
+    lengths each), (n_rows, n_base + n_params) float64; a third of the time of stacking
+    them with vstack and hstack, which was ~5 % of a query."""
+    n_base = bases[0].size
+    x = np.empty((len(bases), n_base + params[0].size))
+    x[:, :n_base] = bases
+    x[:, n_base:] = params
+    return x
+
+
 def _with_views(bound: np.ndarray, views: list[tuple[int, dict[str, Any], float]],
                 view_bound: np.ndarray, view_log_ratio: np.ndarray) -> np.ndarray:
     """``bound`` with row ``i`` of every view replaced by its calls' predicted time
@@ -765,8 +776,8 @@ class LearnedModel(PerfModel):
         if not views:
             return np.empty((0, len(f.names))), np.empty(0)
         featurized = [f.cached_base(v) for _, v, _ in views]
-        return (np.hstack([np.vstack([b for b, _ in featurized]),
-                           np.vstack([f.param_vector(v.get("params")) for _, v, _ in views])]),
+        return (_feature_rows([b for b, _ in featurized],
+                              [f.param_vector(v.get("params")) for _, v, _ in views]),
                 np.array([t for _, t in featurized]))
 
     def _view_references(self, bound: np.ndarray, records: list[Mapping[str, Any]]
@@ -824,8 +835,8 @@ class LearnedModel(PerfModel):
         records, scale, views = self._twins(records)
         f = self.featurizer_
         featurized = [f.cached_base(r) for r in records]
-        x = np.hstack([np.vstack([b for b, _ in featurized]),
-                       np.vstack([f.param_vector(r.get("params")) for r in records])])
+        x = _feature_rows([b for b, _ in featurized],
+                          [f.param_vector(r.get("params")) for r in records])
         bound = np.array([t for _, t in featurized])
         return (self._seconds(x, bound, records, views) * scale,
                 self.extrapolating(x, records))

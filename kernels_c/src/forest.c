@@ -16,7 +16,7 @@
 
 #include "forest.h"
 
-enum { MAX_FEATURES = 32767 };   /* the packed nodes' int16 feature */
+enum { FEATURE_SLOTS = 32768 };   /* every feature an int16 node can name */
 
 static inline int goes_left(const forest_node *nd, double v)
 {
@@ -93,16 +93,18 @@ static int walk_rows(const forest_sum_args *a, int64_t node, int64_t *rows, int6
     }
 }
 
-/* Marks in varying[0..n_features) the features in which rows first+1..end-1 differ from
- * row first (two missing values are the same value). */
+/* Marks in varying[] the features in which rows first+1..end-1 differ from row first (two
+ * missing values are the same value); columns past FEATURE_SLOTS, which no node can name,
+ * are not looked at. */
 static void mark_varying(const forest_sum_args *a, int64_t first, int64_t end,
                          unsigned char *varying)
 {
+    const int64_t n = a->n_features < FEATURE_SLOTS ? a->n_features : FEATURE_SLOTS;
     const double *x0 = a->x + first * a->n_features;
-    memset(varying, 0, (size_t)a->n_features);
+    memset(varying, 0, (size_t)n);
     for (int64_t r = first + 1; r < end; r++) {
         const double *xr = a->x + r * a->n_features;
-        for (int64_t f = 0; f < a->n_features; f++)
+        for (int64_t f = 0; f < n; f++)
             if (!(xr[f] == x0[f] || (isnan(xr[f]) && isnan(x0[f]))))
                 varying[f] = 1;
     }
@@ -111,9 +113,9 @@ static void mark_varying(const forest_sum_args *a, int64_t first, int64_t end,
 int forest_sum(void *argp)
 {
     const forest_sum_args *a = (const forest_sum_args *)argp;
-    if (a->n_rows < 0 || a->n_features < 0 || a->n_features > MAX_FEATURES)
+    if (a->n_rows < 0 || a->n_features < 0)
         return -1;
-    unsigned char varying[MAX_FEATURES];
+    unsigned char varying[FEATURE_SLOTS];
     const size_t room = (size_t)(a->n_rows > 0 ? a->n_rows : 1);
     int64_t *rows = malloc(room * sizeof *rows);
     pending_walk *stack = malloc(room * sizeof *stack);

@@ -178,3 +178,16 @@ def test_c_refuses_trees_broken_after_validation(n_rows):
     trees._nodes["feature"][trees._nodes["feature"] >= 0] = 7     # past x's 5 columns
     with pytest.raises(RuntimeError, match="malformed"):
         trees.sums(x, start, count)
+
+
+def test_rows_wider_than_any_node_can_name_are_summed():
+    """Rows may carry more columns than an int16 feature can name (the trees read the
+    first ones only): they are summed, not refused as malformed."""
+    rng = np.random.default_rng(6)
+    nodes, roots = _random_trees(rng, n_trees=6)
+    trees = TreeSums(**nodes, roots=roots)
+    x = np.zeros((4, 40_000))
+    x[:, :5] = rng.normal(size=(4, 5))
+    start, count = np.zeros(4, dtype=np.int64), np.full(4, 6)
+    np.testing.assert_array_equal(trees.sums(x, start, count),
+                                  _reference(nodes, roots, x, start, count))

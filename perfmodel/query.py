@@ -97,11 +97,13 @@ class BestConfig:
         return "\n".join(lines)
 
 
+#: the dimensions that name a shape in the measured index, per kind of op
+_CONV_SHAPE = ("c", "h", "w", "o", "r", "s", "stride", "padding", "batch")
+_GEMM_SHAPE = ("m", "n", "k")
+
+
 def _shape_key(p: Mapping[str, Any]) -> tuple:
-    if p["op"] == "conv2d":
-        return tuple(int(p[k]) for k in ("c", "h", "w", "o", "r", "s", "stride", "padding",
-                                        "batch"))
-    return (int(p["m"]), int(p["n"]), int(p["k"]))
+    return tuple(int(p[k]) for k in (_CONV_SHAPE if p["op"] == "conv2d" else _GEMM_SHAPE))
 
 
 def _is_dense(kernel: str, op: str) -> bool:
@@ -139,8 +141,9 @@ def _measured_index(store: Any, key: tuple) -> dict[tuple, list[tuple[str, dict,
 
 def _index_keys(rows: Any) -> list[tuple]:
     """(op, shape, slot, threads) of every results row, as :func:`_measured_index` files
-    them: columns at once rather than a ``from_row`` per row (the first query of a process
-    indexes the whole store: 0.3 s for 3,561 rows before)."""
+    them: ``from_row``'s defaults and :func:`_shape_key`, applied a column at a time rather
+    than a row at a time (the first query of a process indexes the whole store: 0.3 s for
+    3,561 rows before; tests/perfmodel/test_query.py checks the two agree)."""
     def column(name: str, default: float) -> Any:
         values = rows[name] if name in rows else None
         return (values.astype(float).fillna(default) if values is not None
@@ -150,9 +153,8 @@ def _index_keys(rows: Any) -> list[tuple]:
     dims = {k: column(k, d).astype(int).tolist() for k, d in (
         ("c", 1), ("h", 1), ("w", 1), ("o", 1), ("r", 1), ("s", 1), ("stride", 1),
         ("padding", 0), ("batch", 1), ("m", 1), ("n", 1), ("k", 1), ("bits", 8))}
-    conv_shape = zip(*(dims[k] for k in ("c", "h", "w", "o", "r", "s", "stride", "padding",
-                                         "batch")), strict=True)
-    gemm_shape = zip(dims["m"], dims["n"], dims["k"], strict=True)
+    conv_shape = zip(*(dims[k] for k in _CONV_SHAPE), strict=True)
+    gemm_shape = zip(*(dims[k] for k in _GEMM_SHAPE), strict=True)
     # from_row's sparsity: as recorded, else 1 - density, else 0
     sparsity = column("sparsity", math.nan).fillna(1.0 - column("density", math.nan))
     sparsity = sparsity.fillna(0.0)
@@ -354,7 +356,7 @@ def _runnable(kernel: str, configs: list[dict], p: Mapping[str, Any]) -> list[di
     ``pointwise = 1`` runs 1 x 1 layers only (``kernels_c.conv.check_params``, where the
     layer enters through ``is_pointwise`` alone: the answer is kept per that). Ranked
     without this, 1 % of 1,920 convolution answers named pointwise = 1 for a 3 x 3 layer."""
-    if kernel != "conv_direct_sparse_f32" or p["op"] != "conv2d":
+    if kernel != "conv_direct_sparse_f32":
         return configs
     from kernels_c.conv import ConvGeometry, check_params, is_pointwise
 

@@ -117,6 +117,42 @@ def test_measured_then_model_then_roofline(store_path, tmp_path):
     assert r.params.get("reg_vectors") == 4      # the synthetic machine's best
 
 
+def test_the_measured_index_files_rows_as_from_row_reads_them():
+    """The index of the store's rows is built a column at a time; every row's key must be
+    the one from_row and the shape key give it, missing values included."""
+    import numpy as np
+    import pandas as pd
+
+    from perfmodel.models._problem import from_row
+    from perfmodel.query import _index_keys, _is_dense, _shape_key
+
+    nan = np.nan
+    rows = pd.DataFrame([
+        {"op": "spmm", "kernel": "spmm_csr_f32", "m": 64, "n": 8, "k": 32, "sparsity": 0.9,
+         "density": 0.1, "threads": 1},
+        {"op": "gemm", "kernel": "gemm_blas_f32", "m": 64, "n": 8, "k": 32, "sparsity": nan,
+         "density": nan, "threads": 2},
+        {"op": "spmm", "kernel": "scipy_csr", "m": 64, "n": 8, "k": 32, "sparsity": nan,
+         "density": 0.25, "threads": 1},
+        {"op": "qgemm", "kernel": "gemm_s4s8_acc32", "m": 16, "n": 16, "k": 64, "bits": 4,
+         "threads": 1},
+        {"op": "qgemm", "kernel": "gemm_u8s8_acc32", "m": 16, "n": 16, "k": 64, "bits": nan,
+         "threads": 1},
+        {"op": "conv2d", "kernel": "conv_direct_sparse_f32", "c": 8, "h": 9, "w": 7, "o": 4,
+         "r": 3, "s": 3, "stride": 2, "padding": 1, "batch": 2, "sparsity": 0.123456,
+         "threads": 1},
+        {"op": "conv2d", "kernel": "conv_im2col_blas_f32", "c": 8, "h": 9, "w": 7, "o": 4,
+         "r": nan, "s": nan, "stride": nan, "padding": nan, "batch": nan, "threads": 2},
+    ])
+    expected = []
+    for rec in rows.to_dict("records"):
+        p = from_row(rec)
+        slot = ("dense" if _is_dense(rec["kernel"], p["op"]) else
+                ("bits", p["bits"]) if p["op"] == "qgemm" else round(p["sparsity"], 4))
+        expected.append((p["op"], _shape_key(p), slot, int(rec["threads"])))
+    assert _index_keys(rows) == expected
+
+
 def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, monkeypatch):
     """The model file's candidate configurations come from other layers: the pointwise
     path (pointwise = 1, 1 x 1 layers only) is not ranked for a 3 x 3 layer, which the

@@ -314,14 +314,12 @@ def _from_measurements(p, threads, store, store_key, op, target):
 
 def _from_model(model, p, threads, op, target, tuned=None, store=None, state=()):
     choices, dense_kernels = _candidates(p)
-    recs, labels = [], []
     configs = model.metadata_.get("configs", {}) if hasattr(model, "metadata_") else {}
-    for kernel in choices + dense_kernels:
-        rec = _record(kernel, {}, p, threads)
-        for params in _runnable(kernel, configs.get(kernel) or [{}], p):
-            recs.append({**rec, "params": dict(params)})
-            labels.append((kernel, params))
-    seconds, extrap = model.predict_records(recs)
+    problems = [(_record(kernel, {}, p, threads),
+                 _runnable(kernel, configs.get(kernel) or [{}], p))
+                for kernel in choices + dense_kernels]
+    labels = [(rec["kernel"], params) for rec, runnable in problems for params in runnable]
+    seconds, extrap = model.predict_configs(problems)
     unc = math.expm1(model.log_uncertainty_)
     notes = [f"learned model trained on {model.n_train_} measurements"]
     factors, correction = _probe_correction(

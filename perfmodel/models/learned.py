@@ -21,7 +21,7 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -419,6 +419,26 @@ def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
     return view, float(batch)
 
 
+def _calls(rec: Mapping[str, Any], known: set[str]
+           ) -> tuple[Mapping[str, Any], float, tuple[dict[str, Any], float] | None]:
+    """How a row is predicted, given the kernels the training saw: (the row, or for a
+    convolution that is nothing but GEMM-view calls that call (:func:`_twin`); the calls
+    it makes, 1 for a row that stays; the GEMM-view calls of a convolution that stays and
+    copies first, or None). Views of a kernel the training never saw are not used."""
+    view = _view(rec) if rec.get("op") == "conv2d" else None
+    if view is None or view[0]["kernel"] not in known:
+        return rec, 1.0, None
+    if _is_twin(rec):
+        return view[0], view[1], None
+    return rec, 1.0, view
+
+
+def _may_have_view(rec: Mapping[str, Any]) -> bool:
+    """Whether a row has GEMM-view calls (:func:`_view`) with some parameter set:
+    :func:`_view` reads the parameters only for the direct convolution's ``pointwise``."""
+    return _view({**rec, "params": {"pointwise": 1}}) is not None
+
+
 def _feature_rows(bases: list[np.ndarray], params: list[np.ndarray]) -> np.ndarray:
     """The feature matrix of rows given as base features and parameter values (equal
     lengths each), (n_rows, n_base + n_params) float64; a third of the time of stacking
@@ -587,20 +607,25 @@ class _ForestSet:
     def __contains__(self, name: str) -> bool:
         return name in self.forests
 
-    def predict(self, x: np.ndarray, names: Any) -> np.ndarray:
-        """Sum of each row's forest (``names[i]``); NaN where there is no such forest."""
+    def predict(self, x: np.ndarray, names: Sequence[str],
+                repeats: Sequence[int] | None = None) -> np.ndarray:
+        """Sum of each row's forest, shape (n_rows,); NaN where there is no such forest.
+        ``names[i]`` names the forest of row ``i``, or with ``repeats`` of the next
+        ``repeats[i]`` rows."""
         x = np.ascontiguousarray(np.atleast_2d(x), dtype=np.float64)
+        spans = [self.span.get(name, (0, -1)) for name in names]
+        start = np.array([s for s, _ in spans], dtype=np.int64)
+        count = np.array([c for _, c in spans], dtype=np.int64)
+        base = np.array([self.baseline.get(name, math.nan) for name in names])
+        if repeats is not None:
+            start, count, base = (np.repeat(v, repeats) for v in (start, count, base))
+        known = count >= 0
+        if known.all():
+            return base + self._sums.sums(x, start, count)
         out = np.full(x.shape[0], np.nan)
-        rows = [(i, self.span[name], self.baseline[name]) for i, name in enumerate(names)
-                if name in self.span]
-        if not rows:
-            return out
-        index = np.array([i for i, _, _ in rows], dtype=np.intp)
-        start = np.array([span[0] for _, span, _ in rows], dtype=np.int64)
-        count = np.array([span[1] for _, span, _ in rows], dtype=np.int64)
-        base = np.array([b for _, _, b in rows])
-        known = x if len(rows) == x.shape[0] else np.ascontiguousarray(x[index])
-        out[index] = base + self._sums.sums(known, start, count)
+        if known.any():
+            out[known] = base[known] + self._sums.sums(
+                np.ascontiguousarray(x[known]), start[known], count[known])
         return out
 
 
@@ -745,29 +770,8 @@ class LearnedModel(PerfModel):
     def _log_ratio(self, x: np.ndarray, kernel: np.ndarray, op: np.ndarray) -> np.ndarray:
         """Predicted log(time / reference) per row: the kernel's own model, else its
         operation's; NaN for an operation the training never saw."""
-        names = np.array([f"kernel:{k}" if f"kernel:{k}" in self.forests_ else f"op:{o}"
-                          for k, o in zip(kernel, op, strict=True)], dtype=object)
-        return self.forests_.predict(x, names)
-
-    def _seconds(self, x: np.ndarray, bound: np.ndarray, records: list[Mapping[str, Any]],
-                 views: list[tuple[int, dict[str, Any], float]]) -> np.ndarray:
-        """Predicted seconds of featurized rows (``x``, references ``bound``), the
-        convolutions in ``views`` referred to their GEMM-view calls
-        (:meth:`_view_references`); the views' rows go through the trees in the same call
-        as the rows themselves."""
-        n = len(records)
-        view_x, view_bound = self._view_rows(views)
-        kernel = [str(r["kernel"]) for r in records] + [v["kernel"] for _, v, _ in views]
-        op = [str(r["op"]) for r in records] + ["spmm"] * len(views)
-        log_ratio = self._log_ratio(np.vstack([x, view_x]) if views else x,
-                                    np.array(kernel, dtype=object), np.array(op, dtype=object))
-        reference = _with_views(bound, views, view_bound, log_ratio[n:])
-        seconds = reference * np.exp(log_ratio[:n])
-        unseen = np.isnan(seconds)
-        if unseen.any():
-            seconds[unseen] = self.roofline_.predict(
-                pd.DataFrame([records[i] for i in np.flatnonzero(unseen)]))
-        return seconds
+        return self.forests_.predict(x, [self._forest_name(k, o)
+                                         for k, o in zip(kernel, op, strict=True)])
 
     def _view_rows(self, views: list[tuple[int, dict[str, Any], float]]
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -788,71 +792,107 @@ class LearnedModel(PerfModel):
         kernel: the GEMM-view models have seen many more shapes than there are
         convolutions, and what is left for the convolution's model is the copy (0-43 % of
         the im2col layers' time on ResNet-50, docs/models.md)."""
-        _, _, views = self._twins(records)
+        known = set(self.featurizer_.kernels)
+        views = [(i, *view) for i, (_, _, view) in enumerate(
+            _calls(rec, known) for rec in records) if view is not None]
         if not views:
             return bound
         view_x, view_bound = self._view_rows(views)
-        log_ratio = self._log_ratio(view_x, np.array([v["kernel"] for _, v, _ in views],
-                                                     dtype=object),
-                                    np.full(len(views), "spmm", dtype=object))
+        log_ratio = self.forests_.predict(view_x, [self._forest_name(v["kernel"], "spmm")
+                                                   for _, v, _ in views])
         return _with_views(bound, views, view_bound, log_ratio)
 
-    def _twins(self, records: list[Mapping[str, Any]]
-               ) -> tuple[list[Mapping[str, Any]], np.ndarray,
-                          list[tuple[int, dict[str, Any], float]]]:
-        """Records with every convolution that runs as GEMM-view kernel calls replaced by
-        that call, when the training saw its kernel, and the calls each makes (1
-        elsewhere; see :func:`_twin`); and (row, view row, calls) of the convolutions that
-        stay, with GEMM-view calls of a kernel the training saw (:meth:`_view_references`).
-        """
-        scale = np.ones(len(records))
-        out = list(records)
-        views = []
-        known = set(self.featurizer_.kernels)
-        for i, rec in enumerate(records):
-            view = _view(rec) if rec.get("op") == "conv2d" else None
-            if view is None or view[0]["kernel"] not in known:
-                continue
-            if _is_twin(rec):
-                out[i], scale[i] = view
-            else:
-                views.append((i, *view))
-        return out, scale, views
+    def _forest_name(self, kernel: str, op: str) -> str:
+        """The forest that predicts a kernel's rows: its own, else its operation's."""
+        names = self.__dict__.setdefault("_forest_names", {})
+        name = names.get((kernel, op))
+        if name is None:
+            name = names[kernel, op] = (f"kernel:{kernel}" if f"kernel:{kernel}" in
+                                        self.forests_ else f"op:{op}")
+        return name
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
-        check_is_fitted(self, "forests_")
+        """Predicted seconds of results rows (:data:`_PROBLEM_COLS`), shape (n_rows,)."""
         cols = [c for c in _PROBLEM_COLS if c in rows.columns]
-        records, scale, views = self._twins(rows[cols].to_dict("records"))
-        if any(r.get("kernel") != k for r, k in zip(records, rows["kernel"], strict=True)):
-            rows = pd.DataFrame(records)
-        x, bound = self.featurizer_.matrix(rows)
-        return self._seconds(x, bound, records, views) * scale
+        return self.predict_records(rows[cols].to_dict("records"))[0]
 
     def predict_records(self, records: list[Mapping[str, Any]]) -> tuple[np.ndarray,
                                                                          np.ndarray]:
-        """Predicted seconds and extrapolation flags for plain dict rows (fast path)."""
-        check_is_fitted(self, "forests_")
-        records, scale, views = self._twins(records)
-        f = self.featurizer_
-        featurized = [f.cached_base(r) for r in records]
-        x = _feature_rows([b for b, _ in featurized],
-                          [f.param_vector(r.get("params")) for r in records])
-        bound = np.array([t for _, t in featurized])
-        return (self._seconds(x, bound, records, views) * scale,
-                self.extrapolating(x, records))
+        """Predicted seconds and extrapolation flags of plain dict rows, shape (n_rows,)
+        each."""
+        return self.predict_configs([(rec, (rec.get("params"),)) for rec in records])
 
-    def extrapolating(self, x: np.ndarray, records: list[Mapping[str, Any]]) -> np.ndarray:
-        """True where a row lies outside the training ranges or uses an unseen kernel."""
+    def predict_configs(self, problems: Sequence[tuple[Mapping[str, Any], Sequence[Any]]]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted seconds and extrapolation flags of problem rows each run with several
+        parameter sets: ``problems`` lists (row, its parameter sets), the row's own
+        ``params`` ignored; the results are flat, (sum of the set counts,), the first row's
+        sets in order, then the next row's.
+
+        The numbers :meth:`predict_records` gives for the rows ``{**row, "params": set}``,
+        with what does not depend on the parameters (the base features, the forest, the
+        extrapolation checks) done once per row: a query ranks a dozen configurations of
+        each candidate kernel."""
+        check_is_fitted(self, "forests_")
+        f = self.featurizer_
+        known = set(f.kernels)
+        # blocks of output rows sharing a row (a convolution that runs as GEMM-view calls
+        # replaced by the call, times the calls): (row, parameter sets, calls)
+        blocks: list[tuple[Mapping[str, Any], Sequence[Any], float]] = []
+        views: list[tuple[int, dict[str, Any], float]] = []
+        n_rows = 0
+        for row, configs in problems:
+            if len(configs) > 1 and not _may_have_view(row):
+                blocks.append((row, configs, 1.0))
+                n_rows += len(configs)
+                continue
+            for params in configs:
+                rec, calls, view = _calls({**row, "params": params}, known)
+                if view is not None:
+                    views.append((n_rows, *view))
+                blocks.append((rec, (rec.get("params"),), calls))
+                n_rows += 1
+        if not blocks:
+            return np.empty(0), np.empty(0, dtype=bool)
+        featurized = [f.cached_base(rec) for rec, _, _ in blocks]
+        sizes = [len(configs) for _, configs, _ in blocks]
+        n_base = featurized[0][0].size
+        x = np.empty((n_rows + len(views), len(f.names)))
+        row = 0
+        for (base, _), size in zip(featurized, sizes, strict=True):
+            x[row:row + size, :n_base] = base
+            row += size
+        x[:n_rows, n_base:] = [f.param_vector(params) for _, configs, _ in blocks
+                               for params in configs]
+        view_x, view_bound = self._view_rows(views)
+        x[n_rows:] = view_x
+        names = [self._forest_name(str(rec["kernel"]), str(rec["op"])) for rec, _, _ in blocks]
+        log_ratio = self.forests_.predict(
+            x, names + [self._forest_name(v["kernel"], "spmm") for _, v, _ in views],
+            sizes + [1] * len(views))
+        bound = np.repeat([t for _, t in featurized], sizes)
+        reference = _with_views(bound, views, view_bound, log_ratio[n_rows:])
+        seconds = reference * np.exp(log_ratio[:n_rows]) * np.repeat(
+            [calls for _, _, calls in blocks], sizes)
+        unseen = np.isnan(seconds)
+        if unseen.any():
+            rows = [rec for (rec, _, _), size in zip(blocks, sizes, strict=True)
+                    for _ in range(size)]
+            seconds[unseen] = self.roofline_.predict(
+                pd.DataFrame([rows[i] for i in np.flatnonzero(unseen)]))
+        unknown = np.repeat([str(rec["kernel"]) not in known
+                             or f"op:{rec.get('op')}" not in self.forests_
+                             for rec, _, _ in blocks], sizes)
+        return seconds, self._out_of_range(x[:n_rows]) | unknown
+
+    def _out_of_range(self, x: np.ndarray) -> np.ndarray:
+        """True where a featurized row lies outside the training ranges."""
         columns, lo, hi = self._ranges()
-        flags = ((x[:, columns] < lo) | (x[:, columns] > hi)).any(axis=1)
-        known = set(self.featurizer_.kernels)
-        flags |= np.array([str(r["kernel"]) not in known
-                           or f"op:{r.get('op')}" not in self.forests_ for r in records])
-        return flags
+        return ((x[:, columns] < lo) | (x[:, columns] > hi)).any(axis=1)
 
     def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Columns of the range features, and the bounds (training range +- 5 %) that
-        :meth:`extrapolating` checks them against."""
+        :meth:`_out_of_range` checks them against."""
         memo = self.__dict__.get("_range_bounds")
         if memo is None or memo[0] is not self.ranges_:
             names = list(self.ranges_)

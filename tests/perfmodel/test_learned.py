@@ -225,6 +225,54 @@ def test_pointwise_sparse_conv_is_predicted_as_its_spmm(fitted):
         fitted.roofline_.predict(pd.DataFrame([direct]))[0])
 
 
+def test_configurations_of_a_row_predict_as_the_rows_they_make(fitted):
+    """predict_configs (a query's candidates: each row once, its parameter sets after)
+    gives predict_records' numbers bit for bit, whatever path a row takes: a plain row,
+    a 1 x 1 convolution that pointwise = 1 turns into its spmm call, a 3 x 3 one whose
+    im2col has a GEMM view, a kernel the training never saw."""
+    from perfmodel.models.learned import _may_have_view, _view
+
+    spmm = {"op": "spmm", "kernel": "spmm_csr_f32", "threads": 1, "m": 512, "n": 128,
+            "k": 512, "sparsity": 0.8, "density": 0.2, "nnz": 52429, "pattern": "random",
+            "params": {}}
+    pointwise = {"op": "conv2d", "kernel": "conv_direct_sparse_f32", "threads": 1,
+                 "c": 256, "h": 16, "w": 16, "o": 512, "r": 1, "s": 1, "stride": 1,
+                 "padding": 0, "batch": 3, "sparsity": 0.8, "density": 0.2,
+                 "nnz": 0.2 * 512 * 256, "pattern": "random", "params": {}}
+    im2col = {**pointwise, "kernel": "conv_im2col_blas_f32", "r": 3, "s": 3, "padding": 1,
+              "sparsity": 0.0, "density": 1.0, "nnz": 512 * 256 * 9, "pattern": "dense"}
+    problems = [
+        (spmm, [{"tile_vectors": 1}, {"tile_vectors": 4}, {}]),
+        (pointwise, [{"pointwise": 1}, {"pointwise": 0, "o_block": 16}, {"pointwise": 1}]),
+        (im2col, [{}]),
+        ({**pointwise, "r": 3, "s": 3, "padding": 1}, [{"pointwise": 0}, {"o_block": 8}]),
+        ({**spmm, "kernel": "never_measured"}, ["{}", {"tile_vectors": 2}]),
+    ]
+    rows = [{**row, "params": params} for row, configs in problems for params in configs]
+    seconds, flags = fitted.predict_configs(problems)
+    expected, expected_flags = fitted.predict_records(rows)
+    np.testing.assert_array_equal(seconds, expected)
+    np.testing.assert_array_equal(flags, expected_flags)
+    assert np.isfinite(seconds).all() and flags.tolist()[-2:] == [True, True]
+    empty = fitted.predict_configs([])
+    assert empty[0].shape == empty[1].shape == (0,)
+    # _may_have_view: no parameter set gives a row a view it says it cannot have
+    for row, configs in problems:
+        if not _may_have_view(row):
+            assert all(_view({**row, "params": params}) is None for params in configs)
+    assert _may_have_view(pointwise) and _may_have_view(im2col)
+    assert not _may_have_view(problems[3][0]) and not _may_have_view(spmm)
+
+
+def test_forest_names_may_cover_runs_of_rows(fitted, data):
+    x, _ = fitted.featurizer_.matrix(data.iloc[:6])
+    names = ["op:spmm", "nothing", "op:spmm", next(iter(fitted.forests_.forests))]
+    per_row = [names[0]] * 2 + [names[1]] + [names[2]] * 2 + [names[3]]
+    got = fitted.forests_.predict(x, names, [2, 1, 2, 1])
+    np.testing.assert_array_equal(got, fitted.forests_.predict(x, per_row))
+    assert np.isnan(got[2]) and np.isfinite(np.delete(got, 2)).all()
+
+
 def test_training_records_twins_as_their_view_calls(data):
     from perfmodel.models.learned import _as_twins
 

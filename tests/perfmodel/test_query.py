@@ -169,13 +169,14 @@ def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, m
                                                 {"pointwise": 0, "tile_vectors": 4}]
     model_path().write_text(json.dumps(doc))
     ranked = []
-    predict = LearnedModel.predict_records
+    predict = LearnedModel.predict_configs
 
-    def spy(self, records):
-        ranked.extend(records)
-        return predict(self, records)
+    def spy(self, problems):
+        ranked.extend({**row, "params": params} for row, configs in problems
+                      for params in configs)
+        return predict(self, problems)
 
-    monkeypatch.setattr(LearnedModel, "predict_records", spy)
+    monkeypatch.setattr(LearnedModel, "predict_configs", spy)
     layer = {"c": 16, "h": 8, "w": 8, "o": 16, "sparsity": 0.8}
     r = best_config("conv2d", threads=1, store=store_path, r=3, s=3, padding=1, **layer)
     assert r.source == "model"

@@ -108,9 +108,11 @@ class TreeSums:
             raise ValueError(f"start / count must select trees within the {self.roots.size} "
                              f"roots")
         # C walks each run of consecutive rows with the same trees down each tree together:
-        # rows of one forest side by side read each tree once
+        # rows of one forest side by side read each tree once. Sorted only when some
+        # forest's rows are not side by side already (a query lists its rows by kernel)
         order, key = None, start * (self.roots.size + 1) + count
-        if (np.diff(key) < 0).any():
+        runs = 1 + np.count_nonzero(key[1:] != key[:-1])
+        if runs > 1 and runs > len(set(key.tolist())):
             order = np.argsort(key, kind="stable")
             x, start, count = np.ascontiguousarray(x[order]), start[order], count[order]
         out = np.empty(x.shape[0])

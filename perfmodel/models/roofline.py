@@ -33,6 +33,7 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -110,13 +111,14 @@ def footprint(family: str, p: Mapping[str, Any]) -> float:
     return m * k * sa + k * n * sb + m * n * _S
 
 
-def _traffic(family: str, p: Mapping[str, Any], z: float) -> float:
+def _traffic(family: str, p: Mapping[str, Any], z: float, ws: float) -> float:
+    """Bytes crossing the level below capacity ``z``, for working set ``ws`` (bytes)."""
     # warm cache (the harness's default): a working set that fits in half of the capacity
     # closer to the core never crosses this level; beyond, a growing share of it does
     # (no cache keeps all of a working set its size: conflicts, other tenants, prefetch)
     if z <= _REGISTER_BYTES:
         return _streamed(family, p, z)
-    miss = _reuse(footprint(family, p), z)
+    miss = _reuse(ws, z)
     return miss * _streamed(family, p, z) if miss > 0.0 else 0.0
 
 
@@ -155,8 +157,34 @@ def _streamed(family: str, p: Mapping[str, Any], z: float) -> float:
     raise ValueError(f"unknown kernel family {family!r}; valid: {sorted(FAMILIES)}")
 
 
-def _capacities(target: Target) -> dict[str, float]:
+def _capacities(target: Target) -> Mapping[str, float]:
     """Capacity closer to each bandwidth level (bytes, per core for private caches)."""
+    return _levels(target)[0]
+
+
+def _bandwidths(target: Target) -> Mapping[str, float]:
+    """Bandwidth of each level that has one (bytes/s)."""
+    return _levels(target)[1]
+
+
+def _levels(target: Target) -> tuple[Mapping[str, float], Mapping[str, float]]:
+    """:func:`_capacities` and :func:`_bandwidths`, kept per target object (read-only:
+    every prediction asks, three times per query)."""
+    hit = _KEPT_LEVELS.get(id(target))
+    if hit is None or hit[0] is not target:
+        if len(_KEPT_LEVELS) > 64:
+            _KEPT_LEVELS.clear()
+        hit = _KEPT_LEVELS[id(target)] = (
+            target, MappingProxyType(_level_capacities(target)),
+            MappingProxyType({lv.name: lv.bandwidth.value for lv in target.memory
+                              if lv.bandwidth is not None}))
+    return hit[1], hit[2]
+
+
+_KEPT_LEVELS: dict[int, tuple[Target, Mapping[str, float], Mapping[str, float]]] = {}
+
+
+def _level_capacities(target: Target) -> dict[str, float]:
     cores = max(target.cores.value, 1.0)
     caps, closer = {}, _REGISTER_BYTES
     for lv in target.memory:
@@ -177,8 +205,9 @@ def work(kernel: str, problem: Mapping[str, Any], target: Target) -> Work:
     family = family_of(kernel, problem["op"])
     dtype, sparse = FAMILIES[family]
     macs = float(problem["nnz"] if sparse else problem["m"] * problem["k"]) * problem["n"]
-    return Work(family, dtype, 2.0 * macs,
-                {lv: _traffic(family, problem, z) for lv, z in _capacities(target).items()})
+    ws = footprint(family, problem)
+    return Work(family, dtype, 2.0 * macs, {lv: _traffic(family, problem, z, ws)
+                                            for lv, z in _capacities(target).items()})
 
 
 def _default_factors(target: Target) -> dict[str, dict[str, float]]:
@@ -224,8 +253,8 @@ class RooflineModel(PerfModel):
         t = self._target(threads)
         w = work(kernel, problem, t)
         t_comp = w.ops / t.peak(w.dtype).value
-        t_mem = {lv: w.bytes[lv] / t.memory[[x.name for x in t.memory].index(lv)]
-                 .bandwidth.value for lv in w.bytes}
+        bandwidth = _bandwidths(t)
+        t_mem = {lv: b / bandwidth[lv] for lv, b in w.bytes.items()}
         return w.family, t_comp, t_mem
 
     # -- contract --------------------------------------------------------------------

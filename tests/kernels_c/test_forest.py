@@ -115,6 +115,11 @@ def test_rows_sharing_trees_in_any_order_match_a_python_walk():
     np.testing.assert_allclose(
         trees.sums(np.ascontiguousarray(x[grouped]), start[grouped], count[grouped]),
         expected[grouped], rtol=1e-12)
+    # side by side but not in order (walked as they come, not sorted)
+    backwards = grouped[::-1]
+    np.testing.assert_allclose(
+        trees.sums(np.ascontiguousarray(x[backwards]), start[backwards], count[backwards]),
+        expected[backwards], rtol=1e-12)
 
 
 def test_trees_the_packed_nodes_cannot_hold_are_refused():

@@ -803,12 +803,15 @@ class LearnedModel(PerfModel):
         return _with_views(bound, views, view_bound, log_ratio)
 
     def _forest_name(self, kernel: str, op: str) -> str:
-        """The forest that predicts a kernel's rows: its own, else its operation's."""
-        names = self.__dict__.setdefault("_forest_names", {})
-        name = names.get((kernel, op))
+        """The forest that predicts a kernel's rows: its own, else its operation's (kept
+        per forest set: fit replaces it)."""
+        memo = self.__dict__.get("_forest_names")
+        if memo is None or memo[0] is not self.forests_:
+            memo = self._forest_names = (self.forests_, {})
+        name = memo[1].get((kernel, op))
         if name is None:
-            name = names[kernel, op] = (f"kernel:{kernel}" if f"kernel:{kernel}" in
-                                        self.forests_ else f"op:{op}")
+            name = memo[1][kernel, op] = (f"kernel:{kernel}" if f"kernel:{kernel}" in
+                                          self.forests_ else f"op:{op}")
         return name
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:

@@ -161,6 +161,16 @@ def test_a_kernel_with_enough_rows_has_a_model_of_its_own(data):
     assert not np.allclose(own, shared_only.predict(rows))
 
 
+def test_a_model_fitted_again_predicts_as_a_new_one(data):
+    model = LearnedModel(max_iter=10).fit(data)
+    assert any(name.startswith("kernel:") for name in model.forests_.forests)
+    model.predict(data)              # which forest each kernel takes is kept...
+    model.own_model_rows = 10**9     # ...and no longer true after this fit
+    model.fit(data)
+    fresh = LearnedModel(max_iter=10, own_model_rows=10**9).fit(data)
+    np.testing.assert_array_equal(model.predict(data), fresh.predict(data))
+
+
 def test_an_operation_never_trained_gets_the_roofline_and_a_flag(data):
     spmm_only = data[data["op"] == "spmm"]
     model = LearnedModel(max_iter=20).fit(spmm_only)

@@ -331,9 +331,10 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
         probed_unc = getattr(model, "metadata_", {}).get("log_uncertainty_probed")
         if probed_unc is not None:
             unc = math.expm1(float(probed_unc))
-    rows = list(zip(labels, seconds, extrap, strict=True))
-    sparse = [r for r in rows if not _is_dense(r[0][0], p["op"])]
-    dense = [r for r in rows if _is_dense(r[0][0], p["op"])]
+    rows = list(zip(labels, seconds.tolist(), extrap.tolist(), strict=True))
+    # the sparse (or quantized) choices' rows come first, then the dense baselines'
+    n_sparse = sum(len(runnable) for _, runnable in problems[:len(choices)])
+    sparse, dense = rows[:n_sparse], rows[n_sparse:]
     best = min(sparse, key=lambda r: r[1])
     best_dense = min(dense, key=lambda r: r[1])
     if tuned is not None:

@@ -618,7 +618,9 @@ class _ForestSet:
         count = np.array([c for _, c in spans], dtype=np.int64)
         base = np.array([self.baseline.get(name, math.nan) for name in names])
         if repeats is not None:
-            start, count, base = (np.repeat(v, repeats) for v in (start, count, base))
+            repeats = np.asarray(repeats)
+            start, count, base = start.repeat(repeats), count.repeat(repeats), base.repeat(
+                repeats)
         known = count >= 0
         if known.all():
             return base + self._sums.sums(x, start, count)
@@ -873,8 +875,9 @@ class LearnedModel(PerfModel):
         log_ratio = self.forests_.predict(
             x, names + [self._forest_name(v["kernel"], "spmm") for _, v, _ in views],
             sizes + [1] * len(views))
-        bound = np.repeat([t for _, t in featurized], sizes)
-        reference = _with_views(bound, views, view_bound, log_ratio[n_rows:])
+        reference = np.repeat([t for _, t in featurized], sizes)
+        if views:
+            reference = _with_views(reference, views, view_bound, log_ratio[n_rows:])
         seconds = reference * np.exp(log_ratio[:n_rows]) * np.repeat(
             [calls for _, _, calls in blocks], sizes)
         unseen = np.isnan(seconds)

@@ -272,8 +272,12 @@ def _tile_cost(vectors: int, nv: int) -> int:
 
 def _default_tile(vectors: int, level: str) -> int:
     """The register tile minimizing :func:`_tile_cost`, the larger one on ties."""
-    top = min(_DEFAULT_TILE[level], vectors)
-    return min(range(1, top + 1), key=lambda v: (_tile_cost(vectors, v), -v))
+    best, best_cost = 1, _tile_cost(vectors, 1)
+    for nv in range(2, min(_DEFAULT_TILE[level], vectors) + 1):
+        cost = _tile_cost(vectors, nv)
+        if cost <= best_cost:
+            best, best_cost = nv, cost
+    return best
 
 
 def is_pointwise(geo: ConvGeometry) -> bool:

@@ -141,7 +141,7 @@ class _Featurizer:
         self._roof = RooflineModel(target=target).defaults()
         self._param_vectors: dict[Any, np.ndarray] = {}
         self._bases: dict[tuple, tuple[np.ndarray, float]] = {}
-        self._machines: dict[int | None, tuple[list[float], tuple[float, float]]] = {}
+        self._machines: dict[int | None, tuple[list[float], tuple[float, float], str]] = {}
         self.direct_cost = None
 
     @property
@@ -198,10 +198,12 @@ class _Featurizer:
         work = direct_work(geo, level, float(p["nnz"]))
         return [work[u] * p["batch"] / threads for u in _DIRECT_UNITS]
 
-    def _machine(self, threads: int | None) -> tuple[list[float], tuple[float, float]]:
+    def _machine(self, threads: int | None
+                 ) -> tuple[list[float], tuple[float, float], str]:
         """The target's features (log10 fp32 and int8 peaks, main-memory bandwidth, log2
-        of the largest cache) and its (L2 per core, last-level cache) bytes (1 MiB / 32 MiB
-        if unknown), per thread count (kept: every row of a query asks)."""
+        of the largest cache), its (L2 per core, last-level cache) bytes (1 MiB / 32 MiB
+        if unknown) and the name of its main-memory level, per thread count (kept: every
+        row of a query asks)."""
         memo = self._machines
         if threads not in memo:
             t = self._roof._target(threads)
@@ -213,7 +215,7 @@ class _Featurizer:
                 [math.log10(t.peak("fp32").value), math.log10(t.peak("int8").value),
                  math.log10(t.main_memory().bandwidth.value),
                  math.log2(max(named.values())) if named else 0.0],
-                (max(l2, 1.0), max(llc, 1.0)))
+                (max(l2, 1.0), max(llc, 1.0)), t.main_memory().name)
         return memo[threads]
 
     def row(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
@@ -249,13 +251,14 @@ class _Featurizer:
         """Features that do not depend on the kernel parameters, and the reference."""
         p = from_row(rec)
         threads = rec.get("threads")
-        threads = int(threads) if threads is not None and not pd.isna(threads) else 1
+        if type(threads) is not int:
+            threads = int(threads) if threads is not None and not pd.isna(threads) else 1
         kernel = str(rec["kernel"])
         pattern = str(rec.get("pattern") or "random")
         fam, t_comp, t_mem = self._roof._terms(kernel, p, threads)
         t_m = max(t_mem.values())
         bound = max(t_comp, t_m)
-        mach, sizes = self._machine(threads)
+        mach, sizes, main_memory = self._machine(threads)
         mean_l2, cv, ratio = _row_stats(p, pattern)
         ops = 2.0 * p["m"] * p["n"] * p["k"]
         is_conv = p["op"] == "conv2d"
@@ -274,7 +277,7 @@ class _Featurizer:
              float(p.get("bits", 32)), float(threads),
              *(float(fam == f) for f in FAMILIES), *mach,
              math.log10(bound), math.log2(max(t_comp, 1e-30) / max(t_m, 1e-30)),
-             math.log2(ops / max(sum(1.0 for _ in t_mem), 1.0) / max(t_m, 1e-30) / 1e9
+             math.log2(ops / max(float(len(t_mem)), 1.0) / max(t_m, 1e-30) / 1e9
                        if t_m > 0 else 1.0)]
         ws = max(footprint(fam, p), 1.0)
         x += [math.log2(ws / sizes[0]), math.log2(ws / sizes[1]),
@@ -326,7 +329,7 @@ class _Featurizer:
             else:   # FMA slots of whole vectors over the useful lane-FMAs
                 t_comp *= units[0] * VECTOR_WIDTH[self._direct_level()] / (
                     p["nnz"] * p["n"] / max(threads, 1))
-        reference = max(t_comp, t_mem[target.main_memory().name])
+        reference = max(t_comp, t_mem[main_memory])
         return np.asarray(x, dtype=np.float64), reference
 
     def matrix(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

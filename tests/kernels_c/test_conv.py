@@ -435,3 +435,17 @@ def test_bad_call_raises_before_c():
         conv2d_im2col(x, np.ones((4, 2, 3, 3), np.float32))
     with pytest.raises(ValueError, match="empty output"):
         conv2d_im2col(x, np.ones((4, 3, 9, 9), np.float32))
+
+
+def test_default_tile_is_the_cheapest_and_the_widest_of_equals():
+    """The default register tile minimizes the per-nonzero cost ceil(V / nv) (nv + 3) over
+    the path's tiles, and of tiles that cost the same it takes the widest."""
+    from kernels_c.conv import _DEFAULT_TILE, _default_tile, _tile_cost
+
+    for level, widest in _DEFAULT_TILE.items():
+        for vectors in range(1, 400):
+            tiles = range(1, min(widest, vectors) + 1)
+            nv = _default_tile(vectors, level)
+            cheapest = min(_tile_cost(vectors, v) for v in tiles)
+            assert _tile_cost(vectors, nv) == cheapest
+            assert all(_tile_cost(vectors, v) > cheapest for v in tiles if v > nv)

@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'M instructions per query':26s} {'old':>8s} {'new':>8s}   new / old")
     with ThreadPoolExecutor(2) as pool:
         for case in args.cases:
-            old, new = pool.map(lambda tree_cpu: per_query(tree_cpu[0].resolve(), case,
-                                                           args.queries, tree_cpu[1]),
-                                [(args.old, cpus[0]), (args.new, cpus[1])])
+            runs = [pool.submit(per_query, tree.resolve(), case, args.queries, cpu)
+                    for tree, cpu in ((args.old, cpus[0]), (args.new, cpus[1]))]
+            old, new = (run.result() for run in runs)
             print(f"{case:26s} {old / 1e6:8.3f} {new / 1e6:8.3f}   {new / old:.3f}")
 
 

@@ -168,8 +168,8 @@ def _bandwidths(target: Target) -> Mapping[str, float]:
 
 
 def _levels(target: Target) -> tuple[Mapping[str, float], Mapping[str, float]]:
-    """:func:`_capacities` and :func:`_bandwidths`, kept per target object (read-only:
-    every prediction asks, three times per query)."""
+    """:func:`_capacities` and :func:`_bandwidths`, kept per target object (read-only;
+    the entry holds the target, so its id is not reused): every row's work asks."""
     hit = _KEPT_LEVELS.get(id(target))
     if hit is None or hit[0] is not target:
         if len(_KEPT_LEVELS) > 64:

@@ -842,6 +842,11 @@ class LearnedModel(PerfModel):
         extrapolation checks) done once per row: a query ranks a dozen configurations of
         each candidate kernel."""
         check_is_fitted(self, "forests_")
+        for row, configs in problems:
+            if not isinstance(row, Mapping) or isinstance(configs, (str, Mapping)):
+                raise TypeError(f"problems must be (row dict, sequence of parameter sets) "
+                                f"pairs, got ({type(row).__name__}, "
+                                f"{type(configs).__name__})")
         f = self.featurizer_
         known = set(f.kernels)
         # blocks of output rows sharing a row (a convolution that runs as GEMM-view calls

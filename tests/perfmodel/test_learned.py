@@ -266,6 +266,9 @@ def test_configurations_of_a_row_predict_as_the_rows_they_make(fitted):
     assert np.isfinite(seconds).all() and flags.tolist()[-2:] == [True, True]
     empty = fitted.predict_configs([])
     assert empty[0].shape == empty[1].shape == (0,)
+    for bad in ([(spmm, "{}")], [(spmm, {"tile_vectors": 1})], [("spmm", [{}])]):
+        with pytest.raises(TypeError, match="pairs"):
+            fitted.predict_configs(bad)
     # _may_have_view: no parameter set gives a row a view it says it cannot have
     for row, configs in problems:
         if not _may_have_view(row):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from perfmodel.models._problem import normalize
+from perfmodel.models.learned import _calls
 from perfmodel.query import _candidates, _load_learned, _record
 
 NUMPY_WALK, ARRAYS_WALK, PACKED_WALK = "6026397", "ad24d03", "3a5b3b1"
@@ -80,15 +81,16 @@ def main(op: str = "spmm") -> None:
     p = normalize(op, shape)
     choices, dense = _candidates(p)
     configs = m.metadata_.get("configs", {})
-    recs, _, _ = m._twins([_record(k, params, p, 1) for k in choices + dense
-                        for params in configs.get(k) or [{}]])
+    known = set(m.featurizer_.kernels)   # rows as the model predicts them (twins replaced)
+    recs = [_calls(_record(k, params, p, 1), known)[0] for k in choices + dense
+            for params in configs.get(k) or [{}]]
     f = m.featurizer_
     x = np.ascontiguousarray(np.vstack([np.concatenate([f.base(r)[0],
                                                         f.param_vector(r.get("params"))])
                                         for r in recs]))
     forests = m.forests_
-    names = np.array([f"kernel:{r['kernel']}" if f"kernel:{r['kernel']}" in forests
-                      else f"op:{r['op']}" for r in recs], dtype=object)
+    names = np.array([m._forest_name(str(r["kernel"]), str(r["op"])) for r in recs],
+                     dtype=object)
     start = np.array([forests.span[n][0] for n in names], dtype=np.int64)
     count = np.array([forests.span[n][1] for n in names], dtype=np.int64)
     baseline = np.array([forests.baseline[n] for n in names])

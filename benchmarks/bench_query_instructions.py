@@ -13,7 +13,7 @@ answers a few warm-up queries only, one that then answers ``--queries`` new prob
 case (the same problems as ``bench_query.py``); the difference of their instruction totals
 over the number of queries is the cost of one query (imports, reading the store, loading
 the model and the warm-up cancel). ``PYTHONHASHSEED`` is fixed; what is left varies by
-~1-2 % between identical runs at 400 queries. Each run takes ~1 min; the two checkouts run
+~1-2 % between identical runs at 400 queries. A case takes 1-2 min; the two checkouts run
 side by side on two CPUs.
 
 Instructions are not time: a query that moves less data or waits less can win on time

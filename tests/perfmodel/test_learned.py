@@ -235,13 +235,19 @@ def test_pointwise_sparse_conv_is_predicted_as_its_spmm(fitted):
         fitted.roofline_.predict(pd.DataFrame([direct]))[0])
 
 
-def test_configurations_of_a_row_predict_as_the_rows_they_make(fitted):
+def test_configurations_of_a_row_predict_as_the_rows_they_make(data):
     """predict_configs (a query's candidates: each row once, its parameter sets after)
     gives predict_records' numbers bit for bit, whatever path a row takes: a plain row,
     a 1 x 1 convolution that pointwise = 1 turns into its spmm call, a 3 x 3 one whose
-    im2col has a GEMM view, a kernel the training never saw."""
+    im2col has a GEMM view, a direct convolution through its forest, a kernel the training
+    never saw."""
     from perfmodel.models.learned import _may_have_view, _view
 
+    cost = {"fma_slots": 0.2e-9, "tile_visits": 10e-9, "copy_vectors": 4e-9}
+    conv = _direct_conv_rows(data.iloc[0].to_dict(), cost, [
+        (64, 56, 64, 3, 1), (128, 28, 128, 3, 1), (512, 7, 512, 3, 1), (128, 56, 128, 3, 2)])
+    fitted = LearnedModel(max_iter=20, min_samples_leaf=2).fit(
+        pd.concat([data, conv], ignore_index=True))
     spmm = {"op": "spmm", "kernel": "spmm_csr_f32", "threads": 1, "m": 512, "n": 128,
             "k": 512, "sparsity": 0.8, "density": 0.2, "nnz": 52429, "pattern": "random",
             "params": {}}
@@ -252,7 +258,7 @@ def test_configurations_of_a_row_predict_as_the_rows_they_make(fitted):
     im2col = {**pointwise, "kernel": "conv_im2col_blas_f32", "r": 3, "s": 3, "padding": 1,
               "sparsity": 0.0, "density": 1.0, "nnz": 512 * 256 * 9, "pattern": "dense"}
     problems = [
-        (spmm, [{"tile_vectors": 1}, {"tile_vectors": 4}, {}]),
+        (spmm, [{"reg_vectors": 1}, {"reg_vectors": 8}, {}]),
         (pointwise, [{"pointwise": 1}, {"pointwise": 0, "o_block": 16}, {"pointwise": 1}]),
         (im2col, [{}]),
         ({**pointwise, "r": 3, "s": 3, "padding": 1}, [{"pointwise": 0}, {"o_block": 8}]),
@@ -264,6 +270,12 @@ def test_configurations_of_a_row_predict_as_the_rows_they_make(fitted):
     np.testing.assert_array_equal(seconds, expected)
     np.testing.assert_array_equal(flags, expected_flags)
     assert np.isfinite(seconds).all() and flags.tolist()[-2:] == [True, True]
+    assert seconds[0] != seconds[1]   # the sets' parameters matter here
+    # the 3 x 3 direct convolution's sets went through the trees, not the roofline
+    direct = slice(7, 9)
+    assert "op:conv2d" in fitted.forests_
+    roofline = fitted.roofline_.predict(pd.DataFrame(rows[direct]))
+    assert not np.isclose(seconds[direct], roofline, rtol=1e-6).any()
     empty = fitted.predict_configs([])
     assert empty[0].shape == empty[1].shape == (0,)
     for bad in ([(spmm, "{}")], [(spmm, {"tile_vectors": 1})], [("spmm", [{}])]):

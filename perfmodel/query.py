@@ -314,10 +314,10 @@ def _from_measurements(p, threads, store, store_key, op, target):
 
 def _from_model(model, p, threads, op, target, tuned=None, store=None, state=()):
     choices, dense_kernels = _candidates(p)
-    configs = model.metadata_.get("configs", {}) if hasattr(model, "metadata_") else {}
-    problems = [(_record(kernel, {}, p, threads),
-                 _runnable(kernel, configs.get(kernel) or [{}], p))
-                for kernel in choices + dense_kernels]
+    problems = []
+    for kernel in choices + dense_kernels:
+        rec = _record(kernel, {}, p, threads)
+        problems.append((rec, _runnable(kernel, model.candidate_configs(rec), p)))
     labels = [(rec["kernel"], params) for rec, runnable in problems for params in runnable]
     seconds, extrap = model.predict_configs(problems)
     unc = math.expm1(model.log_uncertainty_)

@@ -367,9 +367,14 @@ def _is_twin(rec: Mapping[str, Any]) -> bool:
     """Whether a convolution row with GEMM-view calls is nothing but them (:func:`_twin`)."""
     if _num(rec, "stride", 1.0) != 1:
         return False
-    return str(rec.get("kernel")) != _IM2COL_KERNEL or (
-        _num(rec, "r"), _num(rec, "s"), _num(rec, "padding", 0.0),
-        _num(rec, "groups", 1.0)) == (1, 1, 0, 1)
+    return str(rec.get("kernel")) != _IM2COL_KERNEL or _pointwise_layer(rec)
+
+
+def _pointwise_layer(rec: Mapping[str, Any]) -> bool:
+    """Whether a row's layer is 1 x 1, unpadded, one group (``kernels_c.conv.is_pointwise``:
+    the direct kernel may run it as spmm, and im2col is a reshape there)."""
+    return (_num(rec, "r"), _num(rec, "s"), _num(rec, "padding", 0.0),
+            _num(rec, "groups", 1.0)) == (1, 1, 0, 1)
 
 
 def _view(rec: Mapping[str, Any]) -> tuple[dict[str, Any], float] | None:
@@ -819,6 +824,19 @@ class LearnedModel(PerfModel):
                                           self.forests_ else f"op:{op}")
         return name
 
+    def candidate_configs(self, rec: Mapping[str, Any]) -> list[dict]:
+        """The parameter sets a query ranks for row ``rec``'s kernel: those measured most
+        often for it on problems of the same kind (a convolution on a 1 x 1, unpadded,
+        ungrouped layer, or any other problem), as :func:`fit_and_save` listed them in the
+        model file; ``[{}]`` (the kernel's defaults) when it lists none. The same list
+        object for the same kind of problem."""
+        meta = getattr(self, "metadata_", {})
+        configs = meta.get("configs", {})
+        if rec.get("op") == "conv2d" and _pointwise_layer(rec):
+            # model files before the split list every problem's sets in "configs"
+            configs = meta.get("configs_pointwise_layers", configs)
+        return configs.get(str(rec["kernel"])) or _DEFAULTS_ONLY
+
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Predicted seconds of results rows (:data:`_PROBLEM_COLS`), shape (n_rows,)."""
         cols = [c for c in _PROBLEM_COLS if c in rows.columns]
@@ -1005,8 +1023,12 @@ def load_calibration(path: str | Path) -> dict[str, Any]:
     return {"factors": doc["roofline"]["factors"], "source": doc["roofline"]["source"]}
 
 
+_DEFAULTS_ONLY: list[dict] = [{}]
+
+
 def _common_configs(rows: pd.DataFrame, limit: int = 16) -> dict[str, list[dict]]:
-    """Most frequent parameter sets per kernel: the candidates ``best_config`` ranks."""
+    """Most frequent parameter sets per kernel: the candidates ``best_config`` ranks
+    (:meth:`LearnedModel.candidate_configs`)."""
     out: dict[str, list[dict]] = {}
     for kernel, g in rows.groupby(rows["kernel"].astype(str)):
         counts = g["params"].fillna("{}").astype(str).value_counts()
@@ -1033,7 +1055,15 @@ def fit_and_save(results: pd.DataFrame, path: str | Path, *, cv_folds: int = 3,
 
     rows = ok_rows(results).reset_index(drop=True)
     model = LearnedModel(**hyper).fit(rows)
-    extra: dict[str, Any] = {"configs": _common_configs(rows)}
+    # a 1 x 1 layer's candidates are what was measured on such layers: the direct kernel
+    # runs them as spmm by default (pointwise = 1) and its direct path (pointwise = 0),
+    # never measured there, was predicted 3x faster than the spmm path (which is measured
+    # 1.0-2.65x faster than it; docs/models.md)
+    layers = rows[[c for c in ("op", "r", "s", "padding", "groups") if c in rows]]
+    on_pointwise = np.array([rec.get("op") == "conv2d" and _pointwise_layer(rec)
+                             for rec in layers.to_dict("records")], dtype=bool)
+    extra: dict[str, Any] = {"configs": _common_configs(rows[~on_pointwise]),
+                             "configs_pointwise_layers": _common_configs(rows[on_pointwise])}
     if cv_folds >= 2 and len(rows) >= 50:
         pred = out_of_fold(lambda: LearnedModel(**hyper), rows, "leave-shape-out",
                            n_folds=cv_folds)

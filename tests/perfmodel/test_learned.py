@@ -587,6 +587,33 @@ def test_fit_and_save(data, tmp_path):
     assert 0 < model.log_uncertainty_ < 2
 
 
+def test_candidates_on_1x1_layers_are_the_sets_measured_on_them(data, tmp_path):
+    """A 1 x 1 layer's candidate parameter sets are those measured on 1 x 1 layers (here
+    the spmm path), every other problem's those measured on the others: the direct path on
+    a 1 x 1 layer, never measured, was predicted 3x faster than it runs."""
+    cost = {"fma_slots": 0.2e-9, "tile_visits": 10e-9, "copy_vectors": 4e-9}
+    template = data.iloc[0].to_dict()
+    direct = _direct_conv_rows(template, cost, [(64, 28, 64, 3, 1), (32, 14, 48, 3, 2)])
+    direct["params"] = '{"pointwise": 0, "tile_vectors": 6}'
+    pointwise = _direct_conv_rows(template, cost, [(64, 28, 64, 1, 1), (32, 14, 48, 1, 2)])
+    pointwise["params"] = '{"pointwise": 1}'
+    model = fit_and_save(pd.concat([data, direct, pointwise], ignore_index=True),
+                         tmp_path / "m.json", cv_folds=0, max_iter=5)
+    doc = json.loads((tmp_path / "m.json").read_text())
+    kernel = "conv_direct_sparse_f32"
+    assert doc["configs"][kernel] == [{"pointwise": 0, "tile_vectors": 6}]
+    assert doc["configs_pointwise_layers"] == {kernel: [{"pointwise": 1}]}
+    loaded = LearnedModel.load(tmp_path / "m.json")
+    for fitted in (model, loaded):
+        for (_, row), expected in zip(pd.concat([direct, pointwise]).iloc[[0, -1]].iterrows(),
+                                      ([{"pointwise": 0, "tile_vectors": 6}],
+                                       [{"pointwise": 1}]), strict=True):
+            assert fitted.candidate_configs(row.to_dict()) == expected
+        assert fitted.candidate_configs({"op": "spmm", "kernel": "spmm_csr_f32"}) == \
+            doc["configs"]["spmm_csr_f32"]
+        assert fitted.candidate_configs({"op": "spmm", "kernel": "unseen"}) == [{}]
+
+
 def test_qgemm_rows(tmp_path):
     """int8/int4 GEMM rows (dense operands, bits column) train and rank with their
     fp32 baseline."""

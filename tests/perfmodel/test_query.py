@@ -156,7 +156,9 @@ def test_the_measured_index_files_rows_as_from_row_reads_them():
 def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, monkeypatch):
     """The model file's candidate configurations come from other layers: the pointwise
     path (pointwise = 1, 1 x 1 layers only) is not ranked for a 3 x 3 layer, which the
-    kernel would refuse; for a 1 x 1 layer it is."""
+    kernel would refuse. A 1 x 1 layer ranks the sets measured on 1 x 1 layers (the
+    direct path, never measured there, was predicted 3x too fast), or from a file that
+    does not list those, every set."""
     import json
 
     from perfmodel._paths import model_path
@@ -167,6 +169,8 @@ def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, m
     doc = json.loads(model_path().read_text())
     doc["configs"]["conv_direct_sparse_f32"] = [{"pointwise": 1, "o_block": 16},
                                                 {"pointwise": 0, "tile_vectors": 4}]
+    doc["configs_pointwise_layers"] = {"conv_direct_sparse_f32": [
+        {"pointwise": 1, "o_block": 32}, {"pointwise": 1, "o_block": 8}]}
     model_path().write_text(json.dumps(doc))
     ranked = []
     predict = LearnedModel.predict_configs
@@ -184,6 +188,12 @@ def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, m
         {"pointwise": 0, "tile_vectors": 4}]
     ranked.clear()
     best_config("conv2d", threads=1, store=store_path, r=1, s=1, **layer)
+    assert [q["params"] for q in ranked if q["kernel"] == "conv_direct_sparse_f32"] == [
+        {"pointwise": 1, "o_block": 32}, {"pointwise": 1, "o_block": 8}]
+    del doc["configs_pointwise_layers"]       # a file from before the split
+    model_path().write_text(json.dumps(doc))
+    ranked.clear()
+    best_config("conv2d", threads=1, store=store_path, r=1, s=1, stride=2, **layer)
     assert [q["params"]["pointwise"] for q in ranked
             if q["kernel"] == "conv_direct_sparse_f32"] == [1, 0]
 

@@ -13,9 +13,11 @@ _LAZY = {
     "sweep": "perfmodel._sweep",
     "sweet_spot": "perfmodel.sweetspot",
     "best_config": "perfmodel.query",
+    "break_even": "perfmodel.query",
     "probe": "perfmodel.probe",
 }
 
-__all__ = ["best_config", "load_results", "open_store", "probe", "sweep", "sweet_spot"]
+__all__ = ["best_config", "break_even", "load_results", "open_store", "probe", "sweep",
+           "sweet_spot"]
 
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -47,6 +47,11 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+#: options a shape argument might be mistaken for
+_OPTIONS = {"threads": "--threads N", "target": "--target NAME", "store": "--db STORE",
+            "db": "--db STORE"}
+
+
 def _parse_shape(items: list[str]) -> dict[str, Any]:
     shape: dict[str, Any] = {}
     for item in items:
@@ -54,6 +59,8 @@ def _parse_shape(items: list[str]) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"shape arguments are key=value (e.g. m=1024 sparsity=0.9), got "
                              f"{item!r}")
+        if key in _OPTIONS:
+            raise ValueError(f"{key} is not part of the shape: use {_OPTIONS[key]}")
         try:
             number = float(value)
         except ValueError:
@@ -155,6 +162,13 @@ def _cmd_best(args: argparse.Namespace) -> int:
         print(f"probe at sparsity {args.probe:g}: {summary}")
     print(best_config(args.op, target=args.target, threads=args.threads, store=args.db,
                       **shape))
+    if args.op in ("spmm", "gemm", "conv2d"):
+        from .query import break_even
+
+        found = break_even(args.op, target=args.target, threads=args.threads, store=args.db,
+                           **shape)
+        print("  sparse does not beat dense up to sparsity 0.98" if found is None else
+              f"  sparse beats dense from sparsity {found:.2f} (break_even)")
     return 0
 
 

@@ -67,6 +67,7 @@ class LayerAdvice:
     speedup: float          # Park et al.'s model at the chosen sparsity
     model_speedup: float    # best_config's prediction (measured / model / roofline)
     model_source: str
+    break_even: float | None = None   # perfmodel.query.break_even: sparse wins from here
 
     @property
     def useful(self) -> bool:
@@ -82,7 +83,7 @@ def advise(network: str, *, target: str = "host", sparsity: float = 0.9, store: 
     (:mod:`perfmodel.probe`, ``passes`` times, one sweep into ``store``), so that the model
     speedups are corrected by the layers' own measurements.
     """
-    from .query import best_config
+    from .query import best_config, break_even
 
     if probe is not None:
         if target != "host":
@@ -100,13 +101,15 @@ def advise(network: str, *, target: str = "host", sparsity: float = 0.9, store: 
         best = best_config(op, target=target, store=store, threads=threads,
                            sparsity=sparsity, **shape)
         rows.append(LayerAdvice(name, op, shape, spot.lower, spot.upper,
-                                spot.speedup(sparsity), best.speedup, best.source))
+                                spot.speedup(sparsity), best.speedup, best.source,
+                                break_even(op, target=target, store=store, threads=threads,
+                                           **shape)))
     return rows
 
 
 def format_advice(rows: list[LayerAdvice], sparsity: float) -> str:
     lines = [f"{'layer':22s} {'op':6s} {'shape':34s} {'sweet spot (sparsity)':>22s} "
-             f"{'Park x':>7s} {'model x':>8s}  source",
+             f"{'Park x':>7s} {'model x':>8s} {'wins from':>9s}  source",
              f"{'':22s} {'':6s} {'':34s} {'':>22s} {'@' + format(sparsity, '.2f'):>7s} "
              f"{'@' + format(sparsity, '.2f'):>8s}"]
     for r in rows:
@@ -122,6 +125,7 @@ def format_advice(rows: list[LayerAdvice], sparsity: float) -> str:
             spot = "never faster"
         else:
             spot = f"none ({r.lower:.2f} > {r.upper:.2f})"
+        wins = "never" if r.break_even is None else f"{r.break_even:.2f}"
         lines.append(f"{r.layer:22s} {r.op:6s} {shape:34s} {spot:>22s} {r.speedup:7.2f} "
-                     f"{r.model_speedup:8.2f}  {r.model_source}")
+                     f"{r.model_speedup:8.2f} {wins:>9s}  {r.model_source}")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._paths import file_stamp, host_profile_path, model_path
@@ -34,7 +35,7 @@ from .models._problem import CANDIDATES, SHAPE_KEYS, normalize, params_dict
 from .models.roofline import family_of
 from .targets import list_targets, load_target
 
-__all__ = ["BestConfig", "best_config"]
+__all__ = ["BestConfig", "best_config", "break_even"]
 
 DTYPES = ("float32",)
 _CACHE: OrderedDict[tuple, BestConfig] = OrderedDict()
@@ -44,6 +45,9 @@ _CACHE_SIZE = 4096
 #: on the nine-pass standard store (24.4 %, and 14.4 % probed at 0.5; docs/models.md)
 ROOFLINE_UNCERTAINTY = {"measured": 0.5, "probed": 0.3, "description": 1.0}
 TUNED_UNCERTAINTY = 0.1
+#: the sparsities :func:`break_even` asks: the standard sweep's (so that a measured shape's
+#: curve is its measurements), and 0
+BREAK_EVEN_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class BestConfig:
         Predicted (or measured) time of that choice, seconds.
     dense_kernel : str, dense_seconds : float
         The best dense choice and its time, seconds.
+    sparse_kernel : str, sparse_seconds : float
+        The best sparse (qgemm: quantized) choice and its time, seconds, also when dense is
+        faster: ``dense_seconds / sparse_seconds`` below 1 says by how much sparse loses.
     speedup : float
         ``dense_seconds / seconds`` (1.0 when dense is the best choice).
     source : {"measured", "tuned", "model", "roofline"}
@@ -78,6 +85,8 @@ class BestConfig:
     seconds: float
     dense_kernel: str
     dense_seconds: float
+    sparse_kernel: str
+    sparse_seconds: float
     speedup: float
     source: str
     uncertainty: float
@@ -93,6 +102,10 @@ class BestConfig:
                  f"[{self.source}]{'  EXTRAPOLATION' if self.extrapolation else ''}",
                  f"  dense {self.dense_kernel}: {self.dense_seconds * 1e3:.4g} ms -> speedup "
                  f"{self.speedup:.2f}x"]
+        if self.kernel == self.dense_kernel and self.sparse_seconds > 0:
+            lines.append(f"  best {'quantized' if self.op == 'qgemm' else 'sparse'} "
+                         f"{self.sparse_kernel}: {self.sparse_seconds * 1e3:.4g} ms -> "
+                         f"{self.dense_seconds / self.sparse_seconds:.2f}x")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -286,12 +299,14 @@ def _record(kernel: str, params: Mapping[str, Any], p: Mapping[str, Any], thread
 def _answer(op: str, target: str, threads: int | None, choice: tuple, dense: tuple,
             source: str, uncertainty: float, extrapolation: bool, notes: list[str]
             ) -> BestConfig:
+    sparse = choice
     # the best overall choice may be the dense kernel itself
     if dense[2] <= choice[2]:
         choice = dense
     return BestConfig(op=op, target=target, threads=threads, kernel=choice[0],
                       params=dict(choice[1]), seconds=float(choice[2]),
                       dense_kernel=dense[0], dense_seconds=float(dense[2]),
+                      sparse_kernel=sparse[0], sparse_seconds=float(sparse[2]),
                       speedup=float(dense[2] / choice[2]), source=source,
                       uncertainty=float(uncertainty), extrapolation=bool(extrapolation),
                       notes=tuple(notes))
@@ -526,3 +541,48 @@ def best_config(op: str, *, target: str = "host", threads: int | None = None,
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
     return answer
+
+
+def break_even(op: str, *, target: str = "host", threads: int | None = None,
+               store: Any = None, **shape: Any) -> float | None:
+    """The sparsity from which the best sparse kernel beats the best dense one.
+
+    Where pruning starts to pay on ``target`` by the answers :func:`best_config` gives
+    (measured, tuned, the learned model or the roofline, as it chooses for each sparsity):
+    the speedup ``dense_seconds / sparse_seconds`` at every sparsity of
+    ``BREAK_EVEN_GRID``, and the crossover read from it as ``perfmodel evaluate`` reads the
+    measured and the predicted ones (:func:`perfmodel.models._evaluate.crossover`: where it
+    first reaches 1, interpolated in log speedup), so the evaluation's crossover errors are
+    this answer's. Unlike Park et al.'s lower bound (:func:`perfmodel.sweet_spot`, one
+    calibrated alpha for every layer) it follows each layer's own measurements or
+    predictions.
+
+    Parameters
+    ----------
+    op : {"spmm", "gemm", "conv2d"}
+    target, threads, store
+        As for :func:`best_config`.
+    **shape
+        The shape as for :func:`best_config`; ``sparsity`` is accepted and ignored.
+
+    Returns
+    -------
+    float or None
+        A sparsity (fraction of zeros) in [0, 0.98]: 0.0 when sparse is ahead at every
+        sparsity asked, None when it is behind at every one.
+    """
+    if op not in ("spmm", "gemm", "conv2d"):
+        raise ValueError(f"break_even needs a prunable op; valid: ['spmm', 'gemm', "
+                         f"'conv2d'] (got {op!r})")
+    from .models._evaluate import crossover
+
+    shape = {k: v for k, v in shape.items() if k != "sparsity"}
+    speedup = []
+    for sparsity in BREAK_EVEN_GRID:
+        answer = best_config(op, target=target, threads=threads, store=store,
+                             sparsity=sparsity, **shape)
+        speedup.append(answer.dense_seconds / answer.sparse_seconds)
+    if speedup[0] >= 1.0:
+        return 0.0
+    found = crossover(np.asarray(BREAK_EVEN_GRID), np.asarray(speedup))
+    return None if math.isnan(found) else found

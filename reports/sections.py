@@ -846,6 +846,7 @@ def section_sweet_spots(inputs: Inputs) -> Section:
         sec.missing.append(f"model sweet spot {'' if key == '*' else 'for ' + key + ' '}"
                            f"unavailable: {why}")
     summary = []
+    shapes = {label: shape for label, _, shape in data["shapes"]}
     for target in inputs.targets:
         spots = data["spots"].get(target, [])
         curves = []
@@ -863,6 +864,9 @@ def section_sweet_spots(inputs: Inputs) -> Section:
                 "target": target, "shape": sp["name"], "op": sp["op"],
                 "model lower": sp["lower"], "model upper": sp["upper"],
                 "measured crossover": measured_crossover(m) if len(m) else None,
+                "break-even": _break_even(sp["op"], target, inputs.model_store,
+                                          shapes.get(sp["name"]),
+                                          int(m["threads"].iloc[0]) if len(m) else None),
                 "model speedup @0.9": _curve_at(sp["model_x"], sp["model_y"], 0.9),
                 "best measured speedup": float(m["speedup"].max()) if len(m) else None,
                 "calibration": sp["source"], "bound level": sp["level"]})
@@ -887,11 +891,26 @@ def section_sweet_spots(inputs: Inputs) -> Section:
         sec.tables.append(Table.from_frame(
             pd.DataFrame(summary), "Sweet spots per target and shape (sparsities). "
             "Measured crossover = smallest measured sparsity from which sparse stays "
-            "faster; compare it with the model's lower bound."))
+            "faster; compare it with the model's lower bound. Break-even = where the "
+            "suite's answers (perfmodel.break_even: best_config's measured, model or "
+            "roofline times) put sparse ahead."))
     if not meas.empty:
         sec.tables.append(Table.from_frame(
             meas.drop(columns=["size"]), "Every measured sparse/dense pair on the host."))
     return sec
+
+
+def _break_even(op: str, target: str, store: Any, shape: dict[str, int] | None,
+                threads: int | None) -> float | None:
+    """``perfmodel.break_even`` for a sweet-spot shape, None where it is unavailable."""
+    fn = api("perfmodel", "break_even")
+    if fn is None or shape is None:
+        return None
+    try:
+        return fn(op, target=target, store=store, threads=threads if target == "host"
+                  else None, **shape)
+    except Exception:   # the sweet-spot table reports the model's own errors
+        return None
 
 
 def _curve_at(xs: Any, ys: Any, x: float) -> float | None:

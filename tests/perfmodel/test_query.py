@@ -57,6 +57,59 @@ def test_catalog_target_uses_described_roofline():
 def test_gemm_alias_and_dense_wins_when_dense():
     r = best_config("gemm", target="xeon-8470", m=1024, n=1024, k=1024, sparsity=0.0)
     assert r.kernel == "gemm_blas_f32" and r.speedup == 1.0
+    # the sparse kernel it beat, and by how much
+    assert r.sparse_kernel == "spmm_csr_f32" and r.sparse_seconds > r.dense_seconds
+    assert f"best sparse spmm_csr_f32: {r.sparse_seconds * 1e3:.4g} ms" in str(r)
+
+
+def _speedup_curve(monkeypatch, speedup):
+    """best_config replaced by answers whose sparse speedup over dense is speedup(s)."""
+    from types import SimpleNamespace
+
+    from perfmodel import query
+
+    asked = []
+
+    def fake(op, *, sparsity, **kwargs):
+        asked.append((sparsity, kwargs))
+        return SimpleNamespace(dense_seconds=1.0, sparse_seconds=1.0 / speedup(sparsity))
+
+    monkeypatch.setattr(query, "best_config", fake)
+    return asked
+
+
+def test_break_even_reads_the_crossover_of_best_configs_answers(monkeypatch):
+    from perfmodel.query import BREAK_EVEN_GRID, break_even
+
+    # log speedup linear in the sparsity: interpolated in log, the crossover is exact
+    asked = _speedup_curve(monkeypatch, lambda s: math.exp(4.0 * (s - 0.37)))
+    shape = {"c": 8, "h": 8, "w": 8, "o": 8, "r": 3, "s": 3}
+    assert break_even("conv2d", threads=2, sparsity=0.9, **shape) == pytest.approx(0.37)
+    assert [s for s, _ in asked] == list(BREAK_EVEN_GRID)
+    assert all(kw == {"target": "host", "threads": 2, "store": None, **shape}
+               for _, kw in asked)       # the asked sparsity is not passed on
+    # the first crossing counts; ahead everywhere is 0, behind everywhere None
+    _speedup_curve(monkeypatch, lambda s: 2.0 if 0.25 <= s <= 0.45 or s >= 0.75 else 0.5)
+    assert 0.2 < break_even("spmm", m=8, n=8, k=8) < 0.3
+    _speedup_curve(monkeypatch, lambda s: 1.5)
+    assert break_even("gemm", m=8, n=8, k=8) == 0.0
+    _speedup_curve(monkeypatch, lambda s: 0.9)
+    assert break_even("spmm", m=8, n=8, k=8) is None
+    with pytest.raises(ValueError, match=r"prunable op; valid: .*conv2d"):
+        break_even("qgemm", m=8, n=8, k=8, bits=8)
+
+
+def test_break_even_agrees_with_best_config():
+    """On a target's roofline: behind below the break-even, ahead above it."""
+    from perfmodel.query import break_even
+
+    shape = {"m": 1024, "n": 256, "k": 1024}
+    found = break_even("spmm", target="xeon-e5-2697v4", **shape)
+    assert 0.0 < found < 0.98
+    before, after = (best_config("spmm", target="xeon-e5-2697v4", sparsity=s, **shape)
+                     for s in (found - 0.05, found + 0.05))
+    assert before.speedup == 1.0 and before.sparse_seconds > before.dense_seconds
+    assert after.speedup > 1.0 and after.kernel == after.sparse_kernel
 
 
 @pytest.mark.parametrize("op,shape,target", [
@@ -304,10 +357,19 @@ def test_tuned_config(store_path):
 
 @pytest.mark.parametrize("network", ["alexnet", "resnet50", "bert-base"])
 def test_advise(network):
+    from perfmodel.advise import format_advice
+    from perfmodel.query import break_even
+
     rows = advise(network, target="xeon-e5-2697v4", sparsity=0.9)
     assert len(rows) == len(network_layers(network)) > 0
     for r in rows:
         assert 0 <= r.upper <= 1 and r.speedup > 0 and r.model_speedup >= 1.0
+        assert r.break_even == break_even(r.op, target="xeon-e5-2697v4", **r.shape)
+    assert any(r.break_even is not None for r in rows)
+    table = format_advice(rows, 0.9)
+    assert "wins from" in table.splitlines()[0]
+    assert all(f" {r.break_even:.2f}  " in line for r, line in zip(
+        rows, table.splitlines()[2:], strict=True) if r.break_even is not None)
 
 
 def test_advise_probes_every_layer_once(store_path):
@@ -340,6 +402,11 @@ def test_cli(store_path, capsys, tmp_path):
     assert "speedup" in capsys.readouterr().out
     assert main(["best", "spmm", "m=512", "--target", "atom-c2750"]) == 2
     assert "missing" in capsys.readouterr().err
+    assert main(["best", "spmm", "m=512", "n=128", "k=512", "sparsity=0.5", "threads=1"]) == 2
+    assert "threads is not part of the shape: use --threads N" in capsys.readouterr().err
+    assert main(["best", "conv2d", "c=64", "h=14", "w=14", "o=64", "r=3", "s=3",
+                 "padding=1", "sparsity=0.5", "--target", "xeon-8470"]) == 0
+    assert "sparse beats dense from sparsity" in capsys.readouterr().out
     assert main(["advise", "--network", "bert-base", "--target", "nvidia-v100"]) == 0
     assert "sweet spot" in capsys.readouterr().out
     out = tmp_path / "m.json"

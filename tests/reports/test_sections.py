@@ -127,6 +127,23 @@ def test_sweet_spot_data(inputs):
             assert sp["lower"] is None or 0.0 <= sp["lower"] <= 1.0
 
 
+def test_sweet_spot_table_has_the_suites_break_even(inputs):
+    """Next to the measured crossover, where perfmodel.break_even puts sparse ahead."""
+    from perfmodel import break_even
+
+    sec = S.section_sweet_spots(inputs)
+    table = next(t for t in sec.tables if "break-even" in t.columns)
+    rows = [dict(zip(table.columns, r, strict=True)) for r in table.rows]
+    shapes = {label: shape for label, _, shape in S.sweet_spot_data(inputs)["shapes"]}
+    assert {r["target"] for r in rows} == {"host", "xeon-phi-7250"}
+    assert any(r["break-even"] is not None for r in rows if r["target"] == "host")
+    for r in rows:
+        if r["target"] != "host":
+            assert r["break-even"] == break_even(r["op"], target=r["target"],
+                                                 **shapes[r["shape"]])
+        assert r["break-even"] is None or 0.0 <= r["break-even"] <= 0.98
+
+
 # ---- 4. choice map
 def _inject(inputs, pred_col: str, fn) -> None:
     """Pretend a model predicted ``fn(row)`` for every host row."""

@@ -1042,6 +1042,20 @@ def _common_configs(rows: pd.DataFrame, limit: int = 16) -> dict[str, list[dict]
     return out
 
 
+def candidate_lists(rows: pd.DataFrame) -> dict[str, dict[str, list[dict]]]:
+    """The model file's candidate parameter sets (:meth:`LearnedModel.candidate_configs`):
+    ``configs`` measured on problems other than 1 x 1 convolutions, and
+    ``configs_pointwise_layers`` on those. A 1 x 1 layer's candidates are what was measured
+    on such layers: the direct kernel runs them as spmm by default (pointwise = 1) and its
+    direct path (pointwise = 0), never measured there, was predicted 3x faster than the
+    spmm path (which is measured 1.0-2.65x faster than it; docs/models.md)."""
+    layers = rows[[c for c in ("op", "r", "s", "padding", "groups") if c in rows]]
+    on_pointwise = np.array([rec.get("op") == "conv2d" and _pointwise_layer(rec)
+                             for rec in layers.to_dict("records")], dtype=bool)
+    return {"configs": _common_configs(rows[~on_pointwise]),
+            "configs_pointwise_layers": _common_configs(rows[on_pointwise])}
+
+
 def fit_and_save(results: pd.DataFrame, path: str | Path, *, cv_folds: int = 3,
                  **hyper: Any) -> LearnedModel:
     """Fit on ``results``, estimate the uncertainty out of sample, save JSON to ``path``.
@@ -1055,15 +1069,7 @@ def fit_and_save(results: pd.DataFrame, path: str | Path, *, cv_folds: int = 3,
 
     rows = ok_rows(results).reset_index(drop=True)
     model = LearnedModel(**hyper).fit(rows)
-    # a 1 x 1 layer's candidates are what was measured on such layers: the direct kernel
-    # runs them as spmm by default (pointwise = 1) and its direct path (pointwise = 0),
-    # never measured there, was predicted 3x faster than the spmm path (which is measured
-    # 1.0-2.65x faster than it; docs/models.md)
-    layers = rows[[c for c in ("op", "r", "s", "padding", "groups") if c in rows]]
-    on_pointwise = np.array([rec.get("op") == "conv2d" and _pointwise_layer(rec)
-                             for rec in layers.to_dict("records")], dtype=bool)
-    extra: dict[str, Any] = {"configs": _common_configs(rows[~on_pointwise]),
-                             "configs_pointwise_layers": _common_configs(rows[on_pointwise])}
+    extra: dict[str, Any] = candidate_lists(rows)
     if cv_folds >= 2 and len(rows) >= 50:
         pred = out_of_fold(lambda: LearnedModel(**hyper), rows, "leave-shape-out",
                            n_folds=cv_folds)

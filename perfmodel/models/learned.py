@@ -447,6 +447,12 @@ def _may_have_view(rec: Mapping[str, Any]) -> bool:
     return _view({**rec, "params": {"pointwise": 1}}) is not None
 
 
+def _feature_ranges(x: np.ndarray) -> dict[str, list[float]]:
+    """[min, max] of each column of ``x`` (the :data:`RANGE_FEATURES` of training rows)."""
+    return {name: [float(np.nanmin(x[:, i])), float(np.nanmax(x[:, i]))]
+            for i, name in enumerate(RANGE_FEATURES)}
+
+
 def _feature_rows(bases: list[np.ndarray], params: list[np.ndarray]) -> np.ndarray:
     """The feature matrix of rows given as base features and parameter values (equal
     lengths each), (n_rows, n_base + n_params) float64; a third of the time of stacking
@@ -740,11 +746,12 @@ class LearnedModel(PerfModel):
         self.forests_ = _ForestSet(forests)
         pred = self._log_ratio(x, kernel, op)
         self.roofline_ = RooflineModel(target=self.target).fit(measured)
-        ranges = {}
-        for name in RANGE_FEATURES:
-            col = x[:, self.featurizer_.names.index(name)]
-            ranges[name] = [float(np.nanmin(col)), float(np.nanmax(col))]
-        self.ranges_ = ranges
+        columns = [self.featurizer_.names.index(name) for name in RANGE_FEATURES]
+        self.ranges_ = _feature_ranges(x[:, columns])
+        # and per kernel: a sparse kernel measured from sparsity 0.1 to 0.98 extrapolates
+        # at 0 although the dense rows span density 1
+        self.kernel_ranges_ = {k: _feature_ranges(x[kernel == k][:, columns])
+                               for k in sorted(set(kernel))}
         resid = y - pred
         # in-sample spread underestimates; evaluate() reports held-out numbers and fit()
         # callers may replace this with the cross-validated spread
@@ -912,28 +919,38 @@ class LearnedModel(PerfModel):
                     for _ in range(size)]
             seconds[unseen] = self.roofline_.predict(
                 pd.DataFrame([rows[i] for i in np.flatnonzero(unseen)]))
-        unknown = np.repeat([str(rec["kernel"]) not in known
-                             or f"op:{rec.get('op')}" not in self.forests_
-                             for rec, _, _ in blocks], sizes)
-        return seconds, self._out_of_range(x[:n_rows]) | unknown
+        kernels = [str(rec["kernel"]) for rec, _, _ in blocks]
+        unknown = np.repeat([k not in known or f"op:{rec.get('op')}" not in self.forests_
+                             for k, (rec, _, _) in zip(kernels, blocks, strict=True)], sizes)
+        return seconds, self._out_of_range(x[:n_rows], kernels, sizes) | unknown
 
-    def _out_of_range(self, x: np.ndarray) -> np.ndarray:
-        """True where a featurized row lies outside the training ranges."""
-        columns, lo, hi = self._ranges()
-        return ((x[:, columns] < lo) | (x[:, columns] > hi)).any(axis=1)
+    def _out_of_range(self, x: np.ndarray, kernels: Sequence[str],
+                      repeats: Sequence[int]) -> np.ndarray:
+        """True where a featurized row lies outside its kernel's training ranges (the
+        next ``repeats[i]`` rows are of ``kernels[i]``; a kernel without ranges of its own,
+        or a model file from before they were kept, checks the ranges of all rows)."""
+        columns, index, lo, hi = self._ranges()
+        rows = np.repeat([index.get(k, -1) for k in kernels], repeats)
+        values = x[:, columns]
+        return ((values < lo[rows]) | (values > hi[rows])).any(axis=1)
 
-    def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Columns of the range features, and the bounds (training range +- 5 %) that
-        :meth:`_out_of_range` checks them against."""
+    def _ranges(self) -> tuple[np.ndarray, dict[str, int], np.ndarray, np.ndarray]:
+        """Columns of the range features, the row of each kernel in the bounds, and the
+        bounds (training range +- 5 %) that :meth:`_out_of_range` checks them against, the
+        ranges of all rows last."""
+        per_kernel = getattr(self, "kernel_ranges_", {})
         memo = self.__dict__.get("_range_bounds")
-        if memo is None or memo[0] is not self.ranges_:
+        if memo is None or memo[0] is not self.ranges_ or memo[1] is not per_kernel:
             names = list(self.ranges_)
-            lo = np.array([self.ranges_[n][0] for n in names], dtype=np.float64)
-            hi = np.array([self.ranges_[n][1] for n in names], dtype=np.float64)
+            tables = [*per_kernel.values(), self.ranges_]
+            lo = np.array([[t[n][0] for n in names] for t in tables], dtype=np.float64)
+            hi = np.array([[t[n][1] for n in names] for t in tables], dtype=np.float64)
             margin = 0.05 * np.maximum(hi - lo, 1e-9)
             columns = np.array([self.featurizer_.names.index(n) for n in names], dtype=np.intp)
-            memo = self._range_bounds = (self.ranges_, (columns, lo - margin, hi + margin))
-        return memo[1]
+            index = {k: i for i, k in enumerate(per_kernel)}
+            memo = self._range_bounds = (self.ranges_, per_kernel,
+                                         (columns, index, lo - margin, hi + margin))
+        return memo[2]
 
     # -- persistence -----------------------------------------------------------------
     def save(self, path: str | Path, *, extra: Mapping[str, Any] | None = None) -> Path:
@@ -957,7 +974,8 @@ class LearnedModel(PerfModel):
             "roofline": {"factors": self.roofline_.factors_,
                          "source": self.roofline_.calibration_source_},
             "direct_conv_cost": f.direct_cost,
-            "ranges": self.ranges_, "log_uncertainty": self.log_uncertainty_,
+            "ranges": self.ranges_, "kernel_ranges": self.kernel_ranges_,
+            "log_uncertainty": self.log_uncertainty_,
             "training": {"rows": self.n_train_, "fingerprints": self.fingerprints_,
                          "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
         }
@@ -984,6 +1002,8 @@ class LearnedModel(PerfModel):
         model.roofline_.factors_ = doc["roofline"]["factors"]
         model.roofline_.calibration_source_ = doc["roofline"]["source"]
         model.ranges_ = {k: list(v) for k, v in doc["ranges"].items()}
+        model.kernel_ranges_ = {str(kernel): {k: list(v) for k, v in ranges.items()}
+                                for kernel, ranges in doc.get("kernel_ranges", {}).items()}
         model.log_uncertainty_ = float(doc["log_uncertainty"])
         model.n_train_ = int(doc["training"]["rows"])
         model.fingerprints_ = list(doc["training"].get("fingerprints", []))

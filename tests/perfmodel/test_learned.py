@@ -144,6 +144,26 @@ def test_extrapolation_flag(fitted):
     assert flags.tolist() == [False, True, True]
 
 
+def test_extrapolation_is_checked_against_the_kernels_own_rows(data, tmp_path):
+    """A sparse kernel measured up to density 0.6 extrapolates at density 1, although the
+    dense baseline's rows span it; a file without per-kernel ranges checks all rows'."""
+    sparse = data["kernel"] == "spmm_csr_f32"
+    model = LearnedModel(max_iter=10).fit(data[~(sparse & (data["density"] > 0.6))])
+    row = {"op": "spmm", "kernel": "spmm_csr_f32", "threads": 1, "m": 512, "n": 128,
+           "k": 512, "sparsity": 0.8, "density": 0.2, "nnz": 52429, "params": {}}
+    dense_sparse = {**row, "sparsity": 0.0, "density": 1.0, "nnz": 512 * 512}
+    dense = {**dense_sparse, "kernel": "gemm_blas_f32"}
+    loaded = LearnedModel.load(model.save(tmp_path / "m.json"))
+    for fitted in (model, loaded):
+        assert fitted.predict_records([row, dense_sparse, dense])[1].tolist() == [
+            False, True, False]
+        _, flags = fitted.predict_configs([(row, [{}, {}]), (dense_sparse, [{}]),
+                                           (dense, [{}])])
+        assert flags.tolist() == [False, False, True, False]
+    loaded.kernel_ranges_ = {}
+    assert loaded.predict_records([row, dense_sparse])[1].tolist() == [False, False]
+
+
 def test_a_kernel_with_enough_rows_has_a_model_of_its_own(data):
     counts = data[data["status"] == "ok"]["kernel"].value_counts()
     threshold = int(counts.sort_values().iloc[len(counts) // 2])

@@ -56,7 +56,8 @@ BASE_FEATURES: tuple[str, ...] = (
     "block_log2_rows", "block_log2_cols", "dense_b_log2_over_l2", "out_log2_over_l2",
     "log10_ops", "log10_footprint",
 )
-#: problem features checked for extrapolation
+#: problem features checked for extrapolation: base features only (the same for every
+#: parameter set of a problem, which predict_configs checks once)
 RANGE_FEATURES = ("log2_m", "log2_n", "log2_k", "density", "threads")
 _PROBLEM_COLS = ("op", "kernel", "params", "threads", "m", "n", "k", "c", "h", "w", "o", "r",
                  "s", "stride", "padding", "batch", "groups", "bits", "sparsity", "density",
@@ -920,17 +921,18 @@ class LearnedModel(PerfModel):
             seconds[unseen] = self.roofline_.predict(
                 pd.DataFrame([rows[i] for i in np.flatnonzero(unseen)]))
         kernels = [str(rec["kernel"]) for rec, _, _ in blocks]
-        unknown = np.repeat([k not in known or f"op:{rec.get('op')}" not in self.forests_
-                             for k, (rec, _, _) in zip(kernels, blocks, strict=True)], sizes)
-        return seconds, self._out_of_range(x[:n_rows], kernels, sizes) | unknown
+        unknown = [k not in known or f"op:{rec.get('op')}" not in self.forests_
+                   for k, (rec, _, _) in zip(kernels, blocks, strict=True)]
+        # the range features are base features: one check per block
+        firsts = np.cumsum([0, *sizes[:-1]])
+        return seconds, np.repeat(self._out_of_range(x[firsts], kernels) | unknown, sizes)
 
-    def _out_of_range(self, x: np.ndarray, kernels: Sequence[str],
-                      repeats: Sequence[int]) -> np.ndarray:
-        """True where a featurized row lies outside its kernel's training ranges (the
-        next ``repeats[i]`` rows are of ``kernels[i]``; a kernel without ranges of its own,
-        or a model file from before they were kept, checks the ranges of all rows)."""
+    def _out_of_range(self, x: np.ndarray, kernels: Sequence[str]) -> np.ndarray:
+        """True where featurized row ``i``, of kernel ``kernels[i]``, lies outside its
+        kernel's training ranges (a kernel without ranges of its own, or a model file from
+        before they were kept, checks the ranges of all rows)."""
         columns, index, lo, hi = self._ranges()
-        rows = np.repeat([index.get(k, -1) for k in kernels], repeats)
+        rows = [index.get(k, -1) for k in kernels]
         values = x[:, columns]
         return ((values < lo[rows]) | (values > hi[rows])).any(axis=1)
 

@@ -6,8 +6,8 @@ Usage::
     PERFMODEL_HOME=STORE_HOME python benchmarks/bench_models_break_even.py [FOLDS]
 
 Folds as ``perfmodel evaluate --split leave-shape-out --folds FOLDS`` (default 5, seed 0):
-per fold a learned model is fitted on the other shapes, with the candidate parameter sets
-``perfmodel fit`` would list for them. For every held-out shape, thread count (warm cache,
+per fold a learned model is fitted on the other shapes, with the model file entries
+``perfmodel fit`` would write for them. For every held-out shape, thread count (warm cache,
 random sparsity) of spmm or conv2d with both a sparse and a dense candidate kernel measured,
 three crossovers are read as ``evaluate`` reads them (first speedup >= 1, interpolated in
 log speedup) over the shape's measured sparsities:
@@ -16,8 +16,9 @@ log speedup) over the shape's measured sparsities:
   (``best_config``'s candidates only: our spmm and direct convolution, BLAS and im2col;
   ``evaluate`` takes every kernel measured);
 - rows: the model's predictions of the measured rows (what ``evaluate`` scores);
-- answers: ``best_config``'s model answers (no store: no probe correction) - every
-  candidate parameter set ranked, as ``break_even`` reads them.
+- answers: ``best_config``'s model answers (no store: no probe correction), its
+  candidate parameter sets ranked (``LearnedModel.candidate_configs``), as ``break_even``
+  reads them.
 
 Prints the share within +-0.05 of the measured crossover (a crossover placed outside the
 measured range counts as a miss), the mean signed error and its spread, per operation and
@@ -38,7 +39,7 @@ def main(n_folds: int = 5) -> None:
     from perfmodel.models._evaluate import _dense_mask, _groups, crossover
     from perfmodel.models._problem import CANDIDATES, SHAPE_KEYS, normalize
     from perfmodel.models.base import ok_rows
-    from perfmodel.models.learned import LearnedModel, candidate_lists
+    from perfmodel.models.learned import LearnedModel, _common_configs
     from perfmodel.query import _from_model
     from perfmodel.store import load_results
 
@@ -54,7 +55,7 @@ def main(n_folds: int = 5) -> None:
     for fold in sorted(set(folds.tolist())):
         test = folds == fold
         model = LearnedModel().fit(rows.loc[~test])
-        model.metadata_ = candidate_lists(rows.loc[~test])
+        model.metadata_ = {"configs": _common_configs(rows.loc[~test])}
         held = rows.loc[test & usable]
         predicted = model.predict(held)
         held = held.assign(predicted_s=predicted, dense=dense[test & usable])

@@ -332,8 +332,8 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
     problems = []
     for kernel in choices + dense_kernels:
         rec = _record(kernel, {}, p, threads)
-        problems.append((rec, _runnable(kernel, model.candidate_configs(rec), p)))
-    labels = [(rec["kernel"], params) for rec, runnable in problems for params in runnable]
+        problems.append((rec, model.candidate_configs(rec)))
+    labels = [(rec["kernel"], params) for rec, configs in problems for params in configs]
     seconds, extrap = model.predict_configs(problems)
     unc = math.expm1(model.log_uncertainty_)
     notes = [f"learned model trained on {model.n_train_} measurements"]
@@ -348,7 +348,7 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
             unc = math.expm1(float(probed_unc))
     rows = list(zip(labels, seconds.tolist(), extrap.tolist(), strict=True))
     # the sparse (or quantized) choices' rows come first, then the dense baselines'
-    n_sparse = sum(len(runnable) for _, runnable in problems[:len(choices)])
+    n_sparse = sum(len(configs) for _, configs in problems[:len(choices)])
     sparse, dense = rows[:n_sparse], rows[n_sparse:]
     best = min(sparse, key=lambda r: r[1])
     best_dense = min(dense, key=lambda r: r[1])
@@ -361,39 +361,6 @@ def _from_model(model, p, threads, op, target, tuned=None, store=None, state=())
     notes += correction
     return _answer(op, target, threads, (*best[0], best[1]), (*best_dense[0], best_dense[1]),
                    source, unc, bool(best[2] or best_dense[2]), notes)
-
-
-def _runnable(kernel: str, configs: list[dict], p: Mapping[str, Any]) -> list[dict]:
-    """The parameter sets of ``configs`` that ``kernel`` accepts for problem ``p`` (its
-    defaults when none does). The model file's candidates were measured on other shapes,
-    and of our kernels' parameters only the direct convolution's depend on the shape:
-    ``pointwise = 1`` runs 1 x 1 layers only (``kernels_c.conv.check_params``, where the
-    layer enters through ``is_pointwise`` alone: the answer is kept per that). Ranked
-    without this, 1 % of 1,920 convolution answers named pointwise = 1 for a 3 x 3 layer."""
-    if kernel != "conv_direct_sparse_f32":
-        return configs
-    from kernels_c.conv import ConvGeometry, check_params, is_pointwise
-
-    geo = ConvGeometry(c=p["c"], h=p["h"], w=p["w"], o=p["o"], r=p["r"], s=p["s"],
-                       stride=p["stride"], padding=p["padding"], groups=1)
-    key = (id(configs), is_pointwise(geo))
-    hit = _RUNNABLE.get(key)
-    if hit is not None and hit[0] is configs:
-        return hit[1]
-    runnable = []
-    for params in configs:
-        try:
-            check_params(geo, params)
-        except ValueError:
-            continue
-        runnable.append(params)
-    if len(_RUNNABLE) > 16:
-        _RUNNABLE.clear()
-    _RUNNABLE[key] = (configs, runnable or [{}])
-    return runnable or [{}]
-
-
-_RUNNABLE: dict[tuple, tuple[list, list]] = {}
 
 
 def _from_roofline(p, threads, store, op, target, tuned=None, refused=None, state=None):

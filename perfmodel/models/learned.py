@@ -88,6 +88,7 @@ def _kept(cache: dict, key: Any, compute: Callable[[], Any],
 
 _GEMM_KERNEL, _IM2COL_KERNEL = "gemm_blas_f32", "conv_im2col_blas_f32"
 _SPMM_KERNEL, _DIRECT_KERNEL = "spmm_csr_f32", "conv_direct_sparse_f32"
+_QGEMM_KERNELS = ("gemm_u8s8_acc32", "gemm_s4s8_acc32")
 #: units of kernels_c.conv.direct_work the direct convolution's reference time weighs
 _DIRECT_UNITS = ("fma_slots", "tile_visits", "copy_vectors")
 
@@ -833,16 +834,23 @@ class LearnedModel(PerfModel):
         return name
 
     def candidate_configs(self, rec: Mapping[str, Any]) -> list[dict]:
-        """The parameter sets a query ranks for row ``rec``'s kernel: those measured most
-        often for it on problems of the same kind (a convolution on a 1 x 1, unpadded,
-        ungrouped layer, or any other problem), as :func:`fit_and_save` listed them in the
-        model file; ``[{}]`` (the kernel's defaults) when it lists none. The same list
-        object for the same kind of problem."""
-        meta = getattr(self, "metadata_", {})
-        configs = meta.get("configs", {})
-        if rec.get("op") == "conv2d" and _pointwise_layer(rec):
-            # model files before the split list every problem's sets in "configs"
-            configs = meta.get("configs_pointwise_layers", configs)
+        """The parameter sets a query ranks for row ``rec``'s kernel: the kernel's own
+        defaults for the problem (what the training rows of a default run hold); for a
+        kernel whose defaults perfmodel cannot resolve, the sets the model file lists as
+        measured most often for it (``configs``; ``[{}]`` when none).
+
+        Sets measured on other problems are not ranked: our spmm's and direct
+        convolution's were their resolved defaults there (``row_block`` = m, tiles from the
+        layer), each measured on a few shapes, and the model carried those shapes' speed to
+        any problem given the same parameters — the direct path on 1 x 1 layers 3x, our
+        spmm's most frequent sets 16-30 % too fast; nor are the knobs a parameter grid
+        varied on five shapes, which picked sets 0.88-1.04x as fast as the defaults
+        (docs/models.md, thirty-first session). Parameters for a new problem are the
+        tuner's to measure (``perfmodel tune``)."""
+        defaults = _default_params(rec)
+        if defaults is not None:
+            return [defaults]
+        configs = getattr(self, "metadata_", {}).get("configs", {})
         return configs.get(str(rec["kernel"])) or _DEFAULTS_ONLY
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
@@ -1049,8 +1057,8 @@ _DEFAULTS_ONLY: list[dict] = [{}]
 
 
 def _common_configs(rows: pd.DataFrame, limit: int = 16) -> dict[str, list[dict]]:
-    """Most frequent parameter sets per kernel: the candidates ``best_config`` ranks
-    (:meth:`LearnedModel.candidate_configs`)."""
+    """Most frequent parameter sets per kernel: the candidates ``best_config`` ranks for a
+    kernel whose defaults perfmodel does not resolve (:meth:`LearnedModel.candidate_configs`)."""
     out: dict[str, list[dict]] = {}
     for kernel, g in rows.groupby(rows["kernel"].astype(str)):
         counts = g["params"].fillna("{}").astype(str).value_counts()
@@ -1064,18 +1072,32 @@ def _common_configs(rows: pd.DataFrame, limit: int = 16) -> dict[str, list[dict]
     return out
 
 
-def candidate_lists(rows: pd.DataFrame) -> dict[str, dict[str, list[dict]]]:
-    """The model file's candidate parameter sets (:meth:`LearnedModel.candidate_configs`):
-    ``configs`` measured on problems other than 1 x 1 convolutions, and
-    ``configs_pointwise_layers`` on those. A 1 x 1 layer's candidates are what was measured
-    on such layers: the direct kernel runs them as spmm by default (pointwise = 1) and its
-    direct path (pointwise = 0), never measured there, was predicted 3x faster than the
-    spmm path (which is measured 1.0-2.65x faster than it; docs/models.md)."""
-    layers = rows[[c for c in ("op", "r", "s", "padding", "groups") if c in rows]]
-    on_pointwise = np.array([rec.get("op") == "conv2d" and _pointwise_layer(rec)
-                             for rec in layers.to_dict("records")], dtype=bool)
-    return {"configs": _common_configs(rows[~on_pointwise]),
-            "configs_pointwise_layers": _common_configs(rows[on_pointwise])}
+def _default_params(rec: Mapping[str, Any]) -> dict[str, int] | None:
+    """The parameters the kernel of row ``rec`` resolves by default for its problem, as a
+    sweep of its defaults records them (this machine's ISA); None for a kernel whose
+    defaults perfmodel does not resolve (peers, BLAS: no parameters) or an incomplete row."""
+    kernel = str(rec.get("kernel"))
+    try:
+        if kernel == _SPMM_KERNEL and rec.get("op") == "spmm":
+            from kernels_c.spmm import default_params
+            return default_params(int(rec["m"]), int(rec["k"]), int(rec["n"]),
+                                  float(rec["density"]))
+        if kernel == _DIRECT_KERNEL:
+            from kernels_c.conv import default_params as conv_defaults
+            geo = ConvGeometry(*(int(_num(rec, key, default)) for key, default in (
+                ("c", math.nan), ("h", math.nan), ("w", math.nan), ("o", math.nan),
+                ("r", math.nan), ("s", math.nan), ("stride", 1), ("padding", 0),
+                ("groups", 1))))
+            return conv_defaults(geo, None, float(rec["density"]))
+        if kernel in _QGEMM_KERNELS:
+            from kernels_c.quant import default_params as qgemm_defaults
+            out = qgemm_defaults(int(rec["m"]), int(rec["n"]), int(rec["k"]))
+            if kernel == "gemm_s4s8_acc32":   # QuantizedWeight.from_float's default
+                out["group_size"] = int(_num(rec, "group_size", 64))
+            return out
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
 
 
 def fit_and_save(results: pd.DataFrame, path: str | Path, *, cv_folds: int = 3,
@@ -1091,7 +1113,7 @@ def fit_and_save(results: pd.DataFrame, path: str | Path, *, cv_folds: int = 3,
 
     rows = ok_rows(results).reset_index(drop=True)
     model = LearnedModel(**hyper).fit(rows)
-    extra: dict[str, Any] = candidate_lists(rows)
+    extra: dict[str, Any] = {"configs": _common_configs(rows)}
     if cv_folds >= 2 and len(rows) >= 50:
         pred = out_of_fold(lambda: LearnedModel(**hyper), rows, "leave-shape-out",
                            n_folds=cv_folds)

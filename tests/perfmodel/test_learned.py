@@ -607,30 +607,38 @@ def test_fit_and_save(data, tmp_path):
     assert 0 < model.log_uncertainty_ < 2
 
 
-def test_candidates_on_1x1_layers_are_the_sets_measured_on_them(data, tmp_path):
-    """A 1 x 1 layer's candidate parameter sets are those measured on 1 x 1 layers (here
-    the spmm path), every other problem's those measured on the others: the direct path on
-    a 1 x 1 layer, never measured, was predicted 3x faster than it runs."""
+def test_candidates_are_the_kernels_defaults_for_the_problem(data, tmp_path):
+    """A query ranks the kernel's defaults for its own problem, not the sets measured on
+    other shapes (there they were those shapes' defaults, and carried their speed along);
+    a kernel whose defaults are not resolved ranks the sets measured most often."""
+    from kernels_c.conv import ConvGeometry
+    from kernels_c.conv import default_params as conv_defaults
+    from kernels_c.quant import default_params as qgemm_defaults
+    from kernels_c.spmm import default_params
+
     cost = {"fma_slots": 0.2e-9, "tile_visits": 10e-9, "copy_vectors": 4e-9}
-    template = data.iloc[0].to_dict()
-    direct = _direct_conv_rows(template, cost, [(64, 28, 64, 3, 1), (32, 14, 48, 3, 2)])
-    direct["params"] = '{"pointwise": 0, "tile_vectors": 6}'
-    pointwise = _direct_conv_rows(template, cost, [(64, 28, 64, 1, 1), (32, 14, 48, 1, 2)])
-    pointwise["params"] = '{"pointwise": 1}'
-    model = fit_and_save(pd.concat([data, direct, pointwise], ignore_index=True),
-                         tmp_path / "m.json", cv_folds=0, max_iter=5)
+    conv = _direct_conv_rows(data.iloc[0].to_dict(), cost,
+                             [(64, 28, 64, 3, 1), (32, 14, 48, 1, 2)])
+    model = fit_and_save(pd.concat([data, conv], ignore_index=True), tmp_path / "m.json",
+                         cv_folds=0, max_iter=5)
     doc = json.loads((tmp_path / "m.json").read_text())
-    kernel = "conv_direct_sparse_f32"
-    assert doc["configs"][kernel] == [{"pointwise": 0, "tile_vectors": 6}]
-    assert doc["configs_pointwise_layers"] == {kernel: [{"pointwise": 1}]}
+    assert len(doc["configs"]["spmm_csr_f32"]) == 4          # reg_vectors 1, 2, 4, 8
     loaded = LearnedModel.load(tmp_path / "m.json")
+    new = {"op": "spmm", "kernel": "spmm_csr_f32", "m": 300, "n": 40, "k": 700,
+           "density": 0.4}
     for fitted in (model, loaded):
-        for (_, row), expected in zip(pd.concat([direct, pointwise]).iloc[[0, -1]].iterrows(),
-                                      ([{"pointwise": 0, "tile_vectors": 6}],
-                                       [{"pointwise": 1}]), strict=True):
-            assert fitted.candidate_configs(row.to_dict()) == expected
-        assert fitted.candidate_configs({"op": "spmm", "kernel": "spmm_csr_f32"}) == \
-            doc["configs"]["spmm_csr_f32"]
+        assert fitted.candidate_configs(new) == [default_params(300, 700, 40, 0.4)]
+        for layer in conv.to_dict("records"):     # 3 x 3, and 1 x 1 (the spmm path)
+            geo = ConvGeometry(layer["c"], layer["h"], layer["w"], layer["o"], layer["r"],
+                               layer["s"], layer["stride"], layer["padding"], 1)
+            defaults = conv_defaults(geo, None, layer["density"])
+            assert defaults["pointwise"] == (layer["r"] == 1)
+            assert fitted.candidate_configs(layer) == [defaults]
+        int4 = {"op": "qgemm", "kernel": "gemm_s4s8_acc32", "m": 8, "n": 512, "k": 256}
+        assert fitted.candidate_configs(int4) == [{**qgemm_defaults(8, 512, 256),
+                                                   "group_size": 64}]
+        assert fitted.candidate_configs({"op": "spmm", "kernel": "gemm_blas_f32"}) == \
+            doc["configs"]["gemm_blas_f32"] == [{}]
         assert fitted.candidate_configs({"op": "spmm", "kernel": "unseen"}) == [{}]
 
 

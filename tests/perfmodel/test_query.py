@@ -206,14 +206,12 @@ def test_the_measured_index_files_rows_as_from_row_reads_them():
     assert _index_keys(rows) == expected
 
 
-def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, monkeypatch):
-    """The model file's candidate configurations come from other layers: the pointwise
-    path (pointwise = 1, 1 x 1 layers only) is not ranked for a 3 x 3 layer, which the
-    kernel would refuse. A 1 x 1 layer ranks the sets measured on 1 x 1 layers (the
-    direct path, never measured there, was predicted 3x too fast), or from a file that
-    does not list those, every set."""
+def test_a_query_ranks_the_kernels_defaults_for_the_layer(store_path, monkeypatch):
+    """The direct kernel's defaults for the layer (the pointwise path on a 1 x 1 layer, the
+    direct one otherwise), not the sets the model file lists as measured on other layers."""
     import json
 
+    from kernels_c.conv import ConvGeometry, default_params
     from perfmodel._paths import model_path
     from perfmodel.models.learned import LearnedModel
     from perfmodel.store import load_results
@@ -222,8 +220,6 @@ def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, m
     doc = json.loads(model_path().read_text())
     doc["configs"]["conv_direct_sparse_f32"] = [{"pointwise": 1, "o_block": 16},
                                                 {"pointwise": 0, "tile_vectors": 4}]
-    doc["configs_pointwise_layers"] = {"conv_direct_sparse_f32": [
-        {"pointwise": 1, "o_block": 32}, {"pointwise": 1, "o_block": 8}]}
     model_path().write_text(json.dumps(doc))
     ranked = []
     predict = LearnedModel.predict_configs
@@ -235,20 +231,16 @@ def test_conv_candidates_are_ones_the_kernel_accepts_for_the_layer(store_path, m
 
     monkeypatch.setattr(LearnedModel, "predict_configs", spy)
     layer = {"c": 16, "h": 8, "w": 8, "o": 16, "sparsity": 0.8}
-    r = best_config("conv2d", threads=1, store=store_path, r=3, s=3, padding=1, **layer)
-    assert r.source == "model"
-    assert [q["params"] for q in ranked if q["kernel"] == "conv_direct_sparse_f32"] == [
-        {"pointwise": 0, "tile_vectors": 4}]
-    ranked.clear()
-    best_config("conv2d", threads=1, store=store_path, r=1, s=1, **layer)
-    assert [q["params"] for q in ranked if q["kernel"] == "conv_direct_sparse_f32"] == [
-        {"pointwise": 1, "o_block": 32}, {"pointwise": 1, "o_block": 8}]
-    del doc["configs_pointwise_layers"]       # a file from before the split
-    model_path().write_text(json.dumps(doc))
-    ranked.clear()
-    best_config("conv2d", threads=1, store=store_path, r=1, s=1, stride=2, **layer)
-    assert [q["params"]["pointwise"] for q in ranked
-            if q["kernel"] == "conv_direct_sparse_f32"] == [1, 0]
+    for r, pad in ((3, 1), (1, 0)):
+        ranked.clear()
+        answer = best_config("conv2d", threads=1, store=store_path, r=r, s=r, padding=pad,
+                             **layer)
+        assert answer.source == "model"
+        defaults = default_params(ConvGeometry(16, 8, 8, 16, r, r, 1, pad, 1), None, 0.2)
+        assert defaults["pointwise"] == (r == 1)
+        assert [q["params"] for q in ranked if q["kernel"] == "conv_direct_sparse_f32"] == [
+            defaults]
+        assert answer.kernel != "conv_direct_sparse_f32" or answer.params == defaults
 
 
 def test_the_model_is_corrected_by_the_shapes_measurements_at_other_sparsities(store_path):

@@ -1,10 +1,12 @@
 """The learned model's tree sums, three ways side by side in one process, on the rows of one
-``best_config`` query (every candidate configuration of spmm 771 x 128 x 3072, or of a
-conv2d with ``conv2d``): the numpy walk used until commit 6026397, the C walk over seven
-node arrays of commit ad24d03, the walk over packed nodes of commit 3a5b3b1, row by row
-(all read from git history; the C ones built into a temporary folder), and the current C
-walk (``kernels_c.forest``: the rows that share a forest go down each tree together, a
-split on a feature they share decided once).
+``best_config`` query as it was until the thirty-first session (every parameter set the
+model file lists for each candidate kernel of spmm 771 x 128 x 3072, or of a conv2d with
+``conv2d``; a query now ranks each kernel's defaults only, so these are many rows sharing
+a forest, as ``predict`` on a store has): the numpy walk used until commit 6026397, the
+C walk over seven node arrays of commit ad24d03, the walk over packed nodes of commit
+3a5b3b1, row by row (all read from git history; the C ones built into a temporary folder),
+and the current C walk (``kernels_c.forest``: the rows that share a forest go down each
+tree together, a split on a feature they share decided once).
 
 Usage::
 

@@ -162,7 +162,9 @@ def _cmd_best(args: argparse.Namespace) -> int:
         print(f"probe at sparsity {args.probe:g}: {summary}")
     print(best_config(args.op, target=args.target, threads=args.threads, store=args.db,
                       **shape))
-    if args.op in ("spmm", "gemm", "conv2d"):
+    from .models._problem import SPARSE_OPS
+
+    if args.op in SPARSE_OPS:
         from .query import break_even
 
         found = break_even(args.op, target=args.target, threads=args.threads, store=args.db,

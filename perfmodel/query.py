@@ -31,7 +31,7 @@ import pandas as pd
 from ._paths import file_stamp, host_profile_path, model_path
 from .models._calibrate import _store_key, host_results, roofline_for
 from .models._probe import ShapeProbes
-from .models._problem import CANDIDATES, SHAPE_KEYS, normalize, params_dict
+from .models._problem import CANDIDATES, SHAPE_KEYS, SPARSE_OPS, normalize, params_dict
 from .models.roofline import family_of
 from .targets import list_targets, load_target
 
@@ -538,9 +538,9 @@ def break_even(op: str, *, target: str = "host", threads: int | None = None,
         A sparsity (fraction of zeros) in [0, 0.98]: 0.0 when sparse is ahead at every
         sparsity asked, None when it is behind at every one.
     """
-    if op not in ("spmm", "gemm", "conv2d"):
-        raise ValueError(f"break_even needs a prunable op; valid: ['spmm', 'gemm', "
-                         f"'conv2d'] (got {op!r})")
+    if op not in SPARSE_OPS:
+        raise ValueError(f"break_even needs a prunable op; valid: {list(SPARSE_OPS)} "
+                         f"(got {op!r})")
     from .models._evaluate import crossover
 
     shape = {k: v for k, v in shape.items() if k != "sparsity"}

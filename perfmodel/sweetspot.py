@@ -27,12 +27,11 @@ import numpy as np
 import pandas as pd
 
 from .models._calibrate import roofline_for
-from .models._problem import normalize
+from .models._problem import SPARSE_OPS, normalize
 from .models.roofline import _capacities, footprint
 
 __all__ = ["SweetSpot", "sweet_spot"]
 
-SPARSE_OPS = ("spmm", "gemm", "conv2d")
 
 
 @dataclass(frozen=True)

@@ -902,13 +902,13 @@ def section_sweet_spots(inputs: Inputs) -> Section:
 
 def _break_even(op: str, target: str, store: Any, shape: dict[str, int] | None,
                 threads: int | None) -> float | None:
-    """``perfmodel.break_even`` for a sweet-spot shape, None where it is unavailable."""
+    """``perfmodel.break_even`` for a sweet-spot shape (``threads``: the host's measured
+    variant's, None elsewhere), None where it is unavailable."""
     fn = api("perfmodel", "break_even")
     if fn is None or shape is None:
         return None
     try:
-        return fn(op, target=target, store=store, threads=threads if target == "host"
-                  else None, **shape)
+        return fn(op, target=target, store=store, threads=threads, **shape)
     except Exception:   # the sweet-spot table reports the model's own errors
         return None
 

@@ -19,6 +19,8 @@ SHAPE_KEYS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "qgemm": (("m", "n", "k"), {"bits": 8}),
 }
 OPS = tuple(SHAPE_KEYS)
+#: ops with a sparsity to prune to (sweet spots, break-even sparsities)
+SPARSE_OPS = ("spmm", "gemm", "conv2d")
 #: inclusive integer ranges of every shape key
 LIMITS: dict[str, tuple[int, int]] = {
     "m": (1, 1 << 20), "n": (1, 1 << 20), "k": (1, 1 << 20),

@@ -873,8 +873,8 @@ class LearnedModel(PerfModel):
 
         The numbers :meth:`predict_records` gives for the rows ``{**row, "params": set}``,
         with what does not depend on the parameters (the base features, the forest, the
-        extrapolation checks) done once per row: a query ranks a dozen configurations of
-        each candidate kernel."""
+        extrapolation checks) done once per row; :meth:`predict_records` is this with one
+        set per row."""
         check_is_fitted(self, "forests_")
         for row, configs in problems:
             if not isinstance(row, Mapping) or isinstance(configs, (str, Mapping)):

@@ -9,6 +9,7 @@ of FMAs against contiguous input; see kernels_c/cdef/conv.h for the layout.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -250,6 +251,95 @@ def direct_work(geo: ConvGeometry, level: str, nnz: float,
             "copy_vectors": copy / VECTOR_WIDTH[level]}
 
 
+#: x86 L1 data caches are indexed within a 4 KiB page: 64 sets of 64-byte lines, as many
+#: ways as the cache has 4 KiB (8 in Zen 3's 32 KiB, 12 in Golden Cove's 48 KiB)
+L1_SETS = 64
+LINE_BYTES = 64
+
+
+def input_set_overflow(geo: ConvGeometry, level: str, nnz: float,
+                       params: dict[str, Any] | None = None, l1_bytes: int = 32 * 1024
+                       ) -> float:
+    """Fraction of the input lines one register tile reads that its L1 set cannot hold.
+
+    For every input channel of its channel block and every kernel row and column, a
+    register tile reads nv vectors of the padded input at that weight's offset
+    (kernels_c/cdef/conv.h). Where the block's phase planes and shifted copies lie close
+    to a multiple of 4 KiB apart, their lines fall into the same few of the L1's sets,
+    and lines beyond the ways of their set evict each other while every output channel
+    of a task reuses the block: the kernel ran 1.2-1.4x slower on such layers until
+    :func:`_plane_stride` moved the planes apart (docs/conv.md). Returns sum over sets of
+    max(0, lines - ways) / lines for the first tile of the kernel's layout with ``params``
+    (missing: the defaults for this density) and a dense weight, on an L1 of ``l1_bytes``
+    (ways = l1_bytes / 4 KiB). 0.0 for layers that run spmm (``pointwise``).
+    """
+    if level not in IMPLEMENTED:
+        raise ValueError(f"unknown ISA path {level!r}; valid: {', '.join(IMPLEMENTED)}")
+    cg = geo.c // geo.groups
+    density = nnz / max(geo.o * cg * geo.r * geo.s, 1)
+    p = {**_blocking(geo, level, density), **_check_params(dict(params or {}), level)}
+    if p["pointwise"] and is_pointwise(geo):
+        return 0.0
+    layout = (geo, level, int(p["tile_vectors"]), min(int(p["c_block"]) or cg, cg),
+              int(p["align"]))
+    return _set_overflow(*layout, max(int(l1_bytes) // (L1_SETS * LINE_BYTES), 1),
+                         _plane_stride(*layout))
+
+
+#: the L1 the padded input's layout avoids set conflicts in: 8 ways (32 KiB: Zen 3, Skylake;
+#: Golden Cove's 48 KiB has 12, Zen 4's 32 KiB 8)
+_LAYOUT_WAYS = 8
+#: planes are moved apart by at most this many cache lines
+_MAX_PLANE_GAP_LINES = 16
+
+
+@functools.lru_cache(maxsize=4096)
+def _plane_stride(geo: ConvGeometry, level: str, nv: int, block: int, align: int) -> int:
+    """Floats from one phase plane of the padded input to the next (``plane_stride``):
+    hq wq plus the fewest whole cache lines (up to 16) after which the lines a register
+    tile reads overflow no set of an 8-way L1 (:func:`input_set_overflow`), else the
+    fewest with the least overflow. 32 x 32 planes 4 KiB apart put every line of a tile's
+    block into a quarter of the sets."""
+    hq, wq = _phase_dims(geo, VECTOR_WIDTH[level] if align else 1)
+    per_line = LINE_BYTES // 4
+    best, least = hq * wq, math.inf
+    for gap in range(_MAX_PLANE_GAP_LINES + 1):
+        stride = hq * wq + gap * per_line
+        overflow = _set_overflow(geo, level, nv, block, align, _LAYOUT_WAYS, stride)
+        if overflow < least:
+            best, least = stride, overflow
+        if least == 0.0:
+            break
+    return best
+
+
+@functools.lru_cache(maxsize=4096)
+def _set_overflow(geo: ConvGeometry, level: str, nv: int, block: int, align: int,
+                  ways: int, plane: int) -> float:
+    """:func:`input_set_overflow` of a layout with phase planes ``plane`` floats apart
+    (kept: a shape's sparsities share it)."""
+    vw, st = VECTOR_WIDTH[level], geo.stride
+    wq = _phase_dims(geo, vw if align else 1)[1]
+    rr, ss = np.divmod(np.arange(geo.r * geo.s), geo.s)
+    # the offsets SparseConv2d gives the weights of the block's channels
+    starts = (((np.arange(block)[:, None] * st + rr % st) * st + ss % st) * plane
+              + (rr // st) * wq).ravel()
+    if _n_shift(geo, align) > 1:     # column phase d reads shifted copy d
+        starts += np.tile((ss // st) * geo.c * st * st * plane, block)
+    else:
+        starts += np.tile(ss // st, block)
+    per_line = LINE_BYTES // 4
+    first = starts // per_line
+    count = (starts + nv * vw - 1) // per_line - first + 1
+    step = np.arange(int(count.max()))
+    lines = np.sort((first[:, None] + step)[step < count[:, None]])
+    distinct = np.ones(len(lines), dtype=bool)    # kernel rows of a plane overlap
+    np.not_equal(lines[1:], lines[:-1], out=distinct[1:])
+    lines = lines[distinct]
+    counts = np.bincount(lines % L1_SETS, minlength=L1_SETS)
+    return float(np.maximum(counts - ways, 0).sum() / len(lines))
+
+
 def _default_align(geo: ConvGeometry, level: str) -> int:
     """Align (round the plane width up to the vector width) unless it wastes > 15 %."""
     vw, (_, wq) = VECTOR_WIDTH[level], _phase_dims(geo)
@@ -407,7 +497,8 @@ class SparseConv2d:
         cb = full["c_block"] if 0 < full["c_block"] < cg else cg
         st, vw = geo.stride, VECTOR_WIDTH[level]
         self._hq, self._wq = _phase_dims(geo, vw if align else 1)
-        plane = self._hq * self._wq
+        plane = self._plane_stride = _plane_stride(geo, level, full["tile_vectors"], cb,
+                                                   int(align))
         self._n_shift = _n_shift(geo, align)
         self._copy_stride = geo.c * st * st * plane
         self._img_stride = self._n_shift * self._copy_stride
@@ -471,7 +562,7 @@ class SparseConv2d:
         a.n, a.c, a.h, a.w = n, geo.c, geo.h, geo.w
         a.o, a.r, a.s, a.ho, a.wo = geo.o, geo.r, geo.s, geo.ho, geo.wo
         a.stride, a.pad, a.groups = geo.stride, geo.padding, geo.groups
-        a.hq, a.wq = self._hq, self._wq
+        a.hq, a.wq, a.plane_stride = self._hq, self._wq, self._plane_stride
         a.img_stride, a.xpad_len, a.plane_alloc = self._img_stride, per_image, self._plane_alloc
         a.n_xpad = n_xpad
         a.copy_stride, a.n_shift = self._copy_stride, self._n_shift

@@ -11,8 +11,10 @@
  *   image:
  *   for stride St there are St*St phase planes per channel, plane (c, pr, ps) holding
  *   padded rows pr, pr+St, ... and columns ps, ps+St, ...; each plane is hq x wq with
- *   hq = ceil(Hp / St), wq >= ceil(Wp / St) (Hp = H + 2 pad); the buffer ends with zeroed
- *   slack so that full register tiles
+ *   hq = ceil(Hp / St), wq >= ceil(Wp / St) (Hp = H + 2 pad), and starts plane_stride
+ *   >= hq wq floats after the previous one (the zeroed gap keeps the planes a register
+ *   tile reads out of the same L1 sets: kernels_c/conv.py, _plane_stride); the buffer
+ *   ends with zeroed slack so that full register tiles
  *   never read past it. With n_shift = D > 1 an image holds D copies of its planes, copy d
  *   (at d * copy_stride) shifted left by d elements: copy_d[i] = copy_0[i + d]. With wq a
  *   multiple of the vector width and a 64-byte aligned xpad, a weight at kernel column s
@@ -20,8 +22,9 @@
  *   load is aligned instead of splitting cache lines (D = ceil(S / St), "align" parameter).
  *   Then input element xpad[c, St y + r, St x + s] of output (y, x) lies
  *   at  off(c, r, s) + y wq + x  with
- *       off(c, r, s) = ((c St + r % St) St + s % St) hq wq + (r / St) wq + s / St
- *   (D > 1: copy_stride (s / St) + ((c St + r % St) St + s % St) hq wq + (r / St) wq),
+ *       off(c, r, s) = ((c St + r % St) St + s % St) plane_stride + (r / St) wq + s / St
+ *   (D > 1: copy_stride (s / St) + ((c St + r % St) St + s % St) plane_stride
+ *   + (r / St) wq),
  *   so a run of consecutive outputs in the "flattened" index j = y wq + x reads a
  *   contiguous run of input for every weight: the inner loop broadcasts one weight and
  *   FMAs it against contiguous vectors (no gathers, no im2col). Columns x >= Wo of the
@@ -53,6 +56,7 @@ typedef struct {
     int64_t ho, wo;
     int stride, pad, groups;
     int64_t hq, wq;
+    int64_t plane_stride;
     int64_t img_stride;
     int64_t copy_stride;
     int n_shift;

@@ -124,11 +124,13 @@ KC_TARGET_AVX512 static void deinterleave2_avx512(const float *s, int64_t w, int
 static void pad_channel(const conv_direct_sparse_f32_args *a, float *xpad, int64_t n,
                         int64_t c) {
     const int64_t st = a->stride, pad = a->pad, h = a->h, w = a->w, hq = a->hq, wq = a->wq;
+    const int64_t pstride = a->plane_stride;
     const float *src = a->x + (n * a->c + c) * h * w;
-    float *base = xpad + c * st * st * hq * wq;
+    float *base = xpad + c * st * st * pstride;
     for (int64_t pr = 0; pr < st; ++pr)
         for (int64_t ps = 0; ps < st; ++ps) {
-            float *plane = base + (pr * st + ps) * hq * wq;
+            float *plane = base + (pr * st + ps) * pstride;
+            memset(plane + hq * wq, 0, (size_t)(pstride - hq * wq) * sizeof(float));
             /* columns j with 0 <= st j + ps - pad < w */
             int64_t j_lo = pad > ps ? (pad - ps + st - 1) / st : 0;
             int64_t j_hi = (w + pad - ps + st - 1) / st;
@@ -159,7 +161,7 @@ static void pad_channel(const conv_direct_sparse_f32_args *a, float *xpad, int64
     /* Shifted copies d = 1 .. n_shift-1 of this channel, copy_d[i] = copy_0[i + d], made
      * while the channel is hot in L1. The last d elements of a channel in copy d would come
      * from the next channel; only discarded outputs read them, so they are zeroed. */
-    const int64_t len = st * st * hq * wq;
+    const int64_t len = st * st * pstride;
     for (int64_t d = 1; d < a->n_shift && d < len; ++d) {
         memcpy(base + d * a->copy_stride, base + d, (size_t)(len - d) * sizeof(float));
         memset(base + d * a->copy_stride + len - d, 0, (size_t)d * sizeof(float));
@@ -222,7 +224,8 @@ int conv_direct_sparse_f32(void *args) {
 #else
     if (a->isa != KC_ISA_PORTABLE) return KC_ERR_ISA;
 #endif
-    if (a->plane_alloc % ((int64_t)a->tile_vectors * vw)) return KC_ERR_ARGS;
+    if (a->plane_alloc % ((int64_t)a->tile_vectors * vw) || a->plane_stride < a->hq * a->wq)
+        return KC_ERR_ARGS;
     const int64_t n_ob = (a->o + a->o_block - 1) / a->o_block;
     const int nt = a->threads > 0 ? a->threads : 1;
     const int per_thread = nt > 1 && a->n_xpad >= nt;

@@ -83,6 +83,11 @@ CASES = [
     (1, 3, 9, 13, 2, 7, 1, 3, 1),       # 7 shifted copies when aligned
     (1, 3, 9, 40, 4, 3, 2, 1, 1),       # stride 2, rows wider than one de-interleave step
     (2, 2, 6, 37, 3, 5, 2, 2, 1),       # stride 2, odd width, even padding
+    # planes moved apart (_plane_stride: 32 x 32 planes, 4 KiB apart, fill a quarter of
+    # the L1 sets) with a zeroed gap between them
+    (2, 24, 30, 30, 8, 3, 1, 1, 1),
+    (1, 12, 62, 62, 8, 3, 2, 1, 1),     # four 32 x 32 phase planes per channel
+    (1, 8, 27, 27, 8, 5, 1, 2, 1),      # and five shifted copies (aligned paths)
 ]
 
 
@@ -354,6 +359,65 @@ def test_direct_work_counts_computed_columns_tiles_and_copy():
         direct_work(small, "avx512", 10.0, {"tile_vectors": 0})
     with pytest.raises(ValueError, match="unknown conv parameter"):
         direct_work(small, "avx512", 10.0, {"tiles": 4})
+
+
+def test_planes_are_moved_apart_in_the_gap_cases(isa_path):
+    for _, c, h, w, o, k, stride, pad, g in CASES[-3:]:
+        conv = SparseConv2d(np.ones((o, c // g, k, k), np.float32), input_shape=(c, h, w),
+                            stride=stride, padding=pad, groups=g, isa=isa_path)
+        # unaligned 5 x 5 planes (portable) are 31 x 31: no two 4 KiB apart
+        assert conv._plane_stride > conv._hq * conv._wq or (isa_path, k) == ("portable", 5)
+
+
+@pytest.mark.parametrize("geometry, params", [
+    ((192, 30, 30, 48, 3, 3, 1, 1, 1), {}),            # 32 x 32 planes: 4 KiB apart
+    ((64, 27, 27, 192, 5, 5, 1, 2, 1), {}),            # five shifted copies
+    ((64, 62, 62, 64, 3, 3, 2, 1, 1), {}),             # four 32 x 32 phase planes each
+    ((32, 45, 45, 48, 3, 3, 1, 1, 1), {"c_block": 8}),
+    ((3, 40, 40, 16, 11, 11, 4, 2, 1), {"tile_vectors": 3}),
+    ((24, 13, 13, 32, 3, 3, 1, 1, 2), {"align": 0}),    # groups, unaligned
+    ((16, 9, 9, 8, 3, 3, 1, 1, 1), {"tile_vectors": 12, "c_block": 0}),  # tile > plane
+])
+def test_input_set_overflow_of_the_lines_the_kernels_offsets_read(isa_path, geometry, params):
+    from kernels_c.conv import (
+        L1_SETS,
+        LINE_BYTES,
+        VECTOR_WIDTH,
+        _set_overflow,
+        input_set_overflow,
+    )
+
+    c, h, w, o, r, s, stride, padding, groups = geometry
+    geo = ConvGeometry(*geometry)
+    weight = np.ones((o, c // groups, r, s), dtype=np.float32)
+    conv = SparseConv2d(weight, input_shape=(c, h, w), stride=stride, padding=padding,
+                        groups=groups, isa=isa_path, **params)
+    p = conv.params
+    # independent of input_set_overflow: the lines that output channel 0's nonzeros in
+    # its first channel block read (a dense weight reads every line any weight can)
+    tile = p["tile_vectors"] * VECTOR_WIDTH[isa_path]
+    offsets = conv._offs[conv._kptr[0, 0]:conv._kptr[0, 1]].astype(np.int64)
+    lines = np.unique(np.concatenate([np.arange(off * 4 // LINE_BYTES,
+                                                (off + tile - 1) * 4 // LINE_BYTES + 1)
+                                      for off in offsets]))
+    for l1_bytes in (32 * 1024, 48 * 1024, 1 << 20):
+        ways = l1_bytes // (L1_SETS * LINE_BYTES)
+        per_set = np.bincount(lines % L1_SETS, minlength=L1_SETS)
+        expected = np.maximum(per_set - ways, 0).sum() / len(lines)
+        got = input_set_overflow(geo, isa_path, float(weight.size), p, l1_bytes)
+        assert got == pytest.approx(expected, abs=1e-12)
+    assert input_set_overflow(geo, isa_path, float(weight.size), p, 1 << 20) == 0.0
+    if isa_path != "portable" and geometry[0] == 192:
+        # aligned 32 x 32 planes, 4 KiB apart: moved apart, they overflow no set any more
+        plane = conv._hq * conv._wq
+        assert plane == 1024 and conv._plane_stride > plane
+        assert _set_overflow(geo, isa_path, p["tile_vectors"], p["c_block"] or c, 1, 8,
+                             plane) > 0.5
+        assert input_set_overflow(geo, isa_path, float(weight.size), p) == 0.0
+    pointwise = ConvGeometry(64, 14, 14, 64, 1, 1, 1, 0, 1)
+    assert input_set_overflow(pointwise, isa_path, 100.0) == 0.0
+    with pytest.raises(ValueError, match="unknown ISA path"):
+        input_set_overflow(geo, "sse2", 10.0)
 
 
 # ---------------------------------------------------------------- bad input

@@ -282,8 +282,8 @@ def input_set_overflow(geo: ConvGeometry, level: str, nnz: float,
         return 0.0
     layout = (geo, level, int(p["tile_vectors"]), min(int(p["c_block"]) or cg, cg),
               int(p["align"]))
-    return _set_overflow(*layout, max(int(l1_bytes) // (L1_SETS * LINE_BYTES), 1),
-                         _plane_stride(*layout))
+    _, counts, lines = _layout(*layout)
+    return float(_overflow(counts, lines, max(int(l1_bytes) // (L1_SETS * LINE_BYTES), 1)))
 
 
 #: the L1 the padded input's layout avoids set conflicts in: 8 ways (32 KiB: Zen 3, Skylake;
@@ -293,51 +293,52 @@ _LAYOUT_WAYS = 8
 _MAX_PLANE_GAP_LINES = 16
 
 
-@functools.lru_cache(maxsize=4096)
 def _plane_stride(geo: ConvGeometry, level: str, nv: int, block: int, align: int) -> int:
     """Floats from one phase plane of the padded input to the next (``plane_stride``):
     hq wq plus the fewest whole cache lines (up to 16) after which the lines a register
     tile reads overflow no set of an 8-way L1 (:func:`input_set_overflow`), else the
     fewest with the least overflow. 32 x 32 planes 4 KiB apart put every line of a tile's
     block into a quarter of the sets."""
-    hq, wq = _phase_dims(geo, VECTOR_WIDTH[level] if align else 1)
-    per_line = LINE_BYTES // 4
-    best, least = hq * wq, math.inf
-    for gap in range(_MAX_PLANE_GAP_LINES + 1):
-        stride = hq * wq + gap * per_line
-        overflow = _set_overflow(geo, level, nv, block, align, _LAYOUT_WAYS, stride)
-        if overflow < least:
-            best, least = stride, overflow
-        if least == 0.0:
-            break
-    return best
+    return _layout(geo, level, nv, block, align)[0]
 
 
 @functools.lru_cache(maxsize=4096)
-def _set_overflow(geo: ConvGeometry, level: str, nv: int, block: int, align: int,
-                  ways: int, plane: int) -> float:
-    """:func:`input_set_overflow` of a layout with phase planes ``plane`` floats apart
-    (kept: a shape's sparsities share it)."""
-    vw, st = VECTOR_WIDTH[level], geo.stride
-    wq = _phase_dims(geo, vw if align else 1)[1]
-    rr, ss = np.divmod(np.arange(geo.r * geo.s), geo.s)
-    # the offsets SparseConv2d gives the weights of the block's channels
-    starts = (((np.arange(block)[:, None] * st + rr % st) * st + ss % st) * plane
-              + (rr // st) * wq).ravel()
-    if _n_shift(geo, align) > 1:     # column phase d reads shifted copy d
-        starts += np.tile((ss // st) * geo.c * st * st * plane, block)
-    else:
-        starts += np.tile(ss // st, block)
-    per_line = LINE_BYTES // 4
-    first = starts // per_line
-    count = (starts + nv * vw - 1) // per_line - first + 1
-    step = np.arange(int(count.max()))
-    lines = np.sort((first[:, None] + step)[step < count[:, None]])
-    distinct = np.ones(len(lines), dtype=bool)    # kernel rows of a plane overlap
-    np.not_equal(lines[1:], lines[:-1], out=distinct[1:])
-    lines = lines[distinct]
-    counts = np.bincount(lines % L1_SETS, minlength=L1_SETS)
-    return float(np.maximum(counts - ways, 0).sum() / len(lines))
+def _layout(geo: ConvGeometry, level: str, nv: int, block: int, align: int
+            ) -> tuple[int, np.ndarray, int]:
+    """:func:`_plane_stride` and the lines of a register tile's block per L1 set and in
+    all with it (kept: a shape's sparsities share it; read-only)."""
+    hq, wq = _phase_dims(geo, VECTOR_WIDTH[level] if align else 1)
+    strides = hq * wq + (LINE_BYTES // 4) * np.arange(_MAX_PLANE_GAP_LINES + 1)
+    counts, lines = _lines_per_set(geo, level, nv, block, align, strides, _LAYOUT_WAYS)
+    best = int(np.argmin(_overflow(counts, lines, _LAYOUT_WAYS)))   # first: fewest lines
+    return int(strides[best]), counts[best], int(lines[best])
+
+
+def _overflow(counts: np.ndarray, lines: Any, ways: int) -> Any:
+    """Share of the lines beyond ``ways`` in their set (``counts``: lines per set, last
+    axis)."""
+    return np.maximum(counts - ways, 0).sum(axis=-1) / np.maximum(lines, 1)
+
+
+def _lines_per_set(geo: ConvGeometry, level: str, nv: int, block: int, align: int,
+                   planes: Any, stop_ways: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct input lines one register tile's block reads, per L1 set ((len, 64)) and
+    in all, for each distance of the phase planes in ``planes`` (floats, each at least
+    hq wq) in turn, up to the first whose sets all hold at most ``stop_ways`` lines
+    (default: every one). Every weight of the block's channels reads nv vectors at the
+    offset SparseConv2d gives it; counted in C (``conv_block_lines``, conv.h)."""
+    vw = VECTOR_WIDTH[level]
+    planes = np.ascontiguousarray(np.atleast_1d(planes), dtype=np.int64)
+    counts = np.empty((len(planes), L1_SETS), dtype=np.int64)
+    lines = np.empty(len(planes), dtype=np.int64)
+    module = load("conv")
+    ffi = module.ffi
+    done = module.lib.conv_block_lines(
+        block, geo.c, geo.r, geo.s, geo.stride, _phase_dims(geo, vw if align else 1)[1],
+        _n_shift(geo, align), ffi.from_buffer("int64_t[]", planes), len(planes), nv * vw,
+        LINE_BYTES // 4, L1_SETS, stop_ways, ffi.from_buffer("int64_t[]", counts),
+        ffi.from_buffer("int64_t[]", lines))
+    return counts[:done], lines[:done]
 
 
 def _default_align(geo: ConvGeometry, level: str) -> int:

@@ -98,3 +98,13 @@ int conv_direct_sparse_f32(void *args);
 int conv_im2col_blas_f32(void *args);
 int conv_f32_ref(void *args);
 int conv_max_tile_vectors(int isa);
+/* The distinct cache lines one register tile of read_floats floats reads from the input of
+ * a block of `block` channels (of c; kernel r x s, stride st, plane width wq, n_shift
+ * shifted copies: the layout above), per set (counts[k * sets + line % sets]) and in all
+ * (lines[k]), for phase planes plane_strides[k] >= hq wq floats apart, k = 0, 1, ... up
+ * to the first that leaves no set with more than `ways` lines; returns how many were
+ * counted. kernels_c/conv.py (input_set_overflow, the plane stride) uses it. */
+int64_t conv_block_lines(int64_t block, int64_t c, int64_t r, int64_t s, int64_t st,
+                         int64_t wq, int64_t n_shift, const int64_t *plane_strides,
+                         int64_t n_strides, int64_t read_floats, int64_t line_floats,
+                         int64_t sets, int64_t ways, int64_t *counts, int64_t *lines);

@@ -1,6 +1,7 @@
 /* 2-D convolution, fp32: direct sparse (AVX-512F / AVX2+FMA / portable) and im2col + BLAS.
  * Layouts, the phase-split padded input and the offset formula are documented in
  * cdef/conv.h. */
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -364,4 +365,45 @@ int conv_f32_ref(void *args) {
                 }
         }
     return KC_OK;
+}
+
+int64_t conv_block_lines(int64_t block, int64_t c, int64_t r, int64_t s, int64_t st,
+                         int64_t wq, int64_t n_shift, const int64_t *plane_strides,
+                         int64_t n_strides, int64_t read_floats, int64_t line_floats,
+                         int64_t sets, int64_t ways, int64_t *counts, int64_t *lines) {
+    if (block < 1 || r < 1 || s < 1 || st < 1 || read_floats < 1 || line_floats < 1 ||
+        sets < 1)
+        return 0;
+    const int64_t copies = n_shift > 1 ? n_shift : 1;
+    for (int64_t k = 0; k < n_strides; ++k) {
+        const int64_t pstride = plane_strides[k];
+        int64_t *count = counts + k * sets;
+        memset(count, 0, (size_t)sets * sizeof(int64_t));
+        int64_t total = 0, counted = -1, over = 0;   /* lines up to `counted` are counted */
+        /* the offsets SparseConv2d gives a channel block's weights, in increasing order:
+         * plane (copy d, channel, row phase, column phase), then place in the plane */
+        for (int64_t d = 0; d < copies; ++d)
+            for (int64_t ch = 0; ch < block; ++ch)
+                for (int64_t pr = 0; pr < st; ++pr)
+                    for (int64_t ps = 0; ps < st; ++ps) {
+                        const int64_t plane = (d * c * st + ch * st + pr) * st + ps;
+                        for (int64_t i = 0; pr + st * i < r; ++i)
+                            for (int64_t j = 0; ps + st * j < s; ++j) {
+                                if (copies > 1 && j != d) continue;   /* copy d: j = d */
+                                const int64_t start =
+                                    plane * pstride + i * wq + (copies > 1 ? 0 : j);
+                                const int64_t last = (start + read_floats - 1) / line_floats;
+                                for (int64_t l = KC_MAX(start / line_floats, counted + 1);
+                                     l <= last; ++l) {
+                                    count[l % sets] += 1;
+                                    ++total;
+                                }
+                                counted = KC_MAX(counted, last);
+                            }
+                    }
+        lines[k] = total;
+        for (int64_t j = 0; j < sets; ++j) over += count[j] > ways;
+        if (!over) return k + 1;
+    }
+    return n_strides;
 }

@@ -383,7 +383,8 @@ def test_input_set_overflow_of_the_lines_the_kernels_offsets_read(isa_path, geom
         L1_SETS,
         LINE_BYTES,
         VECTOR_WIDTH,
-        _set_overflow,
+        _lines_per_set,
+        _overflow,
         input_set_overflow,
     )
 
@@ -411,8 +412,8 @@ def test_input_set_overflow_of_the_lines_the_kernels_offsets_read(isa_path, geom
         # aligned 32 x 32 planes, 4 KiB apart: moved apart, they overflow no set any more
         plane = conv._hq * conv._wq
         assert plane == 1024 and conv._plane_stride > plane
-        assert _set_overflow(geo, isa_path, p["tile_vectors"], p["c_block"] or c, 1, 8,
-                             plane) > 0.5
+        before = _lines_per_set(geo, isa_path, p["tile_vectors"], p["c_block"] or c, 1, plane)
+        assert _overflow(*before, 8)[0] > 0.5
         assert input_set_overflow(geo, isa_path, float(weight.size), p) == 0.0
     pointwise = ConvGeometry(64, 14, 14, 64, 1, 1, 1, 0, 1)
     assert input_set_overflow(pointwise, isa_path, 100.0) == 0.0

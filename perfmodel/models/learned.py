@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kernels_c.conv import VECTOR_WIDTH, ConvGeometry, direct_work, is_pointwise
+from kernels_c.conv import (
+    VECTOR_WIDTH,
+    ConvGeometry,
+    direct_work,
+    input_set_overflow,
+    is_pointwise,
+)
 
 from ._problem import from_row, params_dict
 from .base import PerfModel, check_is_fitted, ok_rows
@@ -42,7 +48,7 @@ FORMAT_VERSION = 3
 #: format versions :meth:`LearnedModel.load` reads: 2 wrote the node arrays as JSON lists,
 #: whose parsing was ~0.15 s of every command's first query (85k nodes); 3 as base64 bytes
 READABLE_FORMAT_VERSIONS = (2, 3)
-FEATURE_SCHEMA_VERSION = 6
+FEATURE_SCHEMA_VERSION = 7
 #: features every model has, in order (kernel and parameter columns follow, per file)
 BASE_FEATURES: tuple[str, ...] = (
     "is_conv", "is_qgemm", "n_is_one", "log2_m", "log2_n", "log2_k", "density", "log2_nnz",
@@ -54,7 +60,7 @@ BASE_FEATURES: tuple[str, ...] = (
     "ws_log2_over_l2", "ws_log2_over_llc", "cache_cold",
     "conv_log2_c", "conv_log2_o", "conv_log2_pq", "n_vector_tail",
     "block_log2_rows", "block_log2_cols", "dense_b_log2_over_l2", "out_log2_over_l2",
-    "log10_ops", "log10_footprint",
+    "log10_ops", "log10_footprint", "conv_l1_set_overflow",
 )
 #: problem features checked for extrapolation: base features only (the same for every
 #: parameter set of a problem, which predict_configs checks once)
@@ -184,9 +190,10 @@ class _Featurizer:
         isa = self._roof._target(None).isa
         return {16: "avx512", 8: "avx2", 4: "portable"}.get(_fp32_lanes(isa))
 
-    def _direct_units(self, p: Mapping[str, Any], rec: Mapping[str, Any]) -> list[float] | None:
-        """Units of direct-convolution work of a row (the whole batch, per thread), None for
-        a pointwise layer (spmm) or a target without SIMD lanes."""
+    def _direct_geometry(self, p: Mapping[str, Any], rec: Mapping[str, Any]
+                         ) -> tuple[ConvGeometry, str] | None:
+        """A direct convolution row's geometry and the kernels_c path of the target's
+        vector width; None for a pointwise layer (spmm) or a target without SIMD lanes."""
         level = self._direct_level()
         groups = _num(rec, "groups", 1.0)
         if level is None or not math.isfinite(groups):
@@ -194,30 +201,37 @@ class _Featurizer:
         geo = ConvGeometry(c=int(p["c"]), h=int(p["h"]), w=int(p["w"]), o=int(p["o"]),
                            r=int(p["r"]), s=int(p["s"]), stride=int(p["stride"]),
                            padding=int(p["padding"]), groups=max(int(groups), 1))
-        if is_pointwise(geo):
+        return None if is_pointwise(geo) else (geo, level)
+
+    def _direct_units(self, p: Mapping[str, Any], rec: Mapping[str, Any]) -> list[float] | None:
+        """Units of direct-convolution work of a row (the whole batch, per thread), None for
+        a pointwise layer (spmm) or a target without SIMD lanes."""
+        direct = self._direct_geometry(p, rec)
+        if direct is None:
             return None
         threads = max(int(_num(rec, "threads", 1.0)), 1)
-        work = direct_work(geo, level, float(p["nnz"]))
+        work = direct_work(*direct, float(p["nnz"]))
         return [work[u] * p["batch"] / threads for u in _DIRECT_UNITS]
 
     def _machine(self, threads: int | None
-                 ) -> tuple[list[float], tuple[float, float], str]:
+                 ) -> tuple[list[float], tuple[float, float, float], str]:
         """The target's features (log10 fp32 and int8 peaks, main-memory bandwidth, log2
-        of the largest cache), its (L2 per core, last-level cache) bytes (1 MiB / 32 MiB
-        if unknown) and the name of its main-memory level, per thread count (kept: every
-        row of a query asks)."""
+        of the largest cache), its (L2 per core, last-level cache, L1 per core) bytes
+        (2 MiB / 32 MiB / 32 KiB if unknown) and the name of its main-memory level, per
+        thread count (kept: every row of a query asks)."""
         memo = self._machines
         if threads not in memo:
             t = self._roof._target(threads)
             named = {lv.name: lv.size_bytes for lv in t.memory if lv.size is not None}
-            l2 = named.get("L2", 2.0**21) / (max(t.cores.value, 1.0) if t.device == "cpu"
-                                              else 1)
+            per_core = max(t.cores.value, 1.0) if t.device == "cpu" else 1
+            l2 = named.get("L2", 2.0**21) / per_core
+            l1 = named.get("L1", 2.0**15 * per_core) / per_core
             llc = max(named.values()) if named else 2.0**25
             memo[threads] = (
                 [math.log10(t.peak("fp32").value), math.log10(t.peak("int8").value),
                  math.log10(t.main_memory().bandwidth.value),
                  math.log2(max(named.values())) if named else 0.0],
-                (max(l2, 1.0), max(llc, 1.0)), t.main_memory().name)
+                (max(l2, 1.0), max(llc, 1.0), max(l1, 1.0)), t.main_memory().name)
         return memo[threads]
 
     def row(self, rec: Mapping[str, Any]) -> tuple[np.ndarray, float]:
@@ -297,6 +311,11 @@ class _Featurizer:
               math.log2(4.0 * p["m"] * p["n"] / sizes[0]),
               # absolute size: tiny calls are dominated by their fixed cost
               math.log10(max(ops, 1.0)), math.log10(ws)]
+        # the direct convolution's input planes that share L1 sets: the kernel ran 20-30 %
+        # slower than predicted on the layers where most of them did (docs/models.md)
+        direct = self._direct_geometry(p, rec) if fam == "sparse_conv" else None
+        x.append(input_set_overflow(*direct, float(p["nnz"]), l1_bytes=int(sizes[2]))
+                 if direct is not None else 0.0)
         x += [float(kernel == k) for k in self.kernels]
         # the regression target is log(time / reference) with a reference that is smooth in
         # the problem dimensions: the roofline over compute and main memory only. The

@@ -430,6 +430,34 @@ def test_direct_conv_reference_is_its_calibrated_work(data, tmp_path):
     assert per_fma[0] > 1.5 * per_fma[1]
 
 
+@pytest.mark.parametrize("target, l1_bytes", [("xeon-8470", 48 * 1024),
+                                              ("xeon-e5-2697v4", 32 * 1024)])
+def test_direct_conv_l1_set_overflow_feature(data, target, l1_bytes):
+    """The direct convolution's rows carry how much of a register tile's input block
+    overflows the target's L1 sets (kernels_c.conv.input_set_overflow, the target's L1 per
+    core, its vector width); every other row 0."""
+    from kernels_c.conv import ConvGeometry, input_set_overflow
+    from perfmodel.models.learned import BASE_FEATURES, _Featurizer
+
+    f = _Featurizer(["conv_direct_sparse_f32", "conv_im2col_blas_f32"], [], target=target)
+    assert f._machine(1)[1][2] == l1_bytes
+    level = f._direct_level()
+    column = BASE_FEATURES.index("conv_l1_set_overflow")
+    conv = _direct_conv_rows(data.iloc[0].to_dict(), {"fma_slots": 1e-9},
+                             [(192, 30, 48, 3, 1), (64, 62, 64, 3, 2), (64, 1, 64, 1, 1)])
+    seen = []
+    for rec in conv.to_dict("records"):
+        geo = ConvGeometry(rec["c"], rec["h"], rec["w"], rec["o"], rec["r"], rec["s"],
+                           rec["stride"], rec["padding"], 1)
+        expected = (0.0 if rec["r"] == 1 else
+                    input_set_overflow(geo, level, rec["nnz"], l1_bytes=l1_bytes))
+        assert f.base(rec)[0][column] == expected
+        assert f.base({**rec, "kernel": "conv_im2col_blas_f32"})[0][column] == 0.0
+        seen.append(expected)
+    assert f.base(data.iloc[0].to_dict())[0][column] == 0.0
+    assert len(set(seen)) > 1   # not the same value everywhere
+
+
 def test_im2col_conv_reference_is_its_sgemm_calls(data):
     """A 3 x 3 im2col convolution is referred to the predicted time of its sgemm calls;
     its own model learns what the im2col copy adds (here 25 %)."""

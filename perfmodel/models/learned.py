@@ -296,14 +296,12 @@ class _Featurizer:
              math.log2(ops / max(float(len(t_mem)), 1.0) / max(t_m, 1e-30) / 1e9
                        if t_m > 0 else 1.0)]
         ws = max(footprint(fam, p), 1.0)
-        lanes = _fp32_lanes(self._roof._target(threads).isa)
         x += [math.log2(ws / sizes[0]), math.log2(ws / sizes[1]),
               float(str(rec.get("cache") or "warm") == "cold"),
               math.log2(p["c"]) if is_conv else 0.0, math.log2(p["o"]) if is_conv else 0.0,
               math.log2(p["p"] * p["q"]) if is_conv else 0.0,
-              # columns left over after the target's whole vectors (masked tail work):
-              # OpenBLAS's sgemm ran N = 8 at 51 GFLOP/s and N = 7 or 9 at 27-44 on AVX2
-              float(p["n"] % lanes) / lanes,
+              # columns left over after whole 16-lane vectors (masked tail work)
+              float(p["n"] % 16) / 16.0,
               # block sparsity: rows of a block share column indices (reuse of B rows),
               # columns of a block are contiguous (B rows read back to back)
               *_block_dims(pattern),

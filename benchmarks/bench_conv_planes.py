@@ -61,9 +61,7 @@ def main(rounds: int) -> None:
                     kc._plane_stride = chosen
             plans = [conv.plan(x) for conv in arms]
             np.testing.assert_allclose(plans[0].run(), plans[1].run(), rtol=1e-5, atol=1e-4)
-            geo = arms[1].geometry
-            p = arms[1].params
-            layout = (geo, arms[1].isa, p["tile_vectors"], min(p["c_block"] or c, c), p["align"])
+            layout = kc.tile_layout(arms[1].geometry, arms[1].isa, arms[1].params)
             overflow = kc._overflow(*kc._lines_per_set(
                 *layout, [conv._plane_stride for conv in arms]), 8)
             cases.append((f"{c}x{h}x{w} -> {o}, {r}x{s} /{stride}", sparsity,

@@ -29,14 +29,12 @@ def changed_points(spec):
         d = p.problem.dims
         geo = kc.ConvGeometry(d["c"], d["h"], d["w"], d["o"], d["r"], d["s"], d["stride"],
                               d["padding"], d["groups"])
-        cg = geo.c // geo.groups
         full = {**kc.default_params(geo, level, 1 - p.problem.sparsity), **dict(p.params)}
         if full["pointwise"] and kc.is_pointwise(geo):
             continue
-        align = int(full["align"] and level != "portable")
-        block = full["c_block"] if 0 < full["c_block"] < cg else cg
-        hq, wq = kc._phase_dims(geo, kc.VECTOR_WIDTH[level] if align else 1)
-        if kc._plane_stride(geo, level, full["tile_vectors"], block, align) != hq * wq:
+        layout = kc.tile_layout(geo, level, full)
+        hq, wq = kc._phase_dims(geo, kc.VECTOR_WIDTH[level] if layout[4] else 1)
+        if kc._plane_stride(*layout) != hq * wq:
             changed.append(p)
     shapes = {(tuple(sorted(p.problem.dims.items())), p.threads, p.cache) for p in changed}
     dense = [p for p in spec.points if p.kernel == "conv_im2col_blas_f32"

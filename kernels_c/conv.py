@@ -275,15 +275,33 @@ def input_set_overflow(geo: ConvGeometry, level: str, nnz: float,
     """
     if level not in IMPLEMENTED:
         raise ValueError(f"unknown ISA path {level!r}; valid: {', '.join(IMPLEMENTED)}")
-    cg = geo.c // geo.groups
-    density = nnz / max(geo.o * cg * geo.r * geo.s, 1)
+    geo = _checked(geo)
+    density = nnz / max(geo.o * (geo.c // geo.groups) * geo.r * geo.s, 1)
     p = {**_blocking(geo, level, density), **_check_params(dict(params or {}), level)}
     if p["pointwise"] and is_pointwise(geo):
         return 0.0
-    layout = (geo, level, int(p["tile_vectors"]), min(int(p["c_block"]) or cg, cg),
-              int(p["align"]))
-    _, counts, lines = _layout(*layout)
+    _, counts, lines = _layout(*tile_layout(geo, level, p))
     return float(_overflow(counts, lines, max(int(l1_bytes) // (L1_SETS * LINE_BYTES), 1)))
+
+
+def tile_layout(geo: ConvGeometry, level: str, params: dict[str, Any]
+                ) -> tuple[ConvGeometry, str, int, int, int]:
+    """What decides where a register tile of the direct kernel reads its input, for
+    complete blocking ``params`` (:func:`default_params` merged with the caller's):
+    (geo, level, tile_vectors, input channels per block, align), align being 0 on the
+    portable path whatever ``params`` says. :func:`_plane_stride` takes it."""
+    cg = geo.c // geo.groups
+    return (geo, level, int(params["tile_vectors"]), min(int(params["c_block"]) or cg, cg),
+            int(bool(params["align"]) and level != "portable"))
+
+
+def _checked(geo: ConvGeometry) -> ConvGeometry:
+    """``geo`` after the checks SparseConv2d makes of a layer (ValueError / TypeError)."""
+    for name in ("o", "r", "s"):
+        _check_int(getattr(geo, name), name, 1)
+    return _geometry((geo.c, geo.h, geo.w), geo.o, _check_int(geo.c, "c", 1)
+                     // _check_int(geo.groups, "groups", 1), geo.r, geo.s, geo.stride,
+                     geo.padding, geo.groups)
 
 
 #: the L1 the padded input's layout avoids set conflicts in: 8 ways (32 KiB: Zen 3, Skylake;
@@ -495,11 +513,11 @@ class SparseConv2d:
         self.csr = csr
         if full["pointwise"]:
             return  # the spmm plan made per call is all that path needs (_plan_pointwise)
-        cb = full["c_block"] if 0 < full["c_block"] < cg else cg
+        layout = tile_layout(geo, level, full)
+        _, _, _, cb, _ = layout
         st, vw = geo.stride, VECTOR_WIDTH[level]
         self._hq, self._wq = _phase_dims(geo, vw if align else 1)
-        plane = self._plane_stride = _plane_stride(geo, level, full["tile_vectors"], cb,
-                                                   int(align))
+        plane = self._plane_stride = _plane_stride(*layout)
         self._n_shift = _n_shift(geo, align)
         self._copy_stride = geo.c * st * st * plane
         self._img_stride = self._n_shift * self._copy_stride

@@ -33,7 +33,6 @@ from .models.roofline import _capacities, footprint
 __all__ = ["SweetSpot", "sweet_spot"]
 
 
-
 @dataclass(frozen=True)
 class SweetSpot:
     """Sweet spot of one layer on one target.

@@ -203,10 +203,12 @@ class _Featurizer:
                            padding=int(p["padding"]), groups=max(int(groups), 1))
         return None if is_pointwise(geo) else (geo, level)
 
-    def _direct_units(self, p: Mapping[str, Any], rec: Mapping[str, Any]) -> list[float] | None:
+    def _direct_units(self, p: Mapping[str, Any], rec: Mapping[str, Any],
+                      direct: tuple[ConvGeometry, str] | None = None) -> list[float] | None:
         """Units of direct-convolution work of a row (the whole batch, per thread), None for
-        a pointwise layer (spmm) or a target without SIMD lanes."""
-        direct = self._direct_geometry(p, rec)
+        a pointwise layer (spmm) or a target without SIMD lanes (``direct``: the row's
+        :meth:`_direct_geometry`, when the caller has it)."""
+        direct = direct or self._direct_geometry(p, rec)
         if direct is None:
             return None
         threads = max(int(_num(rec, "threads", 1.0)), 1)
@@ -339,7 +341,7 @@ class _Featurizer:
             # three (kernels_c.conv.direct_work) follows its time within 4-16 % on
             # held-out layers, where nonzeros x pixels alone left 7 x 7 planes 1.5x slower
             # per FMA than larger ones (docs/models.md). Pointwise layers run spmm.
-            units = self._direct_units(p, rec)
+            units = self._direct_units(p, rec, direct)
             if units is None:
                 lanes = _fp32_lanes(target.isa)
                 pixels = p["n"] / max(p["batch"], 1)

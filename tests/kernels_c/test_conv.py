@@ -428,6 +428,13 @@ def test_input_set_overflow_of_the_lines_the_kernels_offsets_read(isa_path, geom
     assert input_set_overflow(pointwise, isa_path, 100.0) == 0.0
     with pytest.raises(ValueError, match="unknown ISA path"):
         input_set_overflow(geo, "sse2", 10.0)
+    # a layer SparseConv2d would refuse is refused before any C code runs
+    with pytest.raises(ValueError, match="empty output"):
+        input_set_overflow(ConvGeometry(8, 3, 3, 8, 5, 5, 1, 0, 1), isa_path, 10.0)
+    with pytest.raises(ValueError, match="o must be >= 1"):
+        input_set_overflow(ConvGeometry(8, 9, 9, 0, 3, 3, 1, 1, 1), isa_path, 10.0)
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        input_set_overflow(ConvGeometry(8, 9, 9, 6, 3, 3, 1, 1, 3), isa_path, 10.0)
 
 
 # ---------------------------------------------------------------- bad input

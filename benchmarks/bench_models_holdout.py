@@ -30,7 +30,7 @@ def main(store: str, query: str, train_on_query: bool = False) -> None:
     home = Path(store).resolve().parent
     if "PERFMODEL_HOME" not in os.environ and (home / "host.json").exists():
         os.environ["PERFMODEL_HOME"] = str(home)
-    from perfmodel.models._evaluate import _context_id, _dense_mask, _shape_id, metrics
+    from perfmodel.models._evaluate import _context_id, _dense_mask, held_out_groups, metrics
     from perfmodel.models.base import ok_rows
     from perfmodel.models.learned import LearnedModel
     from perfmodel.store import load_results
@@ -38,7 +38,7 @@ def main(store: str, query: str, train_on_query: bool = False) -> None:
     rows = ok_rows(load_results(store))
     if train_on_query:
         rows = rows.query(query).reset_index(drop=True)
-    shape = _shape_id(rows)
+    shape = held_out_groups(rows)
     pred = np.full(len(rows), np.nan)
     for held_out in sorted(set(shape[rows.query(query).index])):
         test = (shape == held_out).to_numpy()

@@ -22,7 +22,8 @@ metrics are computed on the full table of out-of-fold predictions:
   speedup that moves the measured crossover by 0.05 (what the ±0.05 target allows there;
   a few percent where sparse and dense stay close over a wide range of sparsities).
 
-Splits: ``random`` (5-fold over rows), ``leave-shape-out`` (groups = shapes),
+Splits: ``random`` (5-fold over rows), ``leave-shape-out`` (groups = shapes, each joined
+with the rows that are the same problem in another form: :func:`held_out_groups`),
 ``leave-sparsity-out`` (groups = sparsity levels of the sparse rows; dense baselines, which
 carry no sparsity, are spread over the folds at random). ``n_folds=0`` gives every group a
 fold of its own (leave-one-shape-out: each shape predicted by a model fitted on all the
@@ -58,6 +59,59 @@ def _shape_id(rows: pd.DataFrame) -> pd.Series:
                      index=rows.index, dtype=object)
 
 
+def _gemm_problem(rec: dict[str, Any]) -> tuple[int, int, int] | None:
+    """The (M, N, K) of the matrix product a row is, or whose GEMM view (im2col, the
+    pointwise spmm) a convolution row is computed or predicted through; None if incomplete."""
+    def num(key: str, default: float = math.nan) -> float:
+        v = rec.get(key, default)
+        return float(v) if v is not None and pd.notna(v) else default
+
+    if rec.get("op") != "conv2d":
+        dims = (num("m"), num("n"), num("k"))
+    else:
+        c, h, w, o = (num(key) for key in ("c", "h", "w", "o"))
+        r, s, stride, pad, groups = (num(key, d) for key, d in (
+            ("r", 1.0), ("s", 1.0), ("stride", 1.0), ("padding", 0.0), ("groups", 1.0)))
+        stride, groups = max(stride, 1.0), max(groups, 1.0)
+        dims = (o // groups, ((h + 2 * pad - r) // stride + 1) * ((w + 2 * pad - s) // stride + 1),
+                c // groups * r * s)
+    return tuple(int(v) for v in dims) if all(math.isfinite(v) and v > 0 for v in dims) \
+        else None
+
+
+def held_out_groups(rows: pd.DataFrame) -> pd.Series:
+    """The leave-shape-out group of every row: its shape, joined with every row that is the
+    same problem in another form: the same named layer (``layer``), or the same matrix
+    product (a GEMM shape, a quantized GEMM of it, a convolution whose im2col or pointwise
+    view it is). The standard sweep measures ResNet-50's layers both as convolutions and
+    as GEMMs; grouped by shape alone, a held-out 1 x 1 layer had its spmm twin's rows, the
+    same calls, in the training set (docs/models.md)."""
+    shape = _shape_id(rows)
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        root = parent.setdefault(key, key)
+        while root != parent[root]:
+            parent[root] = parent[parent[root]]
+            root = parent[root]
+        return root
+
+    cols = [c for c in (*_SHAPE_COLS, "groups", "layer") if c in rows.columns]
+    for rec, sid in zip(rows[cols].to_dict("records"), shape, strict=True):
+        links = []
+        layer = rec.get("layer")
+        if isinstance(layer, str) and layer:
+            links.append(f"layer {layer}")
+        gemm = _gemm_problem(rec)
+        if gemm is not None:
+            links.append("gemm {} {} {}".format(*gemm))
+        for link in links:
+            a, b = find(sid), find(link)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return pd.Series([find(sid) for sid in shape], index=rows.index, dtype=object)
+
+
 def _dense_mask(rows: pd.DataFrame) -> np.ndarray:
     return np.array([family_of(str(k), str(o)) in ("gemm", "im2col_conv")
                      for k, o in zip(rows["kernel"], rows["op"], strict=True)])
@@ -72,7 +126,7 @@ def _groups(rows: pd.DataFrame, split: str, n_folds: int, seed: int) -> np.ndarr
     if split == "random":
         return rng.permutation(len(rows)) % n_folds
     if split == "leave-shape-out":
-        keys = _shape_id(rows)
+        keys = held_out_groups(rows)
     elif split == "leave-sparsity-out":
         keys = pd.Series([f"{v:.4f}" for v in rows["sparsity"]], index=rows.index)
     else:

@@ -608,11 +608,11 @@ def test_evaluate_held_out(data):
 
 
 def test_one_fold_per_group(data):
-    """n_folds=0: every shape (every sparsity level) is a fold of its own."""
-    from perfmodel.models._evaluate import _groups, _shape_id, out_of_fold
+    """n_folds=0: every shape group (every sparsity level) is a fold of its own."""
+    from perfmodel.models._evaluate import _groups, held_out_groups, out_of_fold
 
     folds = _groups(data, "leave-shape-out", 0, seed=0)
-    shapes = _shape_id(data).to_numpy()
+    shapes = held_out_groups(data).to_numpy()
     assert len(set(folds.tolist())) == len(set(shapes))
     for f in set(folds.tolist()):
         assert len(set(shapes[folds == f])) == 1
@@ -626,6 +626,36 @@ def test_one_fold_per_group(data):
             _groups(data, "leave-shape-out", bad, seed=0)
     with pytest.raises(ValueError, match="grouped split"):
         _groups(data, "random", 0, seed=0)
+
+
+def test_held_out_groups_join_one_problem_in_its_forms():
+    """A 1 x 1 layer and its spmm twin, an im2col layer and its GEMM view, a quantized GEMM
+    of a GEMM shape and two rows of one named layer are held out together; other shapes
+    stay apart, and missing dimensions group by shape alone."""
+    from perfmodel.models._evaluate import _groups, held_out_groups
+
+    nan = float("nan")
+    rows = pd.DataFrame([
+        dict(op="conv2d", c=256, h=56, w=56, o=64, r=1, s=1, stride=1, padding=0, batch=1),
+        dict(op="spmm", m=64, n=3136, k=256),
+        dict(op="qgemm", m=64, n=3136, k=256),
+        dict(op="conv2d", c=64, h=56, w=56, o=64, r=3, s=3, stride=1, padding=1, batch=1),
+        dict(op="spmm", m=64, n=3136, k=576),
+        dict(op="conv2d", c=64, h=112, w=112, o=64, r=3, s=3, stride=2, padding=1, batch=1),
+        dict(op="spmm", m=1000, n=8, k=2048, layer="net:fc"),
+        dict(op="spmm", m=1000, n=16, k=2048, layer="net:fc"),
+        dict(op="spmm", m=1000, n=16, k=1024),
+        dict(op="conv2d", c=3, h=nan, w=8, o=4, r=3, s=3, stride=1, padding=1, batch=1),
+    ])
+    for col in ("m", "n", "k", "c", "h", "w", "o", "r", "s", "stride", "padding", "batch"):
+        rows[col] = rows[col].astype(float)
+    g = held_out_groups(rows).tolist()
+    assert g[0] == g[1] == g[2] != g[3]
+    assert g[3] == g[4] == g[5]         # the stride-2 layer has the same im2col GEMM
+    assert g[6] == g[7] != g[8]
+    assert len(set(g)) == 5
+    folds = _groups(rows, "leave-shape-out", 0, seed=0)
+    assert len(set(folds.tolist())) == 5 and folds[0] == folds[1] == folds[2]
 
 
 def test_fit_and_save(data, tmp_path):

@@ -7,7 +7,8 @@ of convolutions per geometry, so a held-out layer's time came from a few neighbo
 layers (docs/models.md, thirteenth session). These shapes cover the ranges of the layers
 instead: scrambled Sobol samples (scipy.stats.qmc) of log2 sizes in each regime -- dense
 GEMMs (general, narrow N as in sparse x narrow dense products, narrow M as in qgemm's small
-batches) and 3 x 3 / 5 x 5 convolutions (stride 1 or 2) -- within a work range per call;
+batches), 3 x 3 / 5 x 5 convolutions (stride 1 or 2) and sparse x dense GEMMs (our spmm
+kernel had been measured on the layers' shapes only) -- within a work range per call;
 every other GEMM shape is rounded to multiples of 16, the rest stay as sampled (BLAS edge
 tiles).
 """
@@ -27,6 +28,11 @@ GEMMS = {
 #: convolutions: count, log2 ranges of c, o, output height = width, dense flop range
 CONVS = (48, ((5.0, 9.5), (5.0, 9.5), (2.5, 5.9)), (5e7, 2e9))
 CONV_SPARSITIES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
+#: sparse x dense GEMMs (our kernel and the dense baseline, one thread): count, log2 ranges
+#: of m, n, k (the layers' span: ResNet-50's 1 x 1 and im2col GEMMs, BERT-base's at 8 to
+#: 1352 tokens), dense flop range per call
+SPARSE_GEMMS = (48, ((6.0, 12.0), (3.0, 13.6), (6.0, 12.2)), (2e6, 2e9))
+SPARSE_GEMM_SPARSITIES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
 
 
 def _log2_samples(bounds, seed: int, extra_dims: int = 0):
@@ -97,6 +103,12 @@ def main() -> None:
     print('[[block]]\nop = "conv2d"')
     print(_toml_shapes(shapes, 1))
     print(f"sparsities = {CONV_SPARSITIES}\nthreads = [1, 2]")
+    count, bounds, flop_range = SPARSE_GEMMS
+    shapes = gemm_shapes(count, bounds, flop_range, len(GEMMS) + 1)
+    print(f"\n# sparse x dense GEMMs: {count} shapes, one thread")
+    print('[[block]]\nop = "spmm"\nkernels = ["spmm_csr_f32", "gemm_blas_f32"]')
+    print(_toml_shapes(shapes, 3))
+    print(f"sparsities = {SPARSE_GEMM_SPARSITIES}")
 
 
 if __name__ == "__main__":

@@ -305,16 +305,19 @@ def test_spec_files_and_presets(tmp_path):
 def test_standard_preset_ends_with_the_generated_grid_blocks(tmp_path):
     """The standard preset's shape grids are what benchmarks/make_preset_grids.py prints
     (so they can be regenerated and reviewed): dense BLAS alone on the GEMM shapes (once
-    per thread count), every convolution kernel on the convolution shapes."""
+    per thread count), every convolution kernel on the convolution shapes, our spmm kernel
+    at 7 sparsities and BLAS on the sparse x dense GEMM shapes."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "make_preset_grids.py"
     printed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                              check=True).stdout
     assert (PRESET_DIR / "standard.toml").read_text().endswith(printed)
     (tmp_path / "grid.toml").write_text(printed)
     grid = load_spec(tmp_path / "grid.toml")
-    gemms = [p for p in grid.points if p.op != "conv2d"]
+    sparse = [p for p in grid.points if p.kernel == "spmm_csr_f32"]
+    assert len(sparse) == 48 * 7 and {p.threads for p in sparse} == {1}
+    gemms = [p for p in grid.points if p.op != "conv2d" and p not in sparse]
     assert {p.kernel for p in gemms} == {"gemm_blas_f32"}
-    assert len(gemms) == 48 * 2 + 48 + 48
+    assert len(gemms) == 48 * 2 + 48 + 48 + 48
     convs = [p for p in grid.points if p.op == "conv2d"]
     assert len(convs) == 48 * (1 + 7) * 2  # im2col once, direct at 7 sparsities; 2 threads
     assert set(grid.points) <= set(load_spec("standard").points)

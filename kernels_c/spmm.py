@@ -52,6 +52,12 @@ _MIN_USES_TO_PACK = 4
 #: 128), 0.94-0.96x with L1-sized slices (K blocks of 64 rows; docs/spmm.md)
 _MIN_USES_TO_SLICE = 32
 _MIN_SLICE_BYTES = 64 * 1024
+#: ... and L1-sized slices whose rows, one row of B apart, would overflow a set of the L1
+#: (64 sets of 64-byte lines, 4 KiB apart, this many ways: 8 on Zen 3, 12 on Intel's 48 KiB
+#: L1s): rows of B a multiple of 4 KiB apart (N = 1024, 2048, ...) put a 64-row K block of a
+#: 64-column N tile, 256 lines, into 4 sets, which hold 32 of them
+_L1_SETS, _L1_WAYS = 64, 8
+_SLICE_ALIASED_B = True
 #: B that would be copied whole to aligned rows (_pack_ld) is copied K block by K block
 #: instead, into per-thread slices that stay in L1/L2, when A is K blocked in one block of
 #: rows of C (the slices then copy B once, as the whole copy does): 0.99-1.31x, median
@@ -219,6 +225,19 @@ _SMALL_PANEL_BYTES = 128 * 1024
 #: 1.06-1.51x at sparsity 0.4-0.5, 1.00-1.09x at 0.6, 0.92-1.01x at 0.65
 _MIN_L1_N_TILE_DENSITY = 0.38
 _L1_N_TILE = 64
+#: ... and at any K-block density where the K block's slice of such a tile, rows one row of
+#: B apart, would overflow a set of the L1 (_slice_overflows_l1: rows of B a multiple of
+#: 2 KiB apart, N = 512, 1024, ...; the slices are then copied, plan_spmm): the register
+#: tiles' pieces of the block of all N columns share those sets too, and the K blocks ran
+#: at half the speed of their neighbours' (N = 1024 at sparsity 0.7: 19-21 GFLOP/s, N =
+#: 1008 and 1040 37-41). Only where the slices are copied (rows of B serving
+#: _MIN_USES_TO_SLICE nonzeros): read in place, the tiles gained nothing (M = 64, 112).
+#: Sparser than _MIN_ALIASED_L1_N_TILE_DENSITY only where every row of B lies in the same
+#: sets (N a multiple of _L1_PERIOD floats, 4 KiB): there 1.2-1.55x at sparsity 0.8-0.9,
+#: elsewhere 0.9-1.1x (benchmarks/bench_spmm_aliased_slices.py; docs/spmm.md)
+_ALIASED_L1_N_TILES = True
+_MIN_ALIASED_L1_N_TILE_DENSITY = 0.25
+_L1_PERIOD = 1024
 #: AVX2, N of 5-7 vectors with a ragged last one (N = 33-63, not a multiple of 8), from
 #: sparsity 0.9 on (density <= 0.105: sampled matrices fall either side of 0.1): one
 #: 8-vector tile over the whole row instead of a 4-vector tile and a ragged rest.
@@ -356,8 +375,11 @@ def _blocking(level: str, m: int, k: int, n: int, density: float,
     else:
         if wide and density >= _MIN_WIDE_FIT_DENSITY and k_block * 4 * 8 * vw > _TILE_SLICE_BYTES:
             params["reg_vectors"] = 4  # the 8-vector tile's slice would leave L1
-        if (level == "avx2" and params["reg_vectors"] == 4 and density >= _MIN_L1_N_TILE_DENSITY
-                and k_block * n * 4 > _B_BLOCK_BYTES):
+        if (level == "avx2" and params["reg_vectors"] == 4 and k_block * n * 4 > _B_BLOCK_BYTES
+                and (density >= _MIN_L1_N_TILE_DENSITY or (
+                    _ALIASED_L1_N_TILES and density * m >= _MIN_USES_TO_SLICE
+                    and (density >= _MIN_ALIASED_L1_N_TILE_DENSITY or n % _L1_PERIOD == 0)
+                    and _slice_overflows_l1(k_block, _L1_N_TILE, n)))):
             params["n_tile"] = _L1_N_TILE
         elif params["reg_vectors"] == 4:
             while 2 * k_block < k and 2 * k_block * n * 4 <= _B_BLOCK_BYTES:
@@ -525,6 +547,18 @@ def _row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return (flat - block_of * m).astype(np.int32).reshape(n_kblocks, m)
 
 
+def _slice_overflows_l1(rows: int, cols: int, ld: int) -> bool:
+    """Whether ``rows`` rows of ``cols`` floats, ``ld`` floats apart (the first on a cache
+    line), hold more lines of some set of the L1 than it has ways (``_L1_SETS``,
+    ``_L1_WAYS``)."""
+    start = np.arange(rows, dtype=np.int64) * (4 * ld)
+    first, last = start // 64, (start + 4 * cols - 1) // 64
+    width = int((last - first).max()) + 1
+    lines = first[:, None] + np.arange(width)
+    lines = lines[lines <= last[:, None]]
+    return int(np.bincount(lines % _L1_SETS, minlength=_L1_SETS).max()) > _L1_WAYS
+
+
 def _alignment_peel(b: np.ndarray, level: str) -> int:
     """Columns to handle before the first register tile so that the tiles load B at
     vector-aligned addresses. numpy aligns large arrays to 16 bytes only, and a 64-byte load
@@ -665,7 +699,9 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     one_row_block = full["row_block"] >= m
     sliced = k_blocked and n > VECTOR_WIDTH[level] and (
         (0 < full["n_tile"] < n and indices.shape[0] >= _MIN_USES_TO_SLICE * k
-         and 4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES)
+         and (4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES
+              or (_SLICE_ALIASED_B and _slice_overflows_l1(
+                  full["k_block"], full["n_tile"], pack_ld or n))))
         or (_SLICE_COPIED_B and pack_ld > 0 and one_row_block))
     phased = (k_blocked and pack_ld > 0 and _phased_b(level, n, full["reg_vectors"])
               and (full["n_tile"] == 0 or full["n_tile"] >= n) and b.ctypes.data % 4 == 0)

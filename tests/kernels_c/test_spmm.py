@@ -257,6 +257,25 @@ def test_avx2_l1_n_tiles_from_density_0_38():
     assert tiles(4096, 4096, 128, 0.5) == (4, 128, 0)
 
 
+def test_avx2_l1_n_tiles_at_any_k_block_density_where_rows_of_b_alias():
+    """Sparser than that, the same N tiles where the slice's rows, one row of B apart,
+    overflow an L1 set and serve enough nonzeros to be copied: down to density 0.25, and
+    below it where every row of B falls in the same sets (N a multiple of 1024)."""
+    def tiles(m, k, n, density):
+        p = default_params(m, k, n, density, isa="avx2")
+        return p["k_block"], p["n_tile"]
+
+    assert tiles(1024, 1024, 1024, 0.3) == (64, 64)
+    assert tiles(2368, 304, 1024, 0.1) == (128, 64)
+    assert tiles(512, 768, 2048, 0.2) == (64, 64)
+    assert tiles(1024, 512, 512, 0.3)[1] == 64        # rows 2 KiB apart
+    assert tiles(1024, 512, 512, 0.2)[1] == 0
+    assert tiles(768, 512, 768, 0.3)[1] == 64 and tiles(768, 512, 768, 0.2)[1] == 0
+    assert tiles(1024, 1024, 1008, 0.3) == (64, 0)   # rows one line further each
+    assert tiles(64, 147, 12544, 0.3)[1] == 0        # 19 uses a row of B: not copied
+    assert tiles(1024, 1024, 1024, 0.05)[1] == 0     # below the K-block densities
+
+
 def test_avx2_ragged_rows_take_one_8_vector_tile():
     """AVX2, N of 5-7 vectors with a ragged last one: one 8-vector tile over the row
     from sparsity 0.9 on, or at any sparsity while B fits 128 KiB; the other blocking is
@@ -585,6 +604,32 @@ def test_k_blocks_under_n_tiles_read_a_copied_slice_of_b(isa_path, threads, n):
         assert plan.args.slice_b == (isa_path != "portable")
         plan.args.threads = 3 - threads  # scratch is per thread of the team that runs
         np.testing.assert_allclose(plan.run(), -ref, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("n", [512, 528])
+def test_l1_sized_slices_are_copied_where_rows_of_b_alias_in_l1(isa_path, n):
+    """K blocks of 64 rows under 64-column N tiles (16 KiB slices, L1-sized) read B in
+    place, unless its rows, a multiple of 2 KiB apart (N = 512), put more lines into an L1
+    set than it has ways: then each thread copies the slices, as it does larger ones."""
+    rng = np.random.default_rng(n)
+    a = _random_csr(rng, 96, 256, 0.5)
+    b = rng.standard_normal((256, n)).astype(np.float32)
+    plan = plan_spmm(a, b, isa=isa_path, k_block=64, n_tile=64, reg_vectors=2, row_block=48)
+    ref = (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+    np.testing.assert_allclose(plan.run(), ref, rtol=1e-4, atol=1e-3)
+    assert plan.args.slice_b == (isa_path != "portable" and n == 512)
+
+
+def test_slice_overflow_counts_lines_per_l1_set():
+    """64-byte lines, 64 sets, 8 ways: 4 KiB apart every row's lines share the same sets."""
+    from kernels_c.spmm import _slice_overflows_l1
+
+    assert not _slice_overflows_l1(8, 64, 1024)      # 8 rows x 4 lines in 4 sets: full
+    assert _slice_overflows_l1(9, 64, 1024)
+    assert _slice_overflows_l1(64, 64, 512) and _slice_overflows_l1(64, 64, 768)
+    assert not _slice_overflows_l1(64, 64, 1040)     # each row one set further
+    assert not _slice_overflows_l1(64, 64, 960) and not _slice_overflows_l1(64, 64, 3136)
+    assert _slice_overflows_l1(16, 8, 1024)           # a line a row, 16 in one set
 
 
 @pytest.mark.parametrize("n", [20, 49, 100, 196])

@@ -547,10 +547,11 @@ def _row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return (flat - block_of * m).astype(np.int32).reshape(n_kblocks, m)
 
 
+@functools.lru_cache(maxsize=1024)
 def _slice_overflows_l1(rows: int, cols: int, ld: int) -> bool:
     """Whether ``rows`` rows of ``cols`` floats, ``ld`` floats apart (the first on a cache
     line), hold more lines of some set of the L1 than it has ways (``_L1_SETS``,
-    ``_L1_WAYS``)."""
+    ``_L1_WAYS``; kept: plans and queries ask about the same few blockings)."""
     start = np.arange(rows, dtype=np.int64) * (4 * ld)
     first, last = start // 64, (start + 4 * cols - 1) // 64
     width = int((last - first).max()) + 1

@@ -67,13 +67,7 @@ def spmm_slices(spec):
             d = p.problem.dims
             m, n, k, density = d["m"], d["n"], d["k"], 1 - p.problem.sparsity
             full = {**spmm.default_params(m, k, n, density, level), **dict(p.params)}
-            tile, block = full["n_tile"], full["k_block"]
-            sliced = (level != "portable" and block and 0 < tile < n
-                      and n > spmm.VECTOR_WIDTH[level]
-                      and density * m >= spmm._MIN_USES_TO_SLICE
-                      and (4 * block * tile >= spmm._MIN_SLICE_BYTES
-                           or (rules and spmm._slice_overflows_l1(block, tile, n))))
-            return full, bool(sliced)
+            return full, spmm._slices_b(full, level, m, k, n, round(density * m * k), 0)
         finally:
             spmm._SLICE_ALIASED_B = spmm._ALIASED_L1_N_TILES = True
 

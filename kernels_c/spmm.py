@@ -547,6 +547,23 @@ def _row_order(lengths: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return (flat - block_of * m).astype(np.int32).reshape(n_kblocks, m)
 
 
+def _slices_b(full: dict[str, int], level: str, m: int, k: int, n: int, nnz: int,
+              pack_ld: int) -> bool:
+    """Whether a plan with parameters ``full`` copies each K block's slice of B into
+    per-thread scratch (spmm.h ``slice_b``; before plan_spmm's phase check, which may turn
+    it off): under N tiles, slices of _MIN_SLICE_BYTES or whose rows would overflow an L1
+    set, rows of B serving _MIN_USES_TO_SLICE nonzeros; or B that would be copied whole
+    (``pack_ld``, :func:`_pack_ld`) in one block of rows."""
+    if not (full["k_block"] and level != "portable" and n > VECTOR_WIDTH[level]):
+        return False
+    block, tile = full["k_block"], full["n_tile"]
+    if 0 < tile < n and nnz >= _MIN_USES_TO_SLICE * k and (
+            4 * block * tile >= _MIN_SLICE_BYTES
+            or (_SLICE_ALIASED_B and _slice_overflows_l1(block, tile, pack_ld or n))):
+        return True
+    return _SLICE_COPIED_B and pack_ld > 0 and full["row_block"] >= m
+
+
 @functools.lru_cache(maxsize=1024)
 def _slice_overflows_l1(rows: int, cols: int, ld: int) -> bool:
     """Whether ``rows`` rows of ``cols`` floats, ``ld`` floats apart (the first on a cache
@@ -698,12 +715,7 @@ def plan_spmm(a: Any, b: np.ndarray, *, threads: int = 1, out: np.ndarray | None
     k_blocked = bool(full["k_block"]) and level != "portable" and n > 1
     pack_ld = _pack_ld(b, indices.shape[0], level, full["reg_vectors"])
     one_row_block = full["row_block"] >= m
-    sliced = k_blocked and n > VECTOR_WIDTH[level] and (
-        (0 < full["n_tile"] < n and indices.shape[0] >= _MIN_USES_TO_SLICE * k
-         and (4 * full["k_block"] * full["n_tile"] >= _MIN_SLICE_BYTES
-              or (_SLICE_ALIASED_B and _slice_overflows_l1(
-                  full["k_block"], full["n_tile"], pack_ld or n))))
-        or (_SLICE_COPIED_B and pack_ld > 0 and one_row_block))
+    sliced = _slices_b(full, level, m, k, n, indices.shape[0], pack_ld)
     phased = (k_blocked and pack_ld > 0 and _phased_b(level, n, full["reg_vectors"])
               and (full["n_tile"] == 0 or full["n_tile"] >= n) and b.ctypes.data % 4 == 0)
     if phased:

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ._probe import probe_factors
+from ._problem import from_row
 from .base import PerfModel, ok_rows
 from .roofline import family_of
 
@@ -61,22 +62,18 @@ def _shape_id(rows: pd.DataFrame) -> pd.Series:
 
 def _gemm_problem(rec: dict[str, Any]) -> tuple[int, int, int] | None:
     """The (M, N, K) of the matrix product a row is, or whose GEMM view (im2col, the
-    pointwise spmm) a convolution row is computed or predicted through; None if incomplete."""
-    def num(key: str, default: float = math.nan) -> float:
-        v = rec.get(key, default)
-        return float(v) if v is not None and pd.notna(v) else default
-
-    if rec.get("op") != "conv2d":
-        dims = (num("m"), num("n"), num("k"))
-    else:
-        c, h, w, o = (num(key) for key in ("c", "h", "w", "o"))
-        r, s, stride, pad, groups = (num(key, d) for key, d in (
-            ("r", 1.0), ("s", 1.0), ("stride", 1.0), ("padding", 0.0), ("groups", 1.0)))
-        stride, groups = max(stride, 1.0), max(groups, 1.0)
-        dims = (o // groups, ((h + 2 * pad - r) // stride + 1) * ((w + 2 * pad - s) // stride + 1),
-                c // groups * r * s)
-    return tuple(int(v) for v in dims) if all(math.isfinite(v) and v > 0 for v in dims) \
-        else None
+    pointwise spmm) a convolution row is computed or predicted through, per call; None
+    if a dimension is missing."""
+    conv = rec.get("op") == "conv2d"
+    if not all(pd.notna(rec.get(key)) for key in (("c", "h", "w", "o") if conv
+                                                  else ("m", "n", "k"))):
+        return None
+    p = from_row(rec)
+    if not conv:
+        return p["m"], p["n"], p["k"]
+    groups = rec.get("groups")
+    groups = int(groups) if groups is not None and pd.notna(groups) and groups > 1 else 1
+    return p["m"] // groups, p["p"] * p["q"], p["k"] // groups
 
 
 def held_out_groups(rows: pd.DataFrame) -> pd.Series:
